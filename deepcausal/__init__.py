@@ -1,0 +1,8 @@
+"""deepcausal: deep two-stage estimators of dose-response (structural) functions.
+
+DFIV (deep feature instrumental variables) and DFPV (deep feature proxy causal learning) train
+neural feature maps by gradient steps while their linear stage heads are solved in closed form,
+on minibatches, by a proximal solver (see :mod:`deepcausal.heads`).
+"""
+
+__version__ = "0.1.0"

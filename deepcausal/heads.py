@@ -1,0 +1,196 @@
+"""Closed-form and proximal solves for linear heads on learned features.
+
+A model f(x) = F W with features F = [φ_θ(x), 1] (n × d, the intercept column appended by the
+caller through :func:`add_intercept`) and a linear head W (d × k) has, under the mean-normalised
+squared loss with ridge β,
+
+    L(W) = (1/n) ||Y − F W||² + β ||W||²,
+
+the closed-form optimum  W* = (FᵀF/n + β I)⁻¹ (FᵀY/n).
+
+On a minibatch, the *proximal* head keeps the previous head W_prev close:
+
+    W_new = argmin_W (1/n) ||Y − F W||² + λ ||W − W_prev||² + β ||W||²
+          = (FᵀF/n + (λ + β) I)⁻¹ (FᵀY/n + λ W_prev).
+
+Both depend on the data only through the sufficient statistics (FᵀF, FᵀY, n), so every solve here
+goes through :class:`SufficientStats`: a minibatch gives one set, a full-data refit streams and adds
+them up (memory O(d²), never O(n·d)), and a distributed run all-reduces them before the solve.
+
+Numerics: the statistics are accumulated in float64; the d × d system is solved by Cholesky (a small
+jitter is added and the factorisation retried if it fails), with ``lstsq`` as the last resort
+(with a warning); no explicit inverse is ever formed. The solves are differentiable with respect to
+their inputs, which the two-stage solver uses for the λ₁₂ refit (gradients into the *targets* Y).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+
+__all__ = [
+    "SufficientStats",
+    "add_intercept",
+    "outer_features",
+    "solve_spd",
+    "ridge_head",
+    "proximal_head",
+    "check_coefficients",
+]
+
+# Relative jitter ladder tried when Cholesky fails: jitter = scale · mean(diag(A)).
+_JITTERS = (1e-10, 1e-8, 1e-6)
+
+
+def _check_matrix(name: str, x: torch.Tensor, ndim: int = 2) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {tuple(x.shape)}")
+    if not torch.isfinite(x.detach()).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+
+
+def check_coefficients(**coefficients: float) -> None:
+    """Raise ``ValueError`` unless every named coefficient is a finite number ≥ 0."""
+    for name, value in coefficients.items():
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be a number, got {value!r}") from None
+        if not math.isfinite(v) or v < 0:
+            raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+
+
+def add_intercept(x: torch.Tensor) -> torch.Tensor:
+    """Append a column of ones: (n, d) → (n, d + 1)."""
+    return torch.cat([x, x.new_ones(x.shape[0], 1)], dim=1)
+
+
+def outer_features(a: torch.Tensor, b: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Row-wise outer product of intercept-augmented features, flattened.
+
+    Row i is vec([a_i, 1] ⊗ [b_i, 1]) with the index of ``a`` varying slowest:
+    (n, p), (n, q) → (n, (p + 1)(q + 1)). Without ``b`` this is just [a, 1].
+    """
+    a1 = add_intercept(a)
+    if b is None:
+        return a1
+    if b.shape[0] != a.shape[0]:
+        raise ValueError(f"outer_features: a has {a.shape[0]} rows but b has {b.shape[0]}")
+    b1 = add_intercept(b)
+    return (a1.unsqueeze(2) * b1.unsqueeze(1)).reshape(a.shape[0], -1)
+
+
+@dataclass
+class SufficientStats:
+    """Sufficient statistics of a least-squares head: Σ FᵀF (d × d), Σ FᵀY (d × k) and n, in float64.
+
+    Build from one batch with :meth:`from_batch`, add batches with :meth:`update` (streaming),
+    and solve with :meth:`solve`. ``FtY`` keeps the autograd graph of Y when Y requires grad.
+    """
+
+    FtF: torch.Tensor
+    FtY: torch.Tensor
+    n: int
+
+    @classmethod
+    def from_batch(cls, F: torch.Tensor, Y: torch.Tensor) -> "SufficientStats":
+        _check_matrix("F", F)
+        _check_matrix("Y", Y)
+        if F.shape[0] != Y.shape[0]:
+            raise ValueError(f"F has {F.shape[0]} rows but Y has {Y.shape[0]}")
+        if F.shape[0] == 0:
+            raise ValueError("F has no rows")
+        F64, Y64 = F.to(torch.float64), Y.to(torch.float64)
+        return cls(F64.T @ F64, F64.T @ Y64, int(F.shape[0]))
+
+    @classmethod
+    def empty(cls, d: int, k: int, device=None) -> "SufficientStats":
+        z = dict(dtype=torch.float64, device=device)
+        return cls(torch.zeros(d, d, **z), torch.zeros(d, k, **z), 0)
+
+    def update(self, F: torch.Tensor, Y: torch.Tensor) -> "SufficientStats":
+        """Add one batch in place (no autograd graph is kept); returns self."""
+        batch = SufficientStats.from_batch(F.detach(), Y.detach())
+        if batch.FtF.shape != self.FtF.shape or batch.FtY.shape != self.FtY.shape:
+            raise ValueError(
+                f"batch statistics of shape {tuple(batch.FtY.shape)} do not match the "
+                f"accumulator's {tuple(self.FtY.shape)}"
+            )
+        self.FtF += batch.FtF
+        self.FtY += batch.FtY
+        self.n += batch.n
+        return self
+
+    def reduced(self, reducer: Optional[Callable[["SufficientStats"], "SufficientStats"]]):
+        """Apply a reducer (e.g. a torch.distributed all-reduce) or return self unchanged."""
+        return self if reducer is None else reducer(self)
+
+    def solve(self, beta: float, lam: float = 0.0, W_prev: Optional[torch.Tensor] = None):
+        """Proximal ridge head (FᵀF/n + (λ+β) I)⁻¹ (FᵀY/n + λ W_prev), in float64.
+
+        With ``lam = 0`` (or no ``W_prev``) this is the ridge head (FᵀF/n + β I)⁻¹ FᵀY/n.
+        """
+        check_coefficients(beta=beta, lam=lam)
+        if self.n == 0:
+            raise ValueError("cannot solve a head from zero rows")
+        d = self.FtF.shape[0]
+        if lam > 0 and W_prev is None:
+            raise ValueError("lam > 0 needs W_prev, the previous head")
+        if lam + beta <= 0 and self.n < d:
+            raise ValueError(
+                f"the batch has {self.n} rows but {d} features: the head is not identified; "
+                "use a ridge beta > 0 or a proximal lam > 0"
+            )
+        eye = torch.eye(d, dtype=torch.float64, device=self.FtF.device)
+        A = self.FtF / self.n + (lam + beta) * eye
+        B = self.FtY / self.n
+        if lam > 0:
+            if W_prev.shape != B.shape:
+                raise ValueError(f"W_prev has shape {tuple(W_prev.shape)}, expected {tuple(B.shape)}")
+            B = B + lam * W_prev.to(torch.float64)
+        return solve_spd(A, B)
+
+
+def solve_spd(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    """Solve A X = B for symmetric positive (semi-)definite A without forming A⁻¹.
+
+    Cholesky first; on failure retry with a growing diagonal jitter (relative to the mean diagonal),
+    then fall back to least squares with a ``RuntimeWarning``. Differentiable in A and B.
+    """
+    L, info = torch.linalg.cholesky_ex(A)
+    if int(info) == 0:
+        return torch.cholesky_solve(B, L)
+    scale = float(A.diagonal().abs().mean().clamp_min(1e-300))
+    eye = torch.eye(A.shape[0], dtype=A.dtype, device=A.device)
+    for rel in _JITTERS:
+        L, info = torch.linalg.cholesky_ex(A + rel * scale * eye)
+        if int(info) == 0:
+            return torch.cholesky_solve(B, L)
+    warnings.warn(
+        "Cholesky failed even with jitter; falling back to least squares. "
+        "The features are (nearly) collinear: consider a larger ridge beta.",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+    return torch.linalg.lstsq(A, B, driver="gelsd" if A.device.type == "cpu" else None).solution
+
+
+def ridge_head(F: torch.Tensor, Y: torch.Tensor, beta: float) -> torch.Tensor:
+    """Ridge head W* = (FᵀF/n + β I)⁻¹ (FᵀY/n), float64 (d × k)."""
+    return SufficientStats.from_batch(F, Y).solve(beta)
+
+
+def proximal_head(
+    F: torch.Tensor, Y: torch.Tensor, W_prev: torch.Tensor, lam: float, beta: float
+) -> torch.Tensor:
+    """Proximal head (FᵀF/n + (λ+β) I)⁻¹ (FᵀY/n + λ W_prev), float64 (d × k).
+
+    Differentiable with respect to F, Y (and W_prev) when they carry gradients.
+    """
+    return SufficientStats.from_batch(F, Y).solve(beta, lam, W_prev)
