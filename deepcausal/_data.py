@@ -1,0 +1,124 @@
+"""Input validation at the estimators' boundary: DataFrames or arrays in, checked float arrays out.
+
+Every error names the argument or the column at fault. The user's objects are only read, never
+modified (all conversions copy).
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import pandas as pd
+
+ColumnSpec = Union[str, Sequence[str], None]
+
+
+def as_column_list(spec: ColumnSpec, role: str) -> List[str]:
+    """A column name or a list of names → list of names (empty for None)."""
+    if spec is None:
+        return []
+    names = [spec] if isinstance(spec, str) else list(spec)
+    if len(set(names)) != len(names):
+        dup = sorted({c for c in names if names.count(c) > 1})
+        raise ValueError(f"{role}: column(s) {dup} listed more than once")
+    return names
+
+
+def frame_to_array(df: pd.DataFrame, columns: List[str], role: str) -> np.ndarray:
+    """Columns of ``df`` as a float64 (n, k) array, with errors that name the column."""
+    if not isinstance(df, pd.DataFrame):
+        raise ValueError(f"{role}: expected a pandas DataFrame, got {type(df).__name__}")
+    if df.columns.duplicated().any():
+        dup = sorted(map(str, df.columns[df.columns.duplicated()].unique()))
+        raise ValueError(f"the DataFrame has duplicated column names {dup}; make them unique")
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"{role}: column(s) {missing} not found in the DataFrame (it has {list(df.columns)})")
+    out = np.empty((len(df), len(columns)), dtype=np.float64)
+    for j, c in enumerate(columns):
+        s = df[c]
+        if not (pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s)):
+            raise ValueError(
+                f"{role}: column {c!r} has non-numeric dtype {s.dtype}; encode it as numbers first "
+                "(e.g. pandas.get_dummies or category codes)"
+            )
+        if s.isna().any():
+            raise ValueError(f"{role}: column {c!r} has {int(s.isna().sum())} missing value(s); impute or drop them")
+        values = s.to_numpy(dtype=np.float64)
+        if not np.isfinite(values).all():
+            raise ValueError(f"{role}: column {c!r} contains infinite values")
+        out[:, j] = values
+    return out
+
+
+def as_2d_array(x, name: str, n_rows: Optional[int] = None) -> np.ndarray:
+    """Array-like → float64 (n, k) copy; a 1-D input is one column. Errors name ``name``."""
+    if x is None:
+        raise ValueError(f"{name} is required")
+    if isinstance(x, (pd.DataFrame, pd.Series)):
+        frame = x.to_frame() if isinstance(x, pd.Series) else x
+        arr = frame_to_array(frame, list(frame.columns), name)
+    else:
+        if hasattr(x, "detach"):  # a torch tensor
+            x = x.detach().cpu().numpy()
+        try:
+            arr = np.array(x, dtype=np.float64)  # always a copy
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be numeric; encode non-numeric values as numbers first") from None
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    elif arr.ndim > 2:
+        arr = arr.reshape(arr.shape[0], -1)
+    elif arr.ndim == 0:
+        raise ValueError(f"{name} must be 1-D or 2-D, got a scalar")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} has no rows")
+    if not np.isfinite(arr).all():
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        raise ValueError(f"{name} contains NaN or infinite values (first at row {bad[0]}, column {bad[1]})")
+    if n_rows is not None and arr.shape[0] != n_rows:
+        raise ValueError(f"{name} has {arr.shape[0]} rows but the outcome has {n_rows}")
+    return arr
+
+
+def roles_from_frame(df: pd.DataFrame, specs: Dict[str, ColumnSpec], required: Sequence[str]) -> Dict:
+    """Role name → (float64 array or None, column names), checking roles are present and disjoint."""
+    columns = {role: as_column_list(spec, role) for role, spec in specs.items()}
+    for role in required:
+        if not columns[role]:
+            raise ValueError(f"{role} is required: give its column name(s)")
+    seen: Dict[str, str] = {}
+    for role, names in columns.items():
+        for c in names:
+            if c in seen:
+                raise ValueError(f"column {c!r} is given both as {seen[c]} and as {role}")
+            seen[c] = role
+    return {
+        role: (frame_to_array(df, names, role) if names else None, names) for role, names in columns.items()
+    }
+
+
+class Standardizer:
+    """Per-column centring and scaling fitted on training data.
+
+    Inputs with many columns (images) get one global mean and scale instead, so that near-constant
+    pixels are not blown up into pure noise.
+    """
+
+    max_per_column = 256
+
+    def __init__(self, x: np.ndarray):
+        if x.shape[1] > self.max_per_column:
+            self.mean = np.full(x.shape[1], x.mean())
+            self.scale = np.full(x.shape[1], x.std())
+        else:
+            self.mean = x.mean(axis=0)
+            self.scale = x.std(axis=0)
+        self.scale = np.where(self.scale > 1e-12, self.scale, 1.0)
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        return (x - self.mean) / self.scale
+
+    def inverse(self, x: np.ndarray) -> np.ndarray:
+        return x * self.scale + self.mean

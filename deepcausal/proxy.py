@@ -1,0 +1,367 @@
+"""DFPV: deep feature proxy causal learning (DESIGN §4).
+
+Everything but the feature maps is shared with DFIV through :class:`TwoStageEstimator`: the split,
+the proximal two-stage loop (λ₁, λ₂, λ₁₂; β₁, β₂), the full-batch ridge mode, refit, outputs and
+persistence. This module only says what the stage features are and how a prediction integrates the
+outcome proxy out.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ._data import as_2d_array
+from ._estimator import TwoStageEstimator, _eval_mode
+from .heads import SufficientStats, add_intercept, outer_features
+from .iv import _cat
+
+__all__ = ["DFPV"]
+
+# Stage-1 gradient steps per minibatch in proximal mode (DFIV's default is 1): the conditional mean
+# embedding must track ψ_W, which the stage-2 loss keeps moving.
+_PROXIMAL_STAGE1_ITER = 5
+
+
+def _three_way(a: torch.Tensor, b: torch.Tensor, c) -> torch.Tensor:
+    """vec([a,1] ⊗ [b,1] ⊗ [c,1]) per row (index of ``a`` slowest); [a,1] ⊗ [b,1] without ``c``.
+
+    The last column of ``outer_features(a, b)`` is the product of the two intercepts (= 1), so
+    dropping it and letting ``outer_features`` append it again gives the three-way product.
+    """
+    ab = outer_features(a, b)
+    return ab if c is None else outer_features(ab[:, :-1], c)
+
+
+class DFPV(TwoStageEstimator):
+    """Deep feature proxy causal learning of a dose-response f(a) with a hidden confounder.
+
+    No instrument is needed; instead a *treatment proxy* Z and an *outcome proxy* W of the hidden
+    confounder U are observed. A bridge function h(a, w) solving E[Y | A, Z] = E[h(A, W) | A, Z]
+    gives the dose-response f(a) = E_W[h(a, W)], W averaged over its marginal distribution.
+
+    The bridge is h(a, w) = ([φ_A2(a), 1] ⊗ [ψ_W(w), 1]) u. Stage 1 (one half of the rows) learns
+    the conditional mean of ψ_W(W) given (A, Z) with features [φ_A1(A), 1] ⊗ [φ_Z(Z), 1] and head V;
+    stage 2 (the other half) regresses Y on [φ_A2(A), 1] ⊗ [Ŵ, 1], Ŵ the stage-1 prediction, with
+    head u. Heads are solved in closed form, on minibatches by the proximal solver; ψ_W and φ_A2
+    are trained by the stage-2 loss, ψ_W through the λ₁₂ refit of V (see :mod:`deepcausal.twostage`).
+
+    Parameters
+    ----------
+    mode : {"proximal", "ridge"}, default="proximal"
+        ``"proximal"``: minibatches with proximal heads. ``"ridge"``: the original full-batch
+        algorithm (each batch is a whole stage half; λ ignored and taken as 0).
+    treatment_net : torch.nn.Module or callable, optional
+        φ_A2, the treatment features of the bridge (stage 2).
+    stage1_treatment_net : torch.nn.Module or callable, optional
+        φ_A1, the treatment features of the stage-1 conditional mean.
+    treatment_proxy_net : torch.nn.Module or callable, optional
+        φ_Z, features of the treatment proxy (and of the covariates, when given).
+    outcome_proxy_net : torch.nn.Module or callable, optional
+        ψ_W, features of the outcome proxy.
+    covariate_net : torch.nn.Module or callable, optional
+        η(X), features of the covariates. The stage-2 head has (d_A2+1)(d_W+1)(d_X+1) rows, so
+        keep covariate features few (e.g. ``lambda d: deepcausal.nets.mlp(d, d_out=4)``).
+        Every network: a module is deep-copied at each fit; a callable is called with the input
+        dimension and must return a module. Default: a ReLU MLP (64, 32 → 16) for vectors and a
+        spectral-normalised tanh MLP (→ 32) for inputs with ≥ 1024 columns (images).
+    n_epochs : int, optional
+        Passes over the data. Default 100 in both modes.
+    batch_size : int, default=256
+        Rows per stage half in one minibatch (proximal mode).
+    lam1, lam2, lam12 : float, default=(0.1, 0.1, 0.0)
+        Proximal coefficients of the stage-1 head, the stage-2 head and the stage-1 refit inside
+        the stage-2 loss. λ₁₂ = 0 (the stage-2 gradient reaches ψ_W through the exact per-batch
+        ridge refit of V) gave a lower held-out stage-2 loss on demand PCL than λ₁₂ = 0.1.
+    beta1, beta2 : float, default=(1e-2, 1e-2)
+        Ridge penalties of the stage-1 and stage-2 heads (on standardized data).
+    stage1_iter, covariate_iter, stage2_iter : int, optional
+        Gradient steps of each stage per minibatch. Defaults: 5, 1, 1 (proximal); 20, 20, 1 (ridge).
+        The defaults were chosen by the held-out stage-2 loss on a validation split of the training
+        data (benchmarks/RESULTS.md, "## DFPV").
+    lr : float, default=1e-3
+        Adam learning rate of every network.
+    split_ratio : float, default=0.5
+        Fraction of rows in the stage-1 half.
+    refit_heads : bool, default=True
+        After training, re-estimate both heads on the full stage halves by streaming statistics.
+    random_state : int or None
+        Seeds the split, the batches and the network initialisation; fits are bit-reproducible on CPU.
+    device : {"cpu", "cuda", "auto"}, default="cpu"
+    verbose : bool, default=False
+        Show a progress bar over epochs.
+
+    Attributes
+    ----------
+    nets_ : torch.nn.ModuleDict
+        "treatment" (φ_A2), "stage1_treatment" (φ_A1), "treatment_proxy" (φ_Z), "outcome_proxy"
+        (ψ_W) and, with covariates, "covariate" (η).
+    heads_, current_heads_ : TwoStageHeads
+        Heads used by ``predict`` (refit on all data when ``refit_heads``), and as trained.
+    summaries_ : dict
+        Stage-2 averages the prediction integrates with: ``"w_mean"``, the mean of ψ_W(W); with
+        covariates also ``"w_x_mean"``, the joint mean of [ψ_W, 1] ⊗ [η(X), 1], and
+        ``"w_given_x"``, the ridge head (β₁) of ψ_W(W) on [η(X), 1].
+    history_ : pandas.DataFrame
+        Per-epoch stage losses (standardized units) and, with ``validation``, the structural MSE
+        with current and refit heads.
+
+    Notes
+    -----
+    Prediction integrates the outcome proxy exactly: h is linear in ψ_W, so
+
+        f(a) = ([φ_A2(a), 1] ⊗ [mean_{S2} ψ_W(W), 1]) u.
+
+    With covariates X the bridge is h(a, w, x) = ([φ_A2(a),1] ⊗ [ψ_W(w),1] ⊗ [η(x),1]) u and
+
+    * ``predict(A)`` (no X) returns the average dose-response E_{W,X}[h(a, W, X)], using the
+      joint stage-2 mean of [ψ_W, 1] ⊗ [η, 1] (not the product of the means);
+    * ``predict(A, X)`` returns the conditional dose-response E[h(a, W, x) | X = x], with
+      E[ψ_W(W) | X = x] estimated by a ridge regression of ψ_W on [η(x), 1] over the stage-2 rows.
+      Averaged over the stage-2 rows' X it reproduces ``predict(A)`` (up to the ridge β₁).
+
+    Inputs and the outcome are standardized internally, so β and λ are on a unit scale.
+
+    References
+    ----------
+    Xu, Kanagawa, Gretton. Deep Proxy Causal Learning and its Application to Confounded Bandit
+    Policy Evaluation. NeurIPS 2021.
+
+    Examples
+    --------
+    >>> from deepcausal.proxy import DFPV
+    >>> from deepcausal.datasets import demand_proxy
+    >>> d = demand_proxy(n=1000, seed=0)
+    >>> est = DFPV(n_epochs=5, random_state=0).fit(d.train, **d.fit_kwargs())
+    >>> est.predict(d.test_X).shape
+    (10,)
+    """
+
+    _roles = (
+        ("outcome", "Y", True),
+        ("treatment", "A", True),
+        ("treatment_proxy", "Z", True),
+        ("outcome_proxy", "W", True),
+        ("covariates", "X", False),
+    )
+    _nets = {
+        "stage1_treatment": ("stage1_treatment_net", ("A",), "stage1"),
+        "treatment_proxy": ("treatment_proxy_net", ("Z", "X"), "stage1"),
+        "outcome_proxy": ("outcome_proxy_net", ("W",), "stage2"),
+        "treatment": ("treatment_net", ("A",), "stage2"),
+        "covariate": ("covariate_net", ("X",), "covariate"),
+    }
+    _predict_keys = ("A", "X")
+
+    def __init__(
+        self,
+        *,
+        mode="proximal",
+        treatment_net=None,
+        stage1_treatment_net=None,
+        treatment_proxy_net=None,
+        outcome_proxy_net=None,
+        covariate_net=None,
+        n_epochs=None,
+        batch_size=256,
+        lam1=0.1,
+        lam2=0.1,
+        lam12=0.0,
+        beta1=1e-2,
+        beta2=1e-2,
+        stage1_iter=None,
+        covariate_iter=None,
+        stage2_iter=None,
+        lr=1e-3,
+        split_ratio=0.5,
+        refit_heads=True,
+        random_state=None,
+        device="cpu",
+        verbose=False,
+    ):
+        self.mode = mode
+        self.treatment_net = treatment_net
+        self.stage1_treatment_net = stage1_treatment_net
+        self.treatment_proxy_net = treatment_proxy_net
+        self.outcome_proxy_net = outcome_proxy_net
+        self.covariate_net = covariate_net
+        self.n_epochs = n_epochs
+        self.batch_size = batch_size
+        self.lam1 = lam1
+        self.lam2 = lam2
+        self.lam12 = lam12
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.stage1_iter = stage1_iter
+        self.covariate_iter = covariate_iter
+        self.stage2_iter = stage2_iter
+        self.lr = lr
+        self.split_ratio = split_ratio
+        self.refit_heads = refit_heads
+        self.random_state = random_state
+        self.device = device
+        self.verbose = verbose
+
+    def fit(self, Y, A=None, *, Z=None, W=None, X=None, outcome=None, treatment=None,
+            treatment_proxy=None, outcome_proxy=None, covariates=None, validation=None):
+        """Fit from arrays ``fit(Y, A, Z=..., W=...)`` or a DataFrame ``fit(df, outcome=..., ...)``.
+
+        Parameters
+        ----------
+        Y : array-like (n,) or (n, 1), or a DataFrame in DataFrame mode
+            Outcome; in DataFrame mode, the frame holding every role's columns.
+        A : array-like (n, d_a)
+            Treatment (array mode).
+        Z : array-like (n, d_z)
+            Treatment proxy (array mode).
+        W : array-like (n, d_w)
+            Outcome proxy (array mode).
+        X : array-like (n, d_x), optional
+            Covariates (array mode).
+        outcome, treatment, treatment_proxy, outcome_proxy, covariates : str or list of str
+            Column names of each role (DataFrame mode).
+        validation : tuple, optional
+            Inputs with a known dose-response, to record the structural MSE per epoch in
+            ``history_``: ``(frame, truth)`` or ``(A, X, truth)`` (X None without covariates).
+
+        Returns
+        -------
+        self
+        """
+        data, columns = self._collect(
+            Y, {"A": A, "Z": Z, "W": W, "X": X},
+            {"outcome": outcome, "treatment": treatment, "treatment_proxy": treatment_proxy,
+             "outcome_proxy": outcome_proxy, "covariates": covariates},
+        )
+        return self._fit(data, columns, validation)
+
+    def predict(self, A, X=None, *, heads="fitted"):
+        """Dose-response f(a) per row (with covariates: see the class Notes).
+
+        Parameters
+        ----------
+        A : array-like (n, d_a) or DataFrame
+            Treatment values, or a DataFrame holding the treatment (and covariate) columns named at fit.
+        X : array-like (n, d_x), optional
+            Covariates: with them, the conditional dose-response at x; without them (for a model
+            fitted with covariates), the average dose-response over the covariates.
+        heads : {"fitted", "current"}
+            ``"fitted"`` uses the heads ``predict`` normally uses (refit when ``refit_heads``);
+            ``"current"`` the heads as trained.
+
+        Returns
+        -------
+        ndarray (n,)
+        """
+        return self._predict(A, X, heads)
+
+    def predict_bridge(self, A, W, X=None, *, heads="fitted"):
+        """The bridge function h(a, w) (with covariates h(a, w, x)) per row.
+
+        ``predict(a)`` equals the average of ``predict_bridge(a, w)`` over the stage-2 rows' w.
+
+        Parameters
+        ----------
+        A : array-like (n, d_a)
+        W : array-like (n, d_w)
+            Outcome-proxy values, one per row of A.
+        X : array-like (n, d_x), optional
+            Required when the model was fitted with covariates.
+        heads : {"fitted", "current"}
+
+        Returns
+        -------
+        ndarray (n,)
+        """
+        inputs = self._prediction_inputs(A, X)
+        n = inputs["A"].shape[0]
+        w = as_2d_array(W, "W (outcome_proxy)", n)
+        if w.shape[1] != self.dims_["W"]:
+            raise ValueError(f"W has {w.shape[1]} columns, the model was fitted with {self.dims_['W']}")
+        if self.dims_.get("X") is not None and "X" not in inputs:
+            raise ValueError("X (covariates) is required: the model was fitted with covariates")
+        inputs["W"] = self._to_tensor(self.scalers_["W"].transform(w))
+        return self._predict_std(self.nets_, self._heads(heads), {"bridge": True}, inputs)
+
+    def _settings(self, n_half: int) -> dict:
+        s = super()._settings(n_half)
+        if self.mode == "proximal" and self.stage1_iter is None:
+            s["stage1_iter"] = _PROXIMAL_STAGE1_ITER
+        return s
+
+    # ---- prediction inputs: with covariates, X may be left out (average dose-response) -------
+    def _prediction_inputs(self, first, X=None) -> dict:
+        self._check_fitted()
+        x_cols = self.columns_.get("X") or []
+        frame_has_x = isinstance(first, pd.DataFrame) and bool(x_cols) and set(x_cols) <= set(first.columns)
+        if self.dims_.get("X") is None or X is not None or frame_has_x:
+            return super()._prediction_inputs(first, X)
+        a_cols = self.columns_.get("A") or []
+        if isinstance(first, pd.DataFrame) and a_cols and set(a_cols) <= set(first.columns):
+            first = first[a_cols].to_numpy(dtype=np.float64)
+        n = as_2d_array(first, "A (treatment)").shape[0]
+        inputs = super()._prediction_inputs(first, np.zeros((n, self.dims_["X"])))
+        del inputs["X"]  # placeholder: the prediction averages over the stage-2 covariates
+        return inputs
+
+    def _heads(self, heads: str):
+        if heads not in ("fitted", "current"):
+            raise ValueError(f"heads must be 'fitted' or 'current', got {heads!r}")
+        return self.heads_ if heads == "fitted" else self.current_heads_
+
+    # ---- the feature maps of DESIGN §4 --------------------------------------------------------
+    def _covariate_features(self, nets, b, grad: bool):
+        if "covariate" not in nets or "X" not in b:
+            return None
+        with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
+            return nets["covariate"](b["X"])
+
+    def _stage1_features(self, nets, b):
+        # [φ_A1(A), 1] ⊗ [φ_Z(Z, X), 1]
+        return outer_features(nets["stage1_treatment"](b["A"]), nets["treatment_proxy"](_cat(b, ("Z", "X"))))
+
+    def _stage1_target(self, nets, b):
+        return nets["outcome_proxy"](b["W"])  # ψ_W(W)
+
+    def _stage2_features(self, nets, b, target_hat, covariate_grad):
+        # [φ_A2(A), 1] ⊗ [Ŵ, 1] (⊗ [η(X), 1]); φ_A2 is a stage-2 net: no graph in the covariate step
+        with torch.set_grad_enabled(not covariate_grad and torch.is_grad_enabled()):
+            a2 = nets["treatment"](b["A"])
+        return _three_way(a2, target_hat, self._covariate_features(nets, b, covariate_grad))
+
+    def _summaries(self, nets, data_s2) -> dict:
+        """Stage-2 means of ψ_W (and of [ψ_W,1] ⊗ [η,1], with the ridge of ψ_W on [η,1])."""
+        size = 4096
+        n = data_s2["Y"].shape[0]
+        w_sum, joint_sum, stats = 0.0, 0.0, None
+        with _eval_mode(nets):
+            for lo in range(0, n, size):
+                b = {k: v[lo : lo + size] for k, v in data_s2.items()}
+                w = nets["outcome_proxy"](b["W"]).double()
+                w_sum = w_sum + w.sum(0)
+                eta = self._covariate_features(nets, b, False)
+                if eta is not None:
+                    joint_sum = joint_sum + outer_features(w, eta.double()).sum(0)
+                    if stats is None:
+                        stats = SufficientStats.empty(eta.shape[1] + 1, w.shape[1], device=w.device)
+                    stats.update(add_intercept(eta.double()), w)
+        out = {"w_mean": w_sum / n}
+        if stats is not None:
+            out["w_x_mean"] = joint_sum / n
+            out["w_given_x"] = stats.solve(float(self.beta1))
+        return out
+
+    def _predict_features(self, nets, b, summaries):
+        a2 = nets["treatment"](b["A"])
+        m = a2.shape[0]
+        eta = self._covariate_features(nets, b, False)
+        if summaries.get("bridge"):  # h(a, w, x) at given w
+            return _three_way(a2, nets["outcome_proxy"](b["W"]), eta)
+        if "w_x_mean" not in summaries:  # f(a) = ([φ_A2(a),1] ⊗ [E ψ_W, 1]) u
+            return outer_features(a2, summaries["w_mean"].to(a2.dtype).expand(m, -1))
+        if eta is None:  # average over (W, X): [φ_A2(a),1] ⊗ E([ψ_W,1] ⊗ [η,1])
+            joint = summaries["w_x_mean"].to(a2.dtype)
+            return (add_intercept(a2).unsqueeze(2) * joint.view(1, 1, -1)).reshape(m, -1)
+        w_x = add_intercept(eta) @ summaries["w_given_x"].to(a2.dtype)  # E[ψ_W | x]
+        return _three_way(a2, w_x, eta)
