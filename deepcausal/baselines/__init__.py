@@ -1,0 +1,141 @@
+"""Comparison baselines behind one interface: ``get(name).fit(design).predict(design)``.
+
+Each method is fitted on a benchmark :class:`~deepcausal.datasets.Design`'s training data by its causal
+roles and predicts the structural function at the design's test inputs (``design.test_X``); none reads
+the test truth.
+
+=================  =====  ==============================================================
+name               kind   method
+=================  =====  ==============================================================
+``dfiv``           iv     :class:`deepcausal.DFIV`, default settings
+``naive``          iv     gradient boosting of y on (t, x), instruments ignored
+``sieve2sls``      iv     2SLS on tensor-product cubic splines, knots chosen on a validation split
+``kiv``            iv     kernel IV (Singh, Sahani, Gretton 2019)
+``deepiv``         iv     DeepIV (Hartford et al. 2017), torch
+``dmliv``          iv     econml DMLIV + spline treatment featurizer (needs econml)
+``orthoiv``        iv     econml OrthoIV + spline treatment featurizer (needs econml)
+``nonparam_dmliv`` iv     econml NonParamDMLIV (needs econml and covariates)
+``driv``           iv     econml LinearDRIV (needs econml, one instrument)
+``forest_driv``    iv     econml ForestDRIV (needs econml, one instrument, covariates)
+``sieve_tsls``     iv     econml SieveTSLS (needs econml)
+``dfpv``           proxy  :class:`deepcausal.DFPV`, default settings
+``naive_proxy``    proxy  gradient boosting of y on a, proxies ignored
+``kpv``            proxy  kernel proxy variable (Mastouri et al. 2021)
+``pmmr``           proxy  proxy maximum moment restriction (Mastouri et al. 2021)
+=================  =====  ==============================================================
+
+Examples
+--------
+>>> from deepcausal import baselines
+>>> from deepcausal.datasets import lowdim
+>>> d = lowdim(1000, g="linear", seed=0)
+>>> est = baselines.get("sieve2sls", random_state=0).fit(d)
+>>> d.score(est.predict(d)) < 0.5
+True
+"""
+
+from __future__ import annotations
+
+from ._adapters import DFIVMethod, DFPVMethod
+from ._base import Baseline, NotApplicableError
+from ._classic import Naive, NaiveProxy, Sieve2SLS
+from ._deepiv import DeepIV
+from ._econml import (
+    DMLIVBaseline,
+    DRIVBaseline,
+    ForestDRIVBaseline,
+    NonParamDMLIVBaseline,
+    OrthoIVBaseline,
+    SieveTSLSBaseline,
+    _EconmlIV,
+    econml_available,
+)
+from ._kernel import KIV, KPV, PMMR
+
+__all__ = [
+    "Baseline",
+    "NotApplicableError",
+    "REGISTRY",
+    "get",
+    "available",
+    "requires_econml",
+    "econml_available",
+    "Naive",
+    "NaiveProxy",
+    "Sieve2SLS",
+    "KIV",
+    "KPV",
+    "PMMR",
+    "DeepIV",
+    "DFIVMethod",
+    "DFPVMethod",
+    "DMLIVBaseline",
+    "OrthoIVBaseline",
+    "NonParamDMLIVBaseline",
+    "DRIVBaseline",
+    "ForestDRIVBaseline",
+    "SieveTSLSBaseline",
+]
+
+REGISTRY: dict[str, type[Baseline]] = {
+    cls.name: cls
+    for cls in (
+        DFIVMethod, Naive, Sieve2SLS, KIV, DeepIV,
+        DMLIVBaseline, OrthoIVBaseline, NonParamDMLIVBaseline, DRIVBaseline, ForestDRIVBaseline, SieveTSLSBaseline,
+        DFPVMethod, NaiveProxy, KPV, PMMR,
+    )
+}
+"""Method name → class."""
+
+
+def requires_econml(name: str) -> bool:
+    """True for the econml adapters."""
+    return issubclass(_lookup(name), _EconmlIV)
+
+
+def _lookup(name: str) -> type[Baseline]:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown method {name!r}; known methods: {', '.join(REGISTRY)}") from None
+
+
+def get(name: str, **params) -> Baseline:
+    """A new, unfitted baseline by registry name; ``params`` go to its constructor.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name.
+    ImportError
+        For an econml adapter when econml is not installed.
+    """
+    cls = _lookup(name)
+    if issubclass(cls, _EconmlIV) and not econml_available():
+        raise ImportError(f"method {name!r} needs econml: pip install deepcausal[econml]")
+    return cls(**params)
+
+
+def available(kind: str | None = None, design=None) -> list[str]:
+    """Names of the methods that can run here (econml adapters only when econml is installed).
+
+    Parameters
+    ----------
+    kind : {"iv", "proxy"} or None
+        Only methods for this design kind.
+    design : Design, optional
+        Only methods applicable to this design (kind, images, covariates, instrument count).
+    """
+    if kind is not None and kind not in ("iv", "proxy"):
+        raise ValueError(f"kind must be 'iv', 'proxy' or None, got {kind!r}")
+    has_econml = econml_available()
+    out = []
+    for name, cls in REGISTRY.items():
+        if issubclass(cls, _EconmlIV) and not has_econml:
+            continue
+        if kind is not None and kind not in cls.kinds:
+            continue
+        if design is not None and not cls.applicable(design):
+            continue
+        out.append(name)
+    return out

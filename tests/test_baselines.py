@@ -1,0 +1,147 @@
+"""Baselines (deepcausal.baselines): each recovers a known structural function on an easy case."""
+
+import dataclasses
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from deepcausal import NotFittedError, baselines
+from deepcausal.baselines import NotApplicableError
+from deepcausal.datasets import demand, demand_proxy, lowdim
+from deepcausal.datasets._design import tabular_design
+
+
+@pytest.fixture(autouse=True)
+def _quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+@pytest.fixture(scope="module")
+def linear_iv():
+    """lowdim with g(t) = 3t − 2 (confounded: t = z₁ + e + γ), scored on t ∈ [−2.5, 2.5]."""
+    base = lowdim(2000, g="linear", seed=0)
+    t = np.linspace(-2.5, 2.5, 41)
+    return tabular_design(name="linear_iv", kind="iv", roles=base.roles, train=base.train,
+                          test_X=pd.DataFrame({"t": t}), test_truth=3 * t - 2, structural_function=None, info={})
+
+
+@pytest.fixture(scope="module")
+def sin_iv():
+    return lowdim(2000, g="sin", seed=0)
+
+
+@pytest.fixture(scope="module")
+def easy_proxy():
+    """Proxies equal to the hidden confounder U: the bridge is E[Y | A, U], and f(a) = 2a."""
+    rng = np.random.default_rng(0)
+    n = 1000
+    u = rng.normal(size=n)
+    a = u + rng.normal(size=n)
+    y = 2 * a + 3 * np.sin(2 * u) + 0.3 * rng.normal(size=n)
+    ta = np.linspace(-2, 2, 20)
+    return tabular_design(
+        name="proxy_easy", kind="proxy",
+        roles={"outcome": ["y"], "treatment": ["a"], "treatment_proxy": ["z"], "outcome_proxy": ["w"],
+               "covariates": []},
+        train=pd.DataFrame({"y": y, "a": a, "z": u, "w": u}), test_X=pd.DataFrame({"a": ta}),
+        test_truth=2 * ta, structural_function=None, info={},
+    )
+
+
+def _mse(name, design, **params):
+    est = baselines.get(name, random_state=0, **params).fit(design)
+    pred = est.predict(design)
+    assert pred.shape == (design.n_test,)
+    return design.score(pred)
+
+
+def test_naive_is_biased_on_the_linear_case(linear_iv):
+    # The bar the IV methods below clear; the naive regression must not (confounding bias).
+    assert _mse("naive", linear_iv) > 0.05
+
+
+def test_sieve2sls_recovers_linear(linear_iv):
+    assert _mse("sieve2sls", linear_iv) < 0.05
+
+
+def test_sieve2sls_chooses_basis_on_training_data(linear_iv):
+    est = baselines.get("sieve2sls", random_state=0).fit(linear_iv)
+    assert est.n_knots_ in est.validation_ and est.n_knots_ == min(est.validation_, key=est.validation_.get)
+
+
+def test_kiv_beats_naive_on_lowdim_sin(sin_iv):
+    kiv, naive = _mse("kiv", sin_iv), _mse("naive", sin_iv)
+    assert kiv < 0.15 < 0.25 < naive
+
+
+def test_kiv_subsamples_with_a_warning(sin_iv):
+    with pytest.warns(UserWarning, match="subsample of 300"):
+        baselines.get("kiv", random_state=0, max_rows=300).fit(sin_iv)
+
+
+def test_deepiv_recovers_linear(linear_iv):
+    assert _mse("deepiv", linear_iv, epochs1=10, epochs2=10) < 0.2
+
+
+@pytest.mark.parametrize("name", ["kpv", "pmmr"])
+def test_proxy_methods_recover_truth_when_proxies_are_the_confounder(easy_proxy, name):
+    assert _mse(name, easy_proxy) < 0.1
+    assert _mse("naive_proxy", easy_proxy) > 0.5  # the bar is meaningful
+
+
+def test_fit_never_reads_the_test_truth(sin_iv):
+    blind = dataclasses.replace(sin_iv, test_truth=np.full(sin_iv.n_test, np.nan))
+    for name in ("sieve2sls", "naive"):
+        a = baselines.get(name, random_state=0).fit(sin_iv).predict(sin_iv)
+        b = baselines.get(name, random_state=0).fit(blind).predict(blind)
+        np.testing.assert_array_equal(a, b)
+
+
+def test_registry_and_errors():
+    assert {"naive", "sieve2sls", "kiv", "deepiv", "dfiv"} <= set(baselines.available("iv"))
+    assert set(baselines.available("proxy")) >= {"kpv", "pmmr", "naive_proxy", "dfpv"}
+    assert not set(baselines.available("proxy")) & set(baselines.available("iv"))
+    with pytest.raises(ValueError, match="unknown method 'nope'.*known methods"):
+        baselines.get("nope")
+    with pytest.raises(NotApplicableError, match="applies to iv designs.*proxy design"):
+        baselines.get("kiv").fit(demand_proxy(100, seed=0))
+    with pytest.raises(NotFittedError):
+        baselines.get("naive").predict(lowdim(50))
+
+
+def test_image_design_is_refused():
+    from deepcausal.datasets import dsprites
+
+    d = dsprites(20, seed=0)
+    with pytest.raises(NotApplicableError, match="tabular"):
+        baselines.get("kiv").fit(d)
+    assert "kiv" not in baselines.available(design=d)
+
+
+# ---- econml adapters (skipped without econml) -----------------------------------------------
+def test_econml_adapters_recover_linear(linear_iv):
+    pytest.importorskip("econml")
+    assert _mse("orthoiv", linear_iv) < 0.05
+    assert _mse("sieve_tsls", linear_iv) < 0.05
+    assert _mse("dmliv", linear_iv) < 0.1
+
+
+@pytest.mark.parametrize("name", ["dmliv", "orthoiv", "nonparam_dmliv", "driv", "forest_driv", "sieve_tsls"])
+def test_econml_adapters_on_demand(name):
+    pytest.importorskip("econml")
+    d = demand(1000, seed=0)
+    mse = _mse(name, d)
+    assert np.isfinite(mse) and mse < 2 * d.test_truth.var()
+
+
+def test_econml_roles_checked():
+    pytest.importorskip("econml")
+    d = lowdim(100, seed=0)  # two instruments, no covariates
+    assert "driv" not in baselines.available(design=d)
+    assert "nonparam_dmliv" not in baselines.available(design=d)
+    with pytest.raises(NotApplicableError, match="single instrument"):
+        baselines.get("driv").fit(d)
