@@ -7,7 +7,8 @@ on minibatches, by a proximal solver (see :mod:`deepcausal.heads`).
 
 __version__ = "0.1.0"
 
-from .iv import DFIV  # noqa: E402
 from ._estimator import NotFittedError  # noqa: E402
+from .iv import DFIV  # noqa: E402
+from .proxy import DFPV  # noqa: E402
 
-__all__ = ["DFIV", "NotFittedError"]
+__all__ = ["DFIV", "DFPV", "NotFittedError"]

@@ -17,14 +17,13 @@ only says what F₁, the target and G are, and how a prediction is formed from t
 
 from __future__ import annotations
 
-import copy
 import inspect
 import math
 import os
 import tempfile
 import warnings
 from contextlib import contextmanager
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 import pandas as pd
@@ -39,6 +38,11 @@ from .twostage import TwoStageHeads, squared_loss
 
 _FORMAT = "deepcausal-estimator"
 _FORMAT_VERSION = 1
+
+
+def concat_inputs(b: dict, keys) -> torch.Tensor:
+    """Concatenate the batch entries named in ``keys`` that are present (covariates are optional)."""
+    return torch.cat([b[k] for k in keys if k in b], dim=1)
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -79,11 +83,6 @@ def _same(a, b) -> bool:
         return a is b
 
 
-# mode → settings used where the corresponding parameter is None
-_MODE_DEFAULTS = {
-    "proximal": dict(n_epochs=100, stage1_iter=4, covariate_iter=4, stage2_iter=1),
-    "ridge": dict(n_epochs=100, stage1_iter=20, covariate_iter=20, stage2_iter=1),
-}
 
 
 @contextmanager
@@ -119,6 +118,13 @@ class TwoStageEstimator(ParamsMixin):
     _roles: Tuple[Tuple[str, str, bool], ...] = ()
     _nets: Dict[str, Tuple[str, Tuple[str, ...], str]] = {}
     _predict_keys: Tuple[str, ...] = ()  # batch keys a prediction needs (treatment first)
+    # Whether a model fitted with covariates may predict without them (averaging over the stage-2 rows).
+    _covariates_optional_in_predict = False
+    # mode → settings used where the corresponding parameter is None
+    _mode_defaults = {
+        "proximal": dict(n_epochs=100, stage1_iter=4, covariate_iter=4, stage2_iter=1),
+        "ridge": dict(n_epochs=100, stage1_iter=20, covariate_iter=20, stage2_iter=1),
+    }
 
     # ---- hooks -----------------------------------------------------------------------------
     def _stage1_features(self, nets, b) -> torch.Tensor:  # F₁ with intercept
@@ -136,11 +142,19 @@ class TwoStageEstimator(ParamsMixin):
     def _summaries(self, nets, data_s2) -> dict:  # fitted summaries of S2 a prediction needs
         return {}
 
+    @staticmethod
+    def _covariate_features(nets, b, grad: bool):
+        """η(X), or None without covariates; ``grad=False`` keeps it out of the autograd graph."""
+        if "covariate" not in nets or "X" not in b:
+            return None
+        with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
+            return nets["covariate"](b["X"])
+
     # ---- settings ---------------------------------------------------------------------------
     def _settings(self, n_half: int) -> dict:
-        if self.mode not in _MODE_DEFAULTS:
+        if self.mode not in self._mode_defaults:
             raise ValueError(f"mode must be 'proximal' or 'ridge', got {self.mode!r}")
-        s = dict(_MODE_DEFAULTS[self.mode])
+        s = dict(self._mode_defaults[self.mode])
         for k in s:
             v = getattr(self, k)
             if v is not None:
@@ -215,6 +229,8 @@ class TwoStageEstimator(ParamsMixin):
                     raise ValueError(f"{k} was given but the model was fitted without {self._role_name(k)}")
                 continue
             if raw.get(k) is None:
+                if k == "X" and self._covariates_optional_in_predict:
+                    continue
                 raise ValueError(f"{k} ({self._role_name(k)}) is required: the model was fitted with it")
             if raw[k].shape[1] != self.dims_[k]:
                 raise ValueError(f"{k} has {raw[k].shape[1]} columns, the model was fitted with {self.dims_[k]}")
@@ -449,10 +465,12 @@ class TwoStageEstimator(ParamsMixin):
     def _predict(self, first, X=None, heads: str = "fitted") -> np.ndarray:
         self._check_fitted()
         inputs = self._prediction_inputs(first, X)
+        return self._predict_std(self.nets_, self._heads(heads), self.summaries_, inputs)
+
+    def _heads(self, heads: str) -> TwoStageHeads:
         if heads not in ("fitted", "current"):
             raise ValueError(f"heads must be 'fitted' or 'current', got {heads!r}")
-        h = self.heads_ if heads == "fitted" else self.current_heads_
-        return self._predict_std(self.nets_, h, self.summaries_, inputs)
+        return self.heads_ if heads == "fitted" else self.current_heads_
 
     def effect(self, X=None, *, T0, T1) -> np.ndarray:
         """h(T1, X) − h(T0, X) per row (econml's ``effect``); scalar treatments broadcast over X's rows."""
@@ -499,7 +517,7 @@ class TwoStageEstimator(ParamsMixin):
             )
         m = grid.shape[0]
         if X is None:
-            if self.dims_.get("X") is not None:
+            if self.dims_.get("X") is not None and not self._covariates_optional_in_predict:
                 raise ValueError("X is required: the model was fitted with covariates; pass the rows to average over")
             est = self._predict(grid)
         else:

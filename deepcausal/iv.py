@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import torch
-
-from ._estimator import TwoStageEstimator
+from ._estimator import TwoStageEstimator, concat_inputs
 from .heads import add_intercept, outer_features
 
 __all__ = ["DFIV"]
-
-
-def _cat(b: dict, keys) -> torch.Tensor:
-    return torch.cat([b[k] for k in keys if k in b], dim=1)
 
 
 class DFIV(TwoStageEstimator):
@@ -194,16 +188,8 @@ class DFIV(TwoStageEstimator):
         return self._predict(T, X, heads)
 
     # ---- the feature maps of DESIGN §3 --------------------------------------------------------
-    def _covariate_features(self, nets, b, grad: bool):
-        if "covariate" not in nets:
-            return None
-        if grad:
-            return nets["covariate"](b["X"])
-        with torch.no_grad():
-            return nets["covariate"](b["X"])
-
     def _stage1_features(self, nets, b):
-        return add_intercept(nets["instrument"](_cat(b, ("Z", "X"))))  # [φ(Z, X), 1]
+        return add_intercept(nets["instrument"](concat_inputs(b, ("Z", "X"))))  # [φ(Z, X), 1]
 
     def _stage1_target(self, nets, b):
         return nets["treatment"](b["T"])  # ψ(T)

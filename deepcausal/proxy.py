@@ -8,20 +8,14 @@ outcome proxy out.
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
 import torch
 
 from ._data import as_2d_array
-from ._estimator import TwoStageEstimator, _eval_mode
+from ._estimator import TwoStageEstimator, _eval_mode, concat_inputs
 from .heads import SufficientStats, add_intercept, outer_features
-from .iv import _cat
 
 __all__ = ["DFPV"]
 
-# Stage-1 gradient steps per minibatch in proximal mode (DFIV's default is 1): the conditional mean
-# embedding must track ψ_W, which the stage-2 loss keeps moving.
-_PROXIMAL_STAGE1_ITER = 5
 
 
 def _three_way(a: torch.Tensor, b: torch.Tensor, c) -> torch.Tensor:
@@ -153,6 +147,13 @@ class DFPV(TwoStageEstimator):
         "covariate": ("covariate_net", ("X",), "covariate"),
     }
     _predict_keys = ("A", "X")
+    _covariates_optional_in_predict = True  # without X, predict averages over the stage-2 covariates
+    # Proximal mode takes 5 stage-1 steps per minibatch: the conditional mean embedding must track
+    # ψ_W, which the stage-2 loss keeps moving (chosen on a validation split, see the docstring).
+    _mode_defaults = {
+        **TwoStageEstimator._mode_defaults,
+        "proximal": dict(n_epochs=100, stage1_iter=5, covariate_iter=1, stage2_iter=1),
+    }
 
     def __init__(
         self,
@@ -284,42 +285,10 @@ class DFPV(TwoStageEstimator):
         inputs["W"] = self._to_tensor(self.scalers_["W"].transform(w))
         return self._predict_std(self.nets_, self._heads(heads), {"bridge": True}, inputs)
 
-    def _settings(self, n_half: int) -> dict:
-        s = super()._settings(n_half)
-        if self.mode == "proximal" and self.stage1_iter is None:
-            s["stage1_iter"] = _PROXIMAL_STAGE1_ITER
-        return s
-
-    # ---- prediction inputs: with covariates, X may be left out (average dose-response) -------
-    def _prediction_inputs(self, first, X=None) -> dict:
-        self._check_fitted()
-        x_cols = self.columns_.get("X") or []
-        frame_has_x = isinstance(first, pd.DataFrame) and bool(x_cols) and set(x_cols) <= set(first.columns)
-        if self.dims_.get("X") is None or X is not None or frame_has_x:
-            return super()._prediction_inputs(first, X)
-        a_cols = self.columns_.get("A") or []
-        if isinstance(first, pd.DataFrame) and a_cols and set(a_cols) <= set(first.columns):
-            first = first[a_cols].to_numpy(dtype=np.float64)
-        n = as_2d_array(first, "A (treatment)").shape[0]
-        inputs = super()._prediction_inputs(first, np.zeros((n, self.dims_["X"])))
-        del inputs["X"]  # placeholder: the prediction averages over the stage-2 covariates
-        return inputs
-
-    def _heads(self, heads: str):
-        if heads not in ("fitted", "current"):
-            raise ValueError(f"heads must be 'fitted' or 'current', got {heads!r}")
-        return self.heads_ if heads == "fitted" else self.current_heads_
-
     # ---- the feature maps of DESIGN §4 --------------------------------------------------------
-    def _covariate_features(self, nets, b, grad: bool):
-        if "covariate" not in nets or "X" not in b:
-            return None
-        with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
-            return nets["covariate"](b["X"])
-
     def _stage1_features(self, nets, b):
         # [φ_A1(A), 1] ⊗ [φ_Z(Z, X), 1]
-        return outer_features(nets["stage1_treatment"](b["A"]), nets["treatment_proxy"](_cat(b, ("Z", "X"))))
+        return outer_features(nets["stage1_treatment"](b["A"]), nets["treatment_proxy"](concat_inputs(b, ("Z", "X"))))
 
     def _stage1_target(self, nets, b):
         return nets["outcome_proxy"](b["W"])  # ψ_W(W)

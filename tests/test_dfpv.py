@@ -101,7 +101,9 @@ def test_covariates_average_and_conditional_dose_response(small):
     frame = small.train.assign(region=rng.normal(size=small.n))
     est = DFPV(**FAST, beta1=1e-6, covariate_net=lambda d: torch.nn.Sequential(torch.nn.Linear(d, 3), torch.nn.Tanh()))
     est.fit(frame, **{**small.fit_kwargs(), "covariates": ["region"]})
-    assert est.heads_.u.shape[0] == 17 * 17 * 4
+    d_a2 = est.nets_["treatment"](torch.zeros(1, 1)).shape[1]
+    d_w = est.nets_["outcome_proxy"](torch.zeros(1, 1)).shape[1]
+    assert est.heads_.u.shape[0] == (d_a2 + 1) * (d_w + 1) * (3 + 1)  # three-way product features
     x2 = frame[["region"]].to_numpy()[_stage2_rows(small.n, FAST["random_state"])]
     average = est.predict([15.0, 22.0])
     conditional = [est.predict(np.full(len(x2), a), x2).mean() for a in (15.0, 22.0)]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._base import Baseline, NotApplicableError, hstack, standardize
+from ._base import Baseline, NotApplicableError, standardize
 
 __all__ = ["DMLIVBaseline", "OrthoIVBaseline", "NonParamDMLIVBaseline", "DRIVBaseline", "ForestDRIVBaseline",
            "SieveTSLSBaseline", "econml_available"]
