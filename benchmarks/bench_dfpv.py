@@ -12,29 +12,19 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import platform
-import re
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from deepcausal.datasets import demand_proxy, dsprites_proxy
-from deepcausal.proxy import DFPV
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import machine, single_thread, write_section  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+single_thread()
 
-
-def _cpu() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+from deepcausal.datasets import demand_proxy, dsprites_proxy  # noqa: E402
+from deepcausal.proxy import DFPV  # noqa: E402
 
 
 def run_demand(seeds, n=5000):
@@ -74,8 +64,7 @@ def _summary(values):
 
 def markdown(demand_rows, dsprites_rows, command, n_epochs) -> str:
     lines = ["## DFPV", "", f"Command: `{command}` (from the repository root).",
-             f"Machine: {_cpu()}, 2 cores, one thread (OMP_NUM_THREADS=1, torch.set_num_threads(1)); "
-             f"Python {platform.python_version()}, torch {torch.__version__}; {datetime.date.today()}.", ""]
+             f"Machine: {machine()}; {datetime.date.today()}.", ""]
     if demand_rows:
         seeds = sorted({r["seed"] for r in demand_rows})
         lines += [f"**Demand PCL**, n = 5,000, seeds {seeds}: structural MSE on the 10 test prices "
@@ -102,13 +91,6 @@ def markdown(demand_rows, dsprites_rows, command, n_epochs) -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str, path: Path = RESULTS) -> None:
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    pattern = re.compile(r"^## DFPV\n.*?(?=^## |\Z)", re.S | re.M)
-    new = pattern.sub(lambda _: text + "\n", old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(new)
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--demand-seeds", type=int, nargs="*", default=[0, 1, 2, 3, 4])
@@ -117,7 +99,6 @@ def main(argv=None):
     p.add_argument("--no-write", action="store_true")
     p.add_argument("--notes", default="", help="free text appended to the section")
     args = p.parse_args(argv)
-    torch.set_num_threads(1)
     demand_rows = run_demand(args.demand_seeds) if args.demand_seeds else []
     dsprites_rows = run_dsprites(args.dsprites_seeds, n_epochs=args.dsprites_epochs) if args.dsprites_seeds else []
     command = "OMP_NUM_THREADS=1 python benchmarks/bench_dfpv.py " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -126,7 +107,7 @@ def main(argv=None):
         text += "\n" + args.notes + "\n"
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section("## DFPV", text)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ._data import Standardizer, as_2d_array, frame_to_array, roles_from_frame
-from .heads import check_coefficients
+from .heads import NonFiniteError, check_coefficients
 from .nets import build_net, output_dim
 from .twostage import TwoStageHeads, squared_loss
 
@@ -83,6 +83,18 @@ def _same(a, b) -> bool:
         return a is b
 
 
+
+
+@contextmanager
+def _diverged(stage: str):
+    """Turn non-finite losses or features during training into an error naming the stage."""
+    try:
+        yield
+    except NonFiniteError as exc:
+        raise FloatingPointError(
+            f"{stage}: training diverged ({exc}). Try a smaller lr, or larger ridge (beta1/beta2) or "
+            "proximal (lam1/lam2) coefficients."
+        ) from exc
 
 
 @contextmanager
@@ -142,6 +154,9 @@ class TwoStageEstimator(ParamsMixin):
     def _summaries(self, nets, data_s2) -> dict:  # fitted summaries of S2 a prediction needs
         return {}
 
+    def _diagnose(self, data: dict) -> dict:  # pre-fit checks; returns fitted attributes to set
+        return {}
+
     @staticmethod
     def _covariate_features(nets, b, grad: bool):
         """η(X), or None without covariates; ``grad=False`` keeps it out of the autograd graph."""
@@ -171,7 +186,32 @@ class TwoStageEstimator(ParamsMixin):
             s.update(batch_size=int(self.batch_size), lam1=self.lam1, lam2=self.lam2, lam12=self.lam12)
         if not 0.0 < float(self.split_ratio) < 1.0:
             raise ValueError(f"split_ratio must be in (0, 1), got {self.split_ratio!r}")
+        if self.mode == "proximal" and s["batch_size"] > n_half:
+            warnings.warn(f"batch_size={s['batch_size']} exceeds the {n_half} rows of a stage half: every step "
+                          "uses the whole half", UserWarning, stacklevel=4)
         return s
+
+    @staticmethod
+    def _check_full_batch_memory(n_half: int, dims: dict) -> None:
+        """Refuse (or warn about) full-batch steps whose activations cannot fit in memory.
+
+        Estimate: n_half rows × (input columns + ~1,024 activations of the default networks) × 16
+        bytes (float32 values, their gradients and optimiser buffers).
+        """
+        need = n_half * (sum(d for d in dims.values() if d) + 1024) * 16
+        try:
+            total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            return
+        gib = need / 2**30
+        if need > 0.5 * total:
+            raise MemoryError(
+                f"mode='ridge' takes full-batch steps over {n_half} rows, needing about {gib:.1f} GiB of the "
+                f"{total / 2**30:.1f} GiB here; use mode='proximal' (minibatches) instead"
+            )
+        if need > 0.25 * total:
+            warnings.warn(f"mode='ridge' on {n_half} rows per half needs about {gib:.1f} GiB; mode='proximal' "
+                          "trains on minibatches with memory independent of n", ResourceWarning, stacklevel=4)
 
     # ---- input handling ---------------------------------------------------------------------
     def _collect(self, first, arrays: dict, role_columns: dict) -> Tuple[dict, dict]:
@@ -281,6 +321,9 @@ class TwoStageEstimator(ParamsMixin):
         if n1 < 2 or n - n1 < 2:
             raise ValueError(f"{n} rows are too few to split into two stages (split_ratio={self.split_ratio})")
         settings = self._settings(min(n1, n - n1))
+        if self.mode == "ridge":
+            self._check_full_batch_memory(max(n1, n - n1), {k: (v.shape[1] if v is not None else 0) for k, v in data.items()})
+        diagnostics = self._diagnose(data)
         device = _resolve_device(self.device)
         seed = self.random_state if self.random_state is not None else int(torch.randint(0, 2**62, (1,)))
 
@@ -318,6 +361,8 @@ class TwoStageEstimator(ParamsMixin):
         self.summaries_ = summaries
         self.history_ = pd.DataFrame(history)
         self.n_train_, self.n_stage1_ = n, n1
+        for name, value in diagnostics.items():
+            setattr(self, name, value)
         self.treatment_range_ = (data[self._predict_keys[0]].min(0), data[self._predict_keys[0]].max(0))
         return self
 
@@ -372,49 +417,48 @@ class TwoStageEstimator(ParamsMixin):
     def _step(self, nets, heads, opts, b1, b2, st) -> np.ndarray:
         """One pair of minibatches through the three updates; returns (stage-1, stage-2) losses."""
         nets.train()
-        with torch.no_grad():
-            target1 = self._stage1_target(nets, b1)
-        if heads.V is None:
+        with _diverged("stage 1"):
+            with torch.no_grad():
+                target1 = self._stage1_target(nets, b1)
+            if heads.V is None:
+                with _eval_mode(nets):
+                    heads.stage1_update(self._stage1_features(nets, b1), target1)
+            loss1 = torch.zeros(())
+            for _ in range(st["stage1_iter"]):
+                loss1 = squared_loss(self._stage1_features(nets, b1), target1, heads.V)
+                self._descend(opts, "stage1", loss1)
+                with _eval_mode(nets):
+                    heads.stage1_update(self._stage1_features(nets, b1), target1)
             with _eval_mode(nets):
-                heads.stage1_update(self._stage1_features(nets, b1), target1)
-        loss1 = torch.zeros(())
-        for _ in range(st["stage1_iter"]):
-            loss1 = squared_loss(self._stage1_features(nets, b1), target1, heads.V)
-            self._descend(opts, "stage1", loss1, "stage 1")
-            with _eval_mode(nets):
-                heads.stage1_update(self._stage1_features(nets, b1), target1)
-        with _eval_mode(nets):
-            F1_b1 = self._stage1_features(nets, b1)
-            F1_b2 = self._stage1_features(nets, b2)
-            hat_b2 = F1_b2 @ heads.V.to(F1_b2.dtype)
-            if heads.u is None:
-                heads.stage2_update(self._stage2_features(nets, b2, hat_b2, False), b2["Y"])
+                F1_b1 = self._stage1_features(nets, b1)
+                F1_b2 = self._stage1_features(nets, b2)
+                hat_b2 = F1_b2 @ heads.V.to(F1_b2.dtype)
+                if heads.u is None:
+                    heads.stage2_update(self._stage2_features(nets, b2, hat_b2, False), b2["Y"])
 
-        if "covariate" in opts:
-            for _ in range(st["covariate_iter"]):
+        with _diverged("covariate stage"):
+            for _ in range(st["covariate_iter"] if "covariate" in opts else 0):
                 loss = squared_loss(self._stage2_features(nets, b2, hat_b2, True), b2["Y"], heads.u)
-                self._descend(opts, "covariate", loss, "covariate")
+                self._descend(opts, "covariate", loss)
                 with _eval_mode(nets):
                     heads.stage2_update(self._stage2_features(nets, b2, hat_b2, False), b2["Y"])
 
         loss2 = torch.zeros(())
-        for _ in range(st["stage2_iter"]):
-            V = heads.stage1_refit(F1_b1, self._stage1_target(nets, b1))  # λ₁₂ refit, grad into target net
-            G = self._stage2_features(nets, b2, F1_b2 @ V.to(F1_b2.dtype), False)
-            loss2 = squared_loss(G, b2["Y"], heads.u)
-            self._descend(opts, "stage2", loss2, "stage 2")
-            with _eval_mode(nets):
-                V = heads.stage1_refit(F1_b1, self._stage1_target(nets, b1))
-                heads.stage2_update(self._stage2_features(nets, b2, F1_b2 @ V.to(F1_b2.dtype), False), b2["Y"])
+        with _diverged("stage 2"):
+            for _ in range(st["stage2_iter"]):
+                V = heads.stage1_refit(F1_b1, self._stage1_target(nets, b1))  # λ₁₂ refit, grad into target
+                G = self._stage2_features(nets, b2, F1_b2 @ V.to(F1_b2.dtype), False)
+                loss2 = squared_loss(G, b2["Y"], heads.u)
+                self._descend(opts, "stage2", loss2)
+                with _eval_mode(nets):
+                    V = heads.stage1_refit(F1_b1, self._stage1_target(nets, b1))
+                    heads.stage2_update(self._stage2_features(nets, b2, F1_b2 @ V.to(F1_b2.dtype), False), b2["Y"])
         return np.array([loss1.item(), loss2.item()])
 
     @staticmethod
-    def _descend(opts, group, loss, stage):
+    def _descend(opts, group, loss):
         if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"{stage} loss became {float(loss)}: training diverged. Try a smaller lr or larger "
-                "ridge (beta1/beta2) or proximal (lam1/lam2) coefficients."
-            )
+            raise NonFiniteError(f"the loss became {loss.item()}")
         if group not in opts:
             return
         opt = opts[group]

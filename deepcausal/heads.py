@@ -34,6 +34,7 @@ import torch
 
 __all__ = [
     "SufficientStats",
+    "NonFiniteError",
     "add_intercept",
     "outer_features",
     "solve_spd",
@@ -46,13 +47,17 @@ __all__ = [
 _JITTERS = (1e-10, 1e-8, 1e-6)
 
 
+class NonFiniteError(ValueError):
+    """A head solve was given NaN or infinite values (bad data, or training that diverged)."""
+
+
 def _check_matrix(name: str, x: torch.Tensor, ndim: int = 2) -> None:
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D, got shape {tuple(x.shape)}")
     if not torch.isfinite(x.detach()).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
+        raise NonFiniteError(f"{name} contains NaN or infinite values")
 
 
 def check_coefficients(**coefficients: float) -> None:

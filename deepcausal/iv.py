@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._diagnostics import warn_if_weak_instrument
 from ._estimator import TwoStageEstimator, concat_inputs
 from .heads import add_intercept, outer_features
 
@@ -61,6 +62,9 @@ class DFIV(TwoStageEstimator):
         Heads used by ``predict`` (refitted on all data when ``refit_heads``).
     current_heads_ : TwoStageHeads
         Heads as they were at the end of training.
+    first_stage_f_ : float
+        Partial F statistic of the instruments in a linear first stage T ~ [Z, X, 1]; below 10 a
+        ``WeakInstrumentWarning`` is raised at fit.
     history_ : pandas.DataFrame
         Per-epoch stage losses (standardized units) and, when ``fit`` had ``validation``, the
         structural MSE with current heads (``val_mse_current``) and refit heads (``val_mse_refit``).
@@ -186,6 +190,9 @@ class DFIV(TwoStageEstimator):
         ndarray (n,)
         """
         return self._predict(T, X, heads)
+
+    def _diagnose(self, data):
+        return {"first_stage_f_": warn_if_weak_instrument(data["T"], data["Z"], data.get("X"))}
 
     # ---- the feature maps of DESIGN §3 --------------------------------------------------------
     def _stage1_features(self, nets, b):
