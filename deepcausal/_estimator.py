@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from ._data import Standardizer, as_2d_array, frame_to_array, roles_from_frame
 from .heads import NonFiniteError, check_coefficients
-from .nets import build_net, output_dim
+from .nets import build_net, default_net, output_dim
 from .twostage import TwoStageHeads, squared_loss
 
 _FORMAT = "deepcausal-estimator"
@@ -130,6 +130,8 @@ class TwoStageEstimator(ParamsMixin):
     _roles: Tuple[Tuple[str, str, bool], ...] = ()
     _nets: Dict[str, Tuple[str, Tuple[str, ...], str]] = {}
     _predict_keys: Tuple[str, ...] = ()  # batch keys a prediction needs (treatment first)
+    # Network built for a role left as None: callable(d_in) -> Module.
+    _default_net = staticmethod(default_net)
     # Whether a model fitted with covariates may predict without them (averaging over the stage-2 rows).
     _covariates_optional_in_predict = False
     # mode → settings used where the corresponding parameter is None
@@ -378,7 +380,7 @@ class TwoStageEstimator(ParamsMixin):
             if not present or any(k != "X" and dims.get(k) is None for k in keys):
                 continue
             d_in = sum(dims[k] for k in present)
-            net = build_net(getattr(self, param), d_in, param).to(device)
+            net = build_net(getattr(self, param), d_in, param, self._default_net).to(device)
             output_dim(net, d_in, param, device)  # fail early, naming the role, if it does not fit
             nets[name] = net
         return nets

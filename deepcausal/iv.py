@@ -27,8 +27,9 @@ class DFIV(TwoStageEstimator):
         batch is the whole stage half, λ ignored and taken as 0).
     treatment_net, instrument_net, covariate_net : torch.nn.Module or callable, optional
         Feature networks for T, (Z, X) and X. A module is deep-copied at each fit; a callable is
-        called with the input dimension and must return a module. Default: a ReLU MLP (64, 32 → 16)
-        for vectors and a spectral-normalised tanh MLP for inputs with ≥ 1024 columns (images).
+        called with the input dimension and must return a module. Default: [x, MLP(x)] (the raw
+        standardized input beside a ReLU MLP 64, 32 → 16; :class:`deepcausal.nets.SkipMLP`) for
+        vectors and a spectral-normalised tanh MLP for inputs with ≥ 1024 columns (images).
     n_epochs : int, optional
         Passes over the data. Default 100 in both modes.
     batch_size : int, default=512

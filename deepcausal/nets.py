@@ -59,18 +59,19 @@ def image_mlp(d_in: int, widths: Sequence[int] = (256, 128), d_out: int = 32) ->
     return nn.Sequential(*layers)
 
 
-def default_net(d_in: int, d_out: int = 16) -> nn.Module:
-    """[x, MLP(x)] for vectors (see :class:`SkipMLP`), the image MLP for inputs with ≥ 1024 columns.
+def default_net(d_in: int, d_out: int = 16, skip: bool = True) -> nn.Module:
+    """[x, MLP(x)] for vectors (:class:`SkipMLP`; a plain :func:`mlp` with ``skip=False``), the image
+    MLP for inputs with ≥ 1024 columns.
 
-    The skip was chosen on the held-out stage-2 loss of demand (validation split of the training
-    rows): it lowered that loss by about 6% against the plain MLP (benchmarks/RESULTS.md).
+    Each estimator picks ``skip`` by its own validation: for DFIV the skip lowered the held-out
+    stage-2 loss on demand by about 6%; for DFPV the plain MLP did better on demand PCL.
     """
     if d_in >= IMAGE_MIN_DIM:
         return image_mlp(d_in)
-    return SkipMLP(d_in, d_out=d_out)
+    return SkipMLP(d_in, d_out=d_out) if skip else mlp(d_in, d_out=d_out)
 
 
-def build_net(spec: NetSpec, d_in: int, role: str, d_out: int = 16) -> nn.Module:
+def build_net(spec: NetSpec, d_in: int, role: str, default: Callable[[int], nn.Module] = default_net) -> nn.Module:
     """Instantiate a role's network: the default, a deep copy of a given module, or a factory's output.
 
     A given module is copied so that fitting twice starts from the same weights and the user's
@@ -79,7 +80,7 @@ def build_net(spec: NetSpec, d_in: int, role: str, d_out: int = 16) -> nn.Module
     import copy
 
     if spec is None:
-        return default_net(d_in, d_out)
+        return default(d_in)
     if isinstance(spec, nn.Module):
         return copy.deepcopy(spec)
     if callable(spec):
