@@ -6,7 +6,7 @@ modified (all conversions copy).
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import pandas as pd
@@ -108,14 +108,17 @@ class Standardizer:
 
     max_per_column = 256
 
-    def __init__(self, x: np.ndarray):
-        if x.shape[1] > self.max_per_column:
-            self.mean = np.full(x.shape[1], x.mean())
-            self.scale = np.full(x.shape[1], x.std())
-        else:
-            self.mean = x.mean(axis=0)
-            self.scale = x.std(axis=0)
-        self.scale = np.where(self.scale > 1e-12, self.scale, 1.0)
+    def __init__(self, x: np.ndarray, reduce_sum: Optional[Callable[[np.ndarray], np.ndarray]] = None):
+        """``reduce_sum`` sums an array over processes (distributed fits); moments are then global."""
+        total = reduce_sum or (lambda a: a)
+        pooled = x.shape[1] > self.max_per_column
+        n = float(total(np.array([x.shape[0] * (x.shape[1] if pooled else 1)], dtype=np.float64))[0])
+        sums = total(np.atleast_1d(x.sum() if pooled else x.sum(axis=0)).astype(np.float64))
+        mean = sums / n
+        sq = total(np.atleast_1d(((x - mean) ** 2).sum() if pooled else ((x - mean) ** 2).sum(axis=0)))
+        scale = np.sqrt(sq / n)
+        self.mean = np.broadcast_to(mean, (x.shape[1],)).copy()
+        self.scale = np.broadcast_to(np.where(scale > 1e-12, scale, 1.0), (x.shape[1],)).copy()
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         return (x - self.mean) / self.scale

@@ -32,12 +32,33 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ._data import Standardizer, as_2d_array, frame_to_array, roles_from_frame
+from .distributed import Communicator
 from .heads import NonFiniteError, check_coefficients
 from .nets import build_net, default_net, output_dim
 from .twostage import TwoStageHeads, squared_loss
 
 _FORMAT = "deepcausal-estimator"
 _FORMAT_VERSION = 1
+
+
+class _Half:
+    """One stage half: the (local) data tensors and, per global position, the local row (−1: not here)."""
+
+    def __init__(self, tensors: dict, rows: torch.Tensor):
+        self.tensors, self.rows = tensors, rows
+        self.local_rows = rows[rows >= 0]
+
+    def take(self, positions: torch.Tensor) -> dict:
+        """The locally held rows among these global positions of the half."""
+        r = self.rows[positions.to(self.rows.device)]
+        r = r[r >= 0]
+        return {k: v[r] for k, v in self.tensors.items()}
+
+    def batches(self, size: int):
+        """The local rows of the half in consecutive batches (for streaming statistics)."""
+        for lo in range(0, len(self.local_rows), size):
+            r = self.local_rows[lo : lo + size]
+            yield {k: v[r] for k, v in self.tensors.items()}
 
 
 def concat_inputs(b: dict, keys) -> torch.Tensor:
@@ -153,7 +174,7 @@ class TwoStageEstimator(ParamsMixin):
     def _predict_features(self, nets, b, summaries) -> torch.Tensor:  # G at the prediction inputs
         raise NotImplementedError
 
-    def _summaries(self, nets, data_s2) -> dict:  # fitted summaries of S2 a prediction needs
+    def _summaries(self, nets, batches_s2, comm) -> dict:  # fitted summaries of S2 a prediction needs
         return {}
 
     def _diagnose(self, data: dict) -> dict:  # pre-fit checks; returns fitted attributes to set
@@ -318,7 +339,11 @@ class TwoStageEstimator(ParamsMixin):
             raise
 
     def _fit_unchecked(self, data: dict, columns: dict, validation):
-        n = data["Y"].shape[0]
+        device = _resolve_device(self.device)
+        comm = Communicator(device)
+        # With torch.distributed, each rank holds a shard; rows are numbered globally in rank order.
+        sizes = comm.sizes(data["Y"].shape[0])
+        n, offset, n_local = sum(sizes), sum(sizes[: comm.rank]), sizes[comm.rank]
         n1 = int(round(float(self.split_ratio) * n))
         if n1 < 2 or n - n1 < 2:
             raise ValueError(f"{n} rows are too few to split into two stages (split_ratio={self.split_ratio})")
@@ -326,10 +351,11 @@ class TwoStageEstimator(ParamsMixin):
         if self.mode == "ridge":
             self._check_full_batch_memory(max(n1, n - n1), {k: (v.shape[1] if v is not None else 0) for k, v in data.items()})
         diagnostics = self._diagnose(data)
-        device = _resolve_device(self.device)
         seed = self.random_state if self.random_state is not None else int(torch.randint(0, 2**62, (1,)))
 
-        scalers = {k: Standardizer(v) for k, v in data.items() if v is not None}
+        reduce_sum = None if not comm.active else (
+            lambda a: comm.sum(torch.as_tensor(a, dtype=torch.float64, device=device)).cpu().numpy())
+        scalers = {k: Standardizer(v, reduce_sum) for k, v in data.items() if v is not None}
         tensors = {
             k: torch.as_tensor(scalers[k].transform(v), dtype=torch.float32, device=device)
             for k, v in data.items()
@@ -341,23 +367,23 @@ class TwoStageEstimator(ParamsMixin):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             gen = torch.Generator().manual_seed(seed)
-            perm = torch.randperm(n, generator=gen).to(device)
-            s1 = {k: v[perm[:n1]] for k, v in tensors.items()}
-            s2 = {k: v[perm[n1:]] for k, v in tensors.items()}
+            # local row of each global position (−1 where another rank owns the row)
+            rows = torch.randperm(n, generator=gen) - offset
+            rows[(rows < 0) | (rows >= n_local)] = -1
+            halves = (_Half(tensors, rows[:n1].to(device)), _Half(tensors, rows[n1:].to(device)))
             nets = self._build_nets(dims, device)
-            heads = TwoStageHeads(
-                settings["lam1"], settings["lam2"], settings["lam12"], self.beta1, self.beta2, reducer=None
-            )
+            heads = TwoStageHeads(settings["lam1"], settings["lam2"], settings["lam12"], self.beta1, self.beta2,
+                                  reducer=comm.reduce_stats if comm.active else None)
             val = self._validation(validation)
             if val is not None:
                 val_inputs = self._prediction_inputs(*val[0])
-            history = self._train(nets, heads, s1, s2, settings, gen, val and (val_inputs, val[1]))
+            history = self._train(nets, heads, halves, settings, gen, comm, val and (val_inputs, val[1]))
 
         current = TwoStageHeads(**self._coefs(heads))
         current.load_state_dict({k: v.clone() for k, v in heads.state_dict().items()})
         if self.refit_heads:
-            self._refit(nets, heads, s1, s2, settings["batch_size"])
-        summaries = self._summaries(nets, s2)
+            self._refit(nets, heads, halves, settings["batch_size"])
+        summaries = self._summaries(nets, halves[1].batches(4096), comm)
 
         self.nets_, self.heads_, self.current_heads_ = nets, heads, current
         self.summaries_ = summaries
@@ -392,32 +418,37 @@ class TwoStageEstimator(ParamsMixin):
                 groups.setdefault(group, []).extend(nets[name].parameters())
         return {g: torch.optim.Adam(p, lr=float(self.lr)) for g, p in groups.items() if p}
 
-    def _train(self, nets, heads, s1, s2, settings, gen, validation) -> List[dict]:
-        n1, n2 = s1["Y"].shape[0], s2["Y"].shape[0]
+    def _train(self, nets, heads, halves, settings, gen, comm, validation) -> List[dict]:
+        n1, n2 = (len(h.rows) for h in halves)
         steps = max(1, math.ceil(min(n1, n2) / settings["batch_size"]))
         opts = self._optimisers(nets)
         history = []
-        bar = tqdm(range(settings["n_epochs"]), disable=not self.verbose, desc=type(self).__name__)
+        bar = tqdm(range(settings["n_epochs"]), disable=not self.verbose or comm.rank != 0, desc=type(self).__name__)
         try:
             for epoch in bar:
-                p1 = torch.randperm(n1, generator=gen).to(s1["Y"].device).tensor_split(steps)
-                p2 = torch.randperm(n2, generator=gen).to(s2["Y"].device).tensor_split(steps)
+                p1 = torch.randperm(n1, generator=gen).tensor_split(steps)
+                p2 = torch.randperm(n2, generator=gen).tensor_split(steps)
                 losses = np.zeros(2)
                 for i1, i2 in zip(p1, p2):
-                    b1 = {k: v[i1] for k, v in s1.items()}
-                    b2 = {k: v[i2] for k, v in s2.items()}
-                    losses += self._step(nets, heads, opts, b1, b2, settings)
-                row = {"epoch": epoch + 1, "stage1_loss": losses[0] / steps, "stage2_loss": losses[1] / steps}
+                    b1, b2 = halves[0].take(i1), halves[1].take(i2)
+                    losses += self._step(nets, heads, opts, b1, b2, settings, comm)
+                losses = [comm.sum_float(v) / steps for v in losses]
+                row = {"epoch": epoch + 1, "stage1_loss": losses[0], "stage2_loss": losses[1]}
                 if validation is not None:
-                    row.update(self._validation_mse(nets, heads, s1, s2, settings, *validation))
+                    row.update(self._validation_mse(nets, heads, halves, settings, comm, *validation))
                 history.append(row)
                 bar.set_postfix(stage1=f"{row['stage1_loss']:.4f}", stage2=f"{row['stage2_loss']:.4f}")
         except KeyboardInterrupt:
             warnings.warn(f"training interrupted after {len(history)} epoch(s); the model is usable", stacklevel=3)
         return history
 
-    def _step(self, nets, heads, opts, b1, b2, st) -> np.ndarray:
-        """One pair of minibatches through the three updates; returns (stage-1, stage-2) losses."""
+    def _step(self, nets, heads, opts, b1, b2, st, comm) -> np.ndarray:
+        """One pair of minibatches through the three updates; returns (stage-1, stage-2) losses.
+
+        Losses are normalised by the global batch sizes, so that with torch.distributed the summed
+        gradients of the ranks are the gradient of the whole global batch.
+        """
+        m1, m2 = (int(comm.sum_float(b["Y"].shape[0])) for b in (b1, b2))
         nets.train()
         with _diverged("stage 1"):
             with torch.no_grad():
@@ -427,8 +458,8 @@ class TwoStageEstimator(ParamsMixin):
                     heads.stage1_update(self._stage1_features(nets, b1), target1)
             loss1 = torch.zeros(())
             for _ in range(st["stage1_iter"]):
-                loss1 = squared_loss(self._stage1_features(nets, b1), target1, heads.V)
-                self._descend(opts, "stage1", loss1)
+                loss1 = squared_loss(self._stage1_features(nets, b1), target1, heads.V, m1)
+                self._descend(opts, "stage1", loss1, comm)
                 with _eval_mode(nets):
                     heads.stage1_update(self._stage1_features(nets, b1), target1)
             with _eval_mode(nets):
@@ -440,8 +471,8 @@ class TwoStageEstimator(ParamsMixin):
 
         with _diverged("covariate stage"):
             for _ in range(st["covariate_iter"] if "covariate" in opts else 0):
-                loss = squared_loss(self._stage2_features(nets, b2, hat_b2, True), b2["Y"], heads.u)
-                self._descend(opts, "covariate", loss)
+                loss = squared_loss(self._stage2_features(nets, b2, hat_b2, True), b2["Y"], heads.u, m2)
+                self._descend(opts, "covariate", loss, comm)
                 with _eval_mode(nets):
                     heads.stage2_update(self._stage2_features(nets, b2, hat_b2, False), b2["Y"])
 
@@ -450,15 +481,15 @@ class TwoStageEstimator(ParamsMixin):
             for _ in range(st["stage2_iter"]):
                 V = heads.stage1_refit(F1_b1, self._stage1_target(nets, b1))  # λ₁₂ refit, grad into target
                 G = self._stage2_features(nets, b2, F1_b2 @ V.to(F1_b2.dtype), False)
-                loss2 = squared_loss(G, b2["Y"], heads.u)
-                self._descend(opts, "stage2", loss2)
+                loss2 = squared_loss(G, b2["Y"], heads.u, m2)
+                self._descend(opts, "stage2", loss2, comm)
                 with _eval_mode(nets):
                     V = heads.stage1_refit(F1_b1, self._stage1_target(nets, b1))
                     heads.stage2_update(self._stage2_features(nets, b2, F1_b2 @ V.to(F1_b2.dtype), False), b2["Y"])
         return np.array([loss1.item(), loss2.item()])
 
     @staticmethod
-    def _descend(opts, group, loss):
+    def _descend(opts, group, loss, comm):
         if not torch.isfinite(loss):
             raise NonFiniteError(f"the loss became {loss.item()}")
         if group not in opts:
@@ -466,30 +497,26 @@ class TwoStageEstimator(ParamsMixin):
         opt = opts[group]
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        comm.sum_gradients(p for g in opt.param_groups for p in g["params"])
         opt.step()
 
     # ---- full-data refit by streaming (DESIGN §2) -----------------------------------------------
-    def _batches(self, data: dict, size: int):
-        n = data["Y"].shape[0]
-        for lo in range(0, n, size):
-            yield {k: v[lo : lo + size] for k, v in data.items()}
-
-    def _refit(self, nets, heads, s1, s2, batch_size):
+    def _refit(self, nets, heads, halves, batch_size):
         size = max(batch_size, 1024)
         with _eval_mode(nets):
             heads.refit_stage1(
-                (self._stage1_features(nets, b), self._stage1_target(nets, b)) for b in self._batches(s1, size)
+                (self._stage1_features(nets, b), self._stage1_target(nets, b)) for b in halves[0].batches(size)
             )
             V = heads.V
             heads.refit_stage2(
                 (self._stage2_features(nets, b, self._stage1_features(nets, b) @ V.float(), False), b["Y"])
-                for b in self._batches(s2, size)
+                for b in halves[1].batches(size)
             )
 
-    def _validation_mse(self, nets, heads, s1, s2, settings, inputs, truth) -> dict:
-        summaries = self._summaries(nets, s2)
-        refit = TwoStageHeads(**self._coefs(heads))
-        self._refit(nets, refit, s1, s2, settings["batch_size"])
+    def _validation_mse(self, nets, heads, halves, settings, comm, inputs, truth) -> dict:
+        summaries = self._summaries(nets, halves[1].batches(4096), comm)
+        refit = TwoStageHeads(**self._coefs(heads), reducer=heads.reducer)
+        self._refit(nets, refit, halves, settings["batch_size"])
         out = {}
         for label, h in (("val_mse_current", heads), ("val_mse_refit", refit)):
             pred = self._predict_std(nets, h, summaries, inputs)

@@ -109,8 +109,6 @@ class SufficientStats:
         _check_matrix("Y", Y)
         if F.shape[0] != Y.shape[0]:
             raise ValueError(f"F has {F.shape[0]} rows but Y has {Y.shape[0]}")
-        if F.shape[0] == 0:
-            raise ValueError("F has no rows")
         F64, Y64 = F.to(torch.float64), Y.to(torch.float64)
         return cls(F64.T @ F64, F64.T @ Y64, int(F.shape[0]))
 

@@ -304,14 +304,12 @@ class DFPV(TwoStageEstimator):
             a2 = nets["treatment"](b["A"])
         return _three_way(a2, target_hat, self._covariate_features(nets, b, covariate_grad))
 
-    def _summaries(self, nets, data_s2) -> dict:
+    def _summaries(self, nets, batches_s2, comm) -> dict:
         """Stage-2 means of ψ_W (and of [ψ_W,1] ⊗ [η,1], with the ridge of ψ_W on [η,1])."""
-        size = 4096
-        n = data_s2["Y"].shape[0]
-        w_sum, joint_sum, stats = 0.0, 0.0, None
+        n, w_sum, joint_sum, stats = 0, 0.0, 0.0, None
         with _eval_mode(nets):
-            for lo in range(0, n, size):
-                b = {k: v[lo : lo + size] for k, v in data_s2.items()}
+            for b in batches_s2:
+                n += b["Y"].shape[0]
                 w = nets["outcome_proxy"](b["W"]).double()
                 w_sum = w_sum + w.sum(0)
                 eta = self._covariate_features(nets, b, False)
@@ -320,10 +318,11 @@ class DFPV(TwoStageEstimator):
                     if stats is None:
                         stats = SufficientStats.empty(eta.shape[1] + 1, w.shape[1], device=w.device)
                     stats.update(add_intercept(eta.double()), w)
-        out = {"w_mean": w_sum / n}
+        n = comm.sum_float(n)
+        out = {"w_mean": comm.sum(w_sum) / n}
         if stats is not None:
-            out["w_x_mean"] = joint_sum / n
-            out["w_given_x"] = stats.solve(float(self.beta1))
+            out["w_x_mean"] = comm.sum(joint_sum) / n
+            out["w_given_x"] = comm.reduce_stats(stats).solve(float(self.beta1))
         return out
 
     def _predict_features(self, nets, b, summaries):

@@ -30,9 +30,12 @@ Batches = Iterable[Tuple[torch.Tensor, torch.Tensor]]
 Reducer = Optional[Callable[[SufficientStats], SufficientStats]]
 
 
-def squared_loss(F: torch.Tensor, Y: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
-    """(1/n) ||Y − F W||², the data term of every stage loss (W cast to F's dtype)."""
-    return ((Y - F @ W.to(F.dtype)) ** 2).sum() / F.shape[0]
+def squared_loss(F: torch.Tensor, Y: torch.Tensor, W: torch.Tensor, n: Optional[int] = None) -> torch.Tensor:
+    """(1/n) ||Y − F W||², the data term of every stage loss (W cast to F's dtype).
+
+    ``n`` defaults to the rows of F; a distributed fit passes the global batch size.
+    """
+    return ((Y - F @ W.to(F.dtype)) ** 2).sum() / (F.shape[0] if n is None else n)
 
 
 class TwoStageHeads:
