@@ -38,6 +38,7 @@ from .nets import build_net, default_net, output_dim
 from .twostage import TwoStageHeads, squared_loss
 
 _FORMAT = "deepcausal-estimator"
+_REFERENCE_HALF = 2500  # rows of a stage half on which the default number of epochs (100) was set
 _FORMAT_VERSION = 1
 
 
@@ -207,6 +208,12 @@ class TwoStageEstimator(ParamsMixin):
             if not isinstance(self.batch_size, (int, np.integer)) or self.batch_size < 1:
                 raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
             s.update(batch_size=int(self.batch_size), lam1=self.lam1, lam2=self.lam2, lam12=self.lam12)
+            if self.n_epochs is None:
+                # Default: 100 epochs on small data, but never more minibatch steps than 100 epochs of
+                # 2,500-row halves would take — so a million rows train for ~1 epoch, not 100.
+                per_epoch = math.ceil(n_half / s["batch_size"])
+                budget = 100 * math.ceil(_REFERENCE_HALF / s["batch_size"])
+                s["n_epochs"] = max(1, min(100, math.ceil(budget / per_epoch)))
         if not 0.0 < float(self.split_ratio) < 1.0:
             raise ValueError(f"split_ratio must be in (0, 1), got {self.split_ratio!r}")
         if self.mode == "proximal" and s["batch_size"] > n_half:

@@ -64,7 +64,9 @@ class DFPV(TwoStageEstimator):
         dimension and must return a module. Default: a ReLU MLP (64, 32 → 16) for vectors and a
         spectral-normalised tanh MLP (→ 32) for inputs with ≥ 1024 columns (images).
     n_epochs : int, optional
-        Passes over the data. Default 100 in both modes.
+        Passes over the data. Default: 100 in ridge mode; in proximal mode 100, capped so that no
+        more minibatch steps are taken than 100 epochs of a 5,000-row data set would take (large
+        data sets train for fewer epochs, about one at a million rows).
     batch_size : int, default=256
         Rows per stage half in one minibatch (proximal mode).
     lam1, lam2, lam12 : float, default=(0.1, 0.1, 0.0)
