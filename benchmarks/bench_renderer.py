@@ -26,11 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
-from deepcausal.datasets import render_hearts
-from deepcausal.datasets._dsprites import _test_ids
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import RESULTS, ROOT, write_section  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+from deepcausal.datasets import render_hearts  # noqa: E402
+from deepcausal.datasets._dsprites import _test_ids  # noqa: E402
+
 REFERENCE = ROOT.parent / "shared" / "reference" / "dsprites_gif_hearts.npz"
 SECTION = "## Heart renderer"
 COMMAND = "OMP_NUM_THREADS=1 python benchmarks/bench_renderer.py"
@@ -119,20 +120,6 @@ def render_section(r: dict, repeats: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(text: str, path: Path = RESULTS) -> None:
-    """Replace (or append) this script's section of RESULTS.md, leaving the other sections alone."""
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    lines = old.splitlines(keepends=True)
-    start = next((i for i, ln in enumerate(lines) if ln.rstrip() == SECTION), None)
-    if start is None:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        tail = "".join(lines[end:])
-        new = "".join(lines[:start]) + text + ("\n" + tail if tail else "")
-    path.write_text(new)
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -142,7 +129,7 @@ def main(argv=None) -> int:
     text = render_section(r, args.repeats)
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section(SECTION, text)
         print(f"wrote the '{SECTION}' section of {RESULTS}")
     ok = statistics.median(r["grid"]) < 2 and statistics.median(r["train"]) < 10
     if "fidelity" in r:

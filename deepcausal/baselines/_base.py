@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import inspect
 import warnings
 
 import numpy as np
 
-from .._estimator import NotFittedError
+from .._estimator import NotFittedError, ParamsMixin
 
 __all__ = ["Baseline", "NotApplicableError", "median_bandwidths", "subsample", "standardize"]
 
@@ -16,7 +15,7 @@ class NotApplicableError(ValueError):
     """Raised when a baseline cannot be used on a design (wrong kind, images, missing roles)."""
 
 
-class Baseline:
+class Baseline(ParamsMixin):
     """Base class of the comparison baselines.
 
     A baseline is fitted on a benchmark :class:`~deepcausal.datasets.Design`'s training data, by the
@@ -45,26 +44,6 @@ class Baseline:
     kinds: frozenset = frozenset()
     tabular_only = True
     requires_covariates = False
-
-    # ---- sklearn-style parameters ----------------------------------------------------------
-    @classmethod
-    def _param_names(cls):
-        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-
-    def get_params(self, deep=True) -> dict:
-        return {k: getattr(self, k) for k in self._param_names()}
-
-    def set_params(self, **params):
-        valid = set(self._param_names())
-        for k, v in params.items():
-            if k not in valid:
-                raise ValueError(f"invalid parameter {k!r} for {type(self).__name__}; valid: {sorted(valid)}")
-            setattr(self, k, v)
-        return self
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"
 
     # ---- applicability -----------------------------------------------------------------------
     @classmethod
