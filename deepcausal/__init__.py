@@ -10,5 +10,6 @@ __version__ = "0.1.0"
 from ._estimator import NotFittedError  # noqa: E402
 from .iv import DFIV  # noqa: E402
 from .proxy import DFPV  # noqa: E402
+from .regression import LastLayerRegressor  # noqa: E402
 
-__all__ = ["DFIV", "DFPV", "NotFittedError"]
+__all__ = ["DFIV", "DFPV", "LastLayerRegressor", "NotFittedError"]

@@ -20,7 +20,6 @@ from __future__ import annotations
 import inspect
 import math
 import os
-import tempfile
 import warnings
 from contextlib import contextmanager
 from typing import Dict, List, Tuple
@@ -32,14 +31,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ._data import Standardizer, as_2d_array, frame_to_array, roles_from_frame
+from ._persist import load_estimator, save_estimator
 from .distributed import Communicator
 from .heads import NonFiniteError, check_coefficients
 from .nets import build_net, default_net, output_dim
 from .twostage import TwoStageHeads, squared_loss
 
-_FORMAT = "deepcausal-estimator"
 _REFERENCE_HALF = 2500  # rows of a stage half on which the default number of epochs (100) was set
-_FORMAT_VERSION = 1
 
 
 class _Half:
@@ -620,31 +618,12 @@ class TwoStageEstimator(ParamsMixin):
     def save(self, path) -> None:
         """Write the fitted estimator to ``path`` atomically (temporary file, then rename)."""
         self._check_fitted()
-        path = os.fspath(path)
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".deepcausal-", suffix=".tmp")
-        os.close(fd)
-        try:
-            torch.save({"format": _FORMAT, "version": _FORMAT_VERSION, "class": type(self).__name__,
-                        "estimator": self}, tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        save_estimator(self, path)
 
     @classmethod
     def load(cls, path, device: str = "cpu"):
         """Read an estimator written by :meth:`save`, onto ``device`` (CPU by default)."""
-        try:
-            blob = torch.load(os.fspath(path), map_location="cpu", weights_only=False)
-        except Exception as exc:
-            raise ValueError(f"{path!s} is not a readable deepcausal model file: {exc}") from exc
-        if not isinstance(blob, dict) or blob.get("format") != _FORMAT:
-            raise ValueError(f"{path!s} is not a deepcausal model file")
-        if blob["class"] != cls.__name__:
-            raise ValueError(f"{path!s} holds a {blob['class']}, not a {cls.__name__}")
-        est = blob["estimator"]
+        est = load_estimator(cls, path)
         est.device_ = _resolve_device(device)
         est.nets_.to(est.device_)
         return est

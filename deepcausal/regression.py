@@ -27,8 +27,6 @@ from __future__ import annotations
 import copy
 import math
 import numbers
-import os
-import tempfile
 import time
 import warnings
 from functools import lru_cache
@@ -40,7 +38,8 @@ import torch
 from torch import nn
 
 from ._data import Standardizer, as_2d_array
-from ._estimator import _FORMAT, _FORMAT_VERSION, NotFittedError, ParamsMixin, _eval_mode, _resolve_device
+from ._estimator import NotFittedError, ParamsMixin, _eval_mode, _resolve_device
+from ._persist import load_estimator, save_estimator
 from .heads import SufficientStats, add_intercept, check_coefficients, proximal_head, ridge_head
 from .nets import mlp
 
@@ -582,30 +581,12 @@ class LastLayerRegressor(ParamsMixin):
     def save(self, path) -> None:
         """Write the fitted regressor to ``path`` atomically (temporary file, then rename)."""
         self._check_fitted()
-        path = os.fspath(path)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".deepcausal-", suffix=".tmp")
-        os.close(fd)
-        try:
-            torch.save({"format": _FORMAT, "version": _FORMAT_VERSION, "class": type(self).__name__,
-                        "estimator": self}, tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        save_estimator(self, path)
 
     @classmethod
     def load(cls, path, device: str = "cpu") -> "LastLayerRegressor":
         """Read a regressor written by :meth:`save`, onto ``device`` (CPU by default)."""
-        try:
-            blob = torch.load(os.fspath(path), map_location="cpu", weights_only=False)
-        except Exception as exc:
-            raise ValueError(f"{path!s} is not a readable deepcausal model file: {exc}") from exc
-        if not isinstance(blob, dict) or blob.get("format") != _FORMAT:
-            raise ValueError(f"{path!s} is not a deepcausal model file")
-        if blob["class"] != cls.__name__:
-            raise ValueError(f"{path!s} holds a {blob['class']}, not a {cls.__name__}")
-        est = blob["estimator"]
+        est = load_estimator(cls, path)
         est.device_ = _resolve_device(device)
         est.backbone_.to(est.device_)
         est.head_, est.current_head_ = est.head_.to(est.device_), est.current_head_.to(est.device_)
