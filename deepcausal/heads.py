@@ -56,8 +56,6 @@ def _check_matrix(name: str, x: torch.Tensor, ndim: int = 2) -> None:
         raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D, got shape {tuple(x.shape)}")
-    if not torch.isfinite(x.detach()).all():
-        raise NonFiniteError(f"{name} contains NaN or infinite values")
 
 
 def check_coefficients(**coefficients: float) -> None:
@@ -110,7 +108,15 @@ class SufficientStats:
         if F.shape[0] != Y.shape[0]:
             raise ValueError(f"F has {F.shape[0]} rows but Y has {Y.shape[0]}")
         F64, Y64 = F.to(torch.float64), Y.to(torch.float64)
-        return cls(F64.T @ F64, F64.T @ Y64, int(F.shape[0]))
+        FtF, FtY = F64.T @ F64, F64.T @ Y64
+        # Finiteness is checked on the d × d statistics, not the n × d inputs (cheaper, same verdict):
+        # a NaN or ±inf in row i of F makes the diagonal of FᵀF non-finite, and then one in Y (times
+        # anything, even 0) makes FᵀY non-finite.
+        if not torch.isfinite(FtF.detach().diagonal()).all():
+            raise NonFiniteError("F contains NaN or infinite values (or its Gram matrix overflows)")
+        if not torch.isfinite(FtY.detach()).all():
+            raise NonFiniteError("Y contains NaN or infinite values")
+        return cls(FtF, FtY, int(F.shape[0]))
 
     @classmethod
     def empty(cls, d: int, k: int, device=None) -> "SufficientStats":
@@ -150,8 +156,8 @@ class SufficientStats:
                 f"the batch has {self.n} rows but {d} features: the head is not identified; "
                 "use a ridge beta > 0 or a proximal lam > 0"
             )
-        eye = torch.eye(d, dtype=torch.float64, device=self.FtF.device)
-        A = self.FtF / self.n + (lam + beta) * eye
+        A = self.FtF / self.n
+        A.diagonal().add_(lam + beta)  # + (λ + β) I, without building I
         B = self.FtY / self.n
         if lam > 0:
             if W_prev.shape != B.shape:
