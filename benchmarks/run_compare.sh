@@ -8,3 +8,4 @@ for design in lowdim demand demand_proxy; do
     --json "benchmarks/compare/$design.json" --markdown "benchmarks/compare/$design.md" \
     --plot "benchmarks/compare/$design.png"
 done
+python benchmarks/compare_section.py

@@ -287,10 +287,12 @@ def plot(df: pd.DataFrame, predictions: dict, designs: dict, path) -> None:
             order = np.argsort(tx[tcol].to_numpy()[mask])
             xs = tx[tcol].to_numpy()[mask][order]
             ax.plot(xs, design.test_truth[mask][order], "k-", lw=2.5, label="truth")
-            for m in methods:
+            colors = plt.get_cmap("tab20").colors  # one distinct colour per method (up to 20)
+            for i, m in enumerate(methods):
                 p = predictions.get((dname, m, seed0))
                 if p is not None:
-                    ax.plot(xs, np.asarray(p)[mask][order], lw=1.2, label=m)
+                    ax.plot(xs, np.asarray(p)[mask][order], lw=1.2, label=m, color=colors[i % len(colors)],
+                            ls="-" if i < len(colors) else "--")
             ax.set_xlabel(tcol)
             ax.set_ylabel("structural function")
             ax.set_title(f"{dname}: estimates vs truth, seed {seed0}{title}")
