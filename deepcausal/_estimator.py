@@ -37,6 +37,7 @@ from .heads import NonFiniteError, check_coefficients
 from .nets import build_net, default_net, output_dim
 from .twostage import TwoStageHeads, squared_loss
 
+_LAM_AT_DEFAULT_BATCH = 0.1  # proximal λ₁, λ₂ at an estimator's default batch size
 _REFERENCE_HALF = 2500  # rows of a stage half on which the default number of epochs (100) was set
 
 
@@ -202,10 +203,14 @@ class TwoStageEstimator(ParamsMixin):
         if self.mode == "ridge":
             s.update(batch_size=n_half, lam1=0.0, lam2=0.0, lam12=0.0)
         else:
-            check_coefficients(lam1=self.lam1, lam2=self.lam2, lam12=self.lam12)
             if not isinstance(self.batch_size, (int, np.integer)) or self.batch_size < 1:
                 raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
-            s.update(batch_size=int(self.batch_size), lam1=self.lam1, lam2=self.lam2, lam12=self.lam12)
+            # λ left as None scales as 1/batch: 0.1 at the class's default batch size (see the docstrings).
+            default_batch = inspect.signature(type(self).__init__).parameters["batch_size"].default
+            auto = _LAM_AT_DEFAULT_BATCH * default_batch / int(self.batch_size)
+            lam1, lam2 = (auto if v is None else v for v in (self.lam1, self.lam2))
+            check_coefficients(lam1=lam1, lam2=lam2, lam12=self.lam12)
+            s.update(batch_size=int(self.batch_size), lam1=float(lam1), lam2=float(lam2), lam12=self.lam12)
             if self.n_epochs is None:
                 # Default: 100 epochs on small data, but never more minibatch steps than 100 epochs of
                 # 2,500-row halves would take — so a million rows train for ~1 epoch, not 100.

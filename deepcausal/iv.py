@@ -36,9 +36,15 @@ class DFIV(TwoStageEstimator):
         data sets train for fewer epochs, about one at a million rows).
     batch_size : int, default=512
         Rows per stage half in one minibatch (proximal mode).
-    lam1, lam2, lam12 : float, default=(0.1, 0.1, 0.0)
-        Proximal coefficients of the stage-1 head, the stage-2 head, and the stage-1 refit inside
-        the stage-2 loss (the path of the stage-2 gradient into the treatment network). λ₁₂ = 0
+    lam1, lam2 : float or None, default=None
+        Proximal coefficients of the stage-1 and stage-2 head updates. None: 0.1 × 512 / batch_size,
+        i.e. 0.1 at the default batch and inversely proportional to the batch size, as the Kalman
+        reading of the proximal step prescribes (λ = σ²/(n_B s²): the previous head stands for a fixed
+        amount of data, so a smaller batch should lean on it more). On dSprites this scaling gave a
+        lower held-out stage-2 loss at batches 64 and 256 than a fixed 0.1.
+    lam12 : float, default=0.0
+        Proximal coefficient of the stage-1 refit inside the stage-2 loss (the path of the
+        stage-2 gradient into the treatment network). λ₁₂ = 0
         (an exact per-batch ridge refit) validated best on demand: a λ₁₂ refit that leans on the
         previous head gives the treatment network a misleading gradient.
     beta1, beta2 : float, default=(1e-3, 1e-3)
@@ -109,8 +115,8 @@ class DFIV(TwoStageEstimator):
         covariate_net=None,
         n_epochs=None,
         batch_size=512,
-        lam1=0.1,
-        lam2=0.1,
+        lam1=None,
+        lam2=None,
         lam12=0.0,
         beta1=1e-3,
         beta2=1e-3,
