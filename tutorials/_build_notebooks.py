@@ -354,7 +354,9 @@ and even the heads refit on all rows cannot repair features learned that way (MS
 thousands against about 200 for λ > 0). With λ = 0.1 or 1 the heads average over batches, training is
 smooth, and the current heads end up as good as the full-data refit (current / refit close to 1): this
 is what lets DFIV train on minibatches of data too large for a full-batch solve. Between 0.1 and 1 the
-differences are within the epoch-to-epoch noise here; the default is λ₁ = λ₂ = 0.1. A very large λ
+differences are within the epoch-to-epoch noise here; the default is λ₁ = λ₂ = 0.1 at the default batch
+of 512, scaled as 1/batch size otherwise (0.4 at batch 128: a smaller batch leans more on the previous
+head). A very large λ
 would freeze the heads and let them lag behind the networks.
 
 **Next:** [02_dsprites_images](02_dsprites_images.ipynb) uses the same estimator with a 64×64 image as
@@ -515,7 +517,8 @@ close, and the per-epoch curves above show how their gap evolves during training
 ## 5. Batch size and the proximal coefficient
 
 Small batches make each step cheap, but a head solved on a small batch is noisy. We compare, at two
-batch sizes, the default proximal heads (λ₁ = λ₂ = 0.1) with the per-batch ridge ablation (all λ = 0,
+batch sizes, proximal heads with λ₁ = λ₂ = 0.1 (the default at batch 512; by default λ scales as
+1/batch size) with the per-batch ridge ablation (all λ = 0,
 each batch refits the heads from scratch), scoring both the current and the refit heads.
 """),
     code("""
