@@ -604,17 +604,11 @@ class TwoStageEstimator(ParamsMixin):
                 raise ValueError("X is required: the model was fitted with covariates; pass the rows to average over")
             est = self._predict(grid)
         else:
-            Xa = X if isinstance(X, pd.DataFrame) else as_2d_array(X, "X (covariates)")
-            n_x = len(Xa)
-            t_rep = np.repeat(grid, n_x, axis=0)
-            if isinstance(Xa, pd.DataFrame):
-                frame = pd.concat([Xa] * m, ignore_index=True)
-                cols = self.columns_[key] or [f"_t{j}" for j in range(d)]
-                frame[cols] = t_rep
-                est = self._predict(frame) if self.columns_[key] else self._predict(t_rep, frame.drop(columns=cols))
-            else:
-                est = self._predict(t_rep, np.tile(Xa, (m, 1)))
-            est = est.reshape(m, n_x).mean(axis=1)
+            # every grid value paired with every covariate row, then averaged over the rows
+            n_x = len(X)
+            X_rep = (pd.concat([X] * m, ignore_index=True) if isinstance(X, pd.DataFrame)
+                     else np.tile(as_2d_array(X, "X (covariates)"), (m, 1)))
+            est = self._predict(np.repeat(grid, n_x, axis=0), X_rep).reshape(m, n_x).mean(axis=1)
         name = self.columns_[key][0] if d == 1 and self.columns_[key] else ("treatment" if d == 1 else "grid_index")
         values = grid[:, 0] if d == 1 else np.arange(m)
         return pd.DataFrame({name: values, "estimate": est})
