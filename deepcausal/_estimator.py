@@ -66,6 +66,33 @@ def concat_inputs(b: dict, keys) -> torch.Tensor:
     return torch.cat([b[k] for k in keys if k in b], dim=1)
 
 
+# Parameter documentation DFIV and DFPV share, written once (numpydoc, 4-space indented).
+_SHARED_DOCS = {
+    "n_epochs_parameter": """n_epochs : int, optional
+        Passes over the data. Default: 100 in ridge mode; in proximal mode 100, capped so that no
+        more minibatch steps are taken than 100 epochs of a 5,000-row data set would take (large
+        data sets train for fewer epochs, about one at a million rows).""",
+    "training_parameters": """lr : float, default=1e-3
+        Adam learning rate of every network.
+    split_ratio : float, default=0.5
+        Fraction of rows in the stage-1 half.
+    refit_heads : bool, default=True
+        After training, re-estimate both heads on the full stage halves by streaming statistics.
+    random_state : int or None
+        Seeds the split, the batches and the network initialisation; fits are bit-reproducible on CPU.
+    device : {"cpu", "cuda", "auto"}, default="cpu"
+    verbose : bool, default=False
+        Show a progress bar over epochs.""",
+}
+
+
+def fill_shared_docs(doc: str) -> str:
+    """Insert the shared parameter documentation at its ``%(name)s`` placeholders."""
+    for name, text in _SHARED_DOCS.items():
+        doc = doc.replace(f"%({name})s", text)
+    return doc
+
+
 class NotFittedError(ValueError, AttributeError):
     """Raised when a fitted-only method is called before ``fit`` (as in scikit-learn)."""
 

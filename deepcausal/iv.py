@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ._diagnostics import warn_if_weak_instrument
-from ._estimator import TwoStageEstimator, concat_inputs
+from ._estimator import TwoStageEstimator, concat_inputs, fill_shared_docs
 from .heads import add_intercept, outer_features
 
 __all__ = ["DFIV"]
@@ -30,10 +30,7 @@ class DFIV(TwoStageEstimator):
         called with the input dimension and must return a module. Default: [x, MLP(x)] (the raw
         standardized input beside a ReLU MLP 64, 32 → 16; :class:`deepcausal.nets.SkipMLP`) for
         vectors and a spectral-normalised tanh MLP for inputs with ≥ 1024 columns (images).
-    n_epochs : int, optional
-        Passes over the data. Default: 100 in ridge mode; in proximal mode 100, capped so that no
-        more minibatch steps are taken than 100 epochs of a 5,000-row data set would take (large
-        data sets train for fewer epochs, about one at a million rows).
+    %(n_epochs_parameter)s
     batch_size : int, default=512
         Rows per stage half in one minibatch (proximal mode).
     lam1, lam2 : float or None, default=None
@@ -51,17 +48,7 @@ class DFIV(TwoStageEstimator):
         Ridge penalties of the stage-1 and stage-2 heads (on standardized data).
     stage1_iter, covariate_iter, stage2_iter : int, optional
         Gradient steps of each stage per minibatch. Defaults: 4, 4, 1 (proximal); 20, 20, 1 (ridge).
-    lr : float, default=1e-3
-        Adam learning rate of every network.
-    split_ratio : float, default=0.5
-        Fraction of rows in the stage-1 half.
-    refit_heads : bool, default=True
-        After training, re-estimate both heads on the full stage halves by streaming statistics.
-    random_state : int or None
-        Seeds the split, the batches and the network initialisation; fits are bit-reproducible on CPU.
-    device : {"cpu", "cuda", "auto"}, default="cpu"
-    verbose : bool, default=False
-        Show a progress bar over epochs.
+    %(training_parameters)s
 
     Attributes
     ----------
@@ -215,3 +202,6 @@ class DFIV(TwoStageEstimator):
 
     def _predict_features(self, nets, b, summaries):
         return outer_features(nets["treatment"](b["T"]), self._covariate_features(nets, b, False))
+
+
+DFIV.__doc__ = fill_shared_docs(DFIV.__doc__)

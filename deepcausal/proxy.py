@@ -13,7 +13,7 @@ from functools import partial
 import torch
 
 from ._data import as_2d_array
-from ._estimator import TwoStageEstimator, _eval_mode, concat_inputs
+from ._estimator import TwoStageEstimator, _eval_mode, concat_inputs, fill_shared_docs
 from .heads import SufficientStats, add_intercept, outer_features
 from .nets import default_net
 
@@ -63,10 +63,7 @@ class DFPV(TwoStageEstimator):
         Every network: a module is deep-copied at each fit; a callable is called with the input
         dimension and must return a module. Default: a ReLU MLP (64, 32 → 16) for vectors and a
         spectral-normalised tanh MLP (→ 32) for inputs with ≥ 1024 columns (images).
-    n_epochs : int, optional
-        Passes over the data. Default: 100 in ridge mode; in proximal mode 100, capped so that no
-        more minibatch steps are taken than 100 epochs of a 5,000-row data set would take (large
-        data sets train for fewer epochs, about one at a million rows).
+    %(n_epochs_parameter)s
     batch_size : int, default=256
         Rows per stage half in one minibatch (proximal mode).
     lam1, lam2 : float or None, default=None
@@ -84,17 +81,7 @@ class DFPV(TwoStageEstimator):
         Gradient steps of each stage per minibatch. Defaults: 5, 1, 1 (proximal); 20, 20, 1 (ridge).
         The defaults were chosen by the held-out stage-2 loss on a validation split of the training
         data (benchmarks/RESULTS.md, "## DFPV").
-    lr : float, default=1e-3
-        Adam learning rate of every network.
-    split_ratio : float, default=0.5
-        Fraction of rows in the stage-1 half.
-    refit_heads : bool, default=True
-        After training, re-estimate both heads on the full stage halves by streaming statistics.
-    random_state : int or None
-        Seeds the split, the batches and the network initialisation; fits are bit-reproducible on CPU.
-    device : {"cpu", "cuda", "auto"}, default="cpu"
-    verbose : bool, default=False
-        Show a progress bar over epochs.
+    %(training_parameters)s
 
     Attributes
     ----------
@@ -345,3 +332,6 @@ class DFPV(TwoStageEstimator):
             return (add_intercept(a2).unsqueeze(2) * joint.view(1, 1, -1)).reshape(m, -1)
         w_x = add_intercept(eta) @ summaries["w_given_x"].to(a2.dtype)  # E[ψ_W | x]
         return _three_way(a2, w_x, eta)
+
+
+DFPV.__doc__ = fill_shared_docs(DFPV.__doc__)
