@@ -6,6 +6,7 @@ modified (all conversions copy).
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
@@ -14,11 +15,15 @@ import pandas as pd
 ColumnSpec = Union[str, Sequence[str], None]
 
 
-def as_column_list(spec: ColumnSpec, role: str) -> List[str]:
-    """A column name or a list of names → list of names (empty for None)."""
+def as_column_list(spec: ColumnSpec, role: str) -> List:
+    """A column name or a list of names → list of names (empty for None).
+
+    Names are kept exactly as given (``0`` stays the integer ``0``), so they match the frame's labels.
+    A single name may be any hashable label that is not a list-like (a string, an integer, ...).
+    """
     if spec is None:
         return []
-    names = [spec] if isinstance(spec, str) else list(spec)
+    names = list(spec) if isinstance(spec, (list, tuple, pd.Index, np.ndarray)) else [spec]
     if len(set(names)) != len(names):
         dup = sorted({c for c in names if names.count(c) > 1})
         raise ValueError(f"{role}: column(s) {dup} listed more than once")
@@ -52,8 +57,11 @@ def frame_to_array(df: pd.DataFrame, columns: List[str], role: str) -> np.ndarra
     return out
 
 
-def as_2d_array(x, name: str, n_rows: Optional[int] = None) -> np.ndarray:
-    """Array-like → float64 (n, k) copy; a 1-D input is one column. Errors name ``name``."""
+def as_2d_array(x, name: str, n_rows: Optional[int] = None, rows_of: str = "the other inputs") -> np.ndarray:
+    """Array-like → float64 (n, k) copy; a 1-D input is one column. Errors name ``name``.
+
+    With ``n_rows``, the row count must match it; ``rows_of`` names what it is the row count of.
+    """
     if x is None:
         raise ValueError(f"{name} is required")
     if isinstance(x, (pd.DataFrame, pd.Series)):
@@ -78,7 +86,7 @@ def as_2d_array(x, name: str, n_rows: Optional[int] = None) -> np.ndarray:
         bad = np.argwhere(~np.isfinite(arr))[0]
         raise ValueError(f"{name} contains NaN or infinite values (first at row {bad[0]}, column {bad[1]})")
     if n_rows is not None and arr.shape[0] != n_rows:
-        raise ValueError(f"{name} has {arr.shape[0]} rows but the outcome has {n_rows}")
+        raise ValueError(f"{name} has {arr.shape[0]} rows but {rows_of} has {n_rows}")
     return arr
 
 
@@ -99,24 +107,45 @@ def roles_from_frame(df: pd.DataFrame, specs: Dict[str, ColumnSpec], required: S
     }
 
 
+IMAGE_MIN_PIXELS = 1024  # a flattened input counts as an image from 32 × 32 pixels on
+
+
+def is_image_like(x) -> bool:
+    """Whether an input is an image batch: given as (n, H, W[, C]), or flattened with a square
+    number (≥ 32²) of columns, e.g. 4096 = 64 × 64.
+
+    Decided by the input's shape, not by its width alone: a wide tabular block of mixed units
+    (say 300 survey answers) is not an image and keeps per-column scales.
+    """
+    shape = np.shape(x)
+    if len(shape) >= 3:
+        return True
+    d = shape[1] if len(shape) == 2 else 1
+    return d >= IMAGE_MIN_PIXELS and math.isqrt(d) ** 2 == d
+
+
 class Standardizer:
     """Per-column centring and scaling fitted on training data.
 
-    Inputs with many columns (images) get one global mean and scale instead, so that near-constant
-    pixels are not blown up into pure noise.
+    Images get one global mean and scale instead (``pooled``), so that near-constant border pixels
+    are not blown up into pure noise and every pixel keeps its relative intensity.
     """
 
-    max_per_column = 256
+    def __init__(self, x: np.ndarray, reduce_sum: Optional[Callable[[np.ndarray], np.ndarray]] = None,
+                 pooled: Optional[bool] = None):
+        """``reduce_sum`` sums an array over processes (distributed fits); moments are then global.
 
-    def __init__(self, x: np.ndarray, reduce_sum: Optional[Callable[[np.ndarray], np.ndarray]] = None):
-        """``reduce_sum`` sums an array over processes (distributed fits); moments are then global."""
+        ``pooled`` (one scale for all columns) defaults to :func:`is_image_like` of ``x``.
+        """
         total = reduce_sum or (lambda a: a)
-        pooled = x.shape[1] > self.max_per_column
+        pooled = is_image_like(x) if pooled is None else bool(pooled)
+        x = x.reshape(x.shape[0], -1)
         n = float(total(np.array([x.shape[0] * (x.shape[1] if pooled else 1)], dtype=np.float64))[0])
         sums = total(np.atleast_1d(x.sum() if pooled else x.sum(axis=0)).astype(np.float64))
         mean = sums / n
         sq = total(np.atleast_1d(((x - mean) ** 2).sum() if pooled else ((x - mean) ** 2).sum(axis=0)))
         scale = np.sqrt(sq / n)
+        self.pooled = pooled
         self.mean = np.broadcast_to(mean, (x.shape[1],)).copy()
         self.scale = np.broadcast_to(np.where(scale > 1e-12, scale, 1.0), (x.shape[1],)).copy()
 

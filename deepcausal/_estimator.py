@@ -10,9 +10,18 @@ The loop follows DESIGN §3 for both estimators. Per pair of minibatches (b1 ⊂
                  step the stage-2 nets on (1/m)||Y(b2) − G(b2; F₁(b2) V(target)) u||²
                  u ← prox(G(b2) recomputed with the stepped nets, Y(b2); u, λ₂, β₂)
 
-After every backbone step the head it was trained against is re-solved (so with λ = 0 and full
-batches each step sees the exact closed-form head: the original full-batch algorithm). A subclass
-only says what F₁, the target and G are, and how a prediction is formed from them.
+After every backbone step the head it was trained against is re-solved on the stepped features. In
+``mode="ridge"`` (all λ = 0, each batch a whole half) every head is also solved on the current
+features right before the first step that uses it, so every step sees the exact closed-form heads: the
+original full-batch algorithm. In proximal mode the first step of a stage uses the previous head, the
+proximal anchor of DESIGN §3. A stage with no gradient steps still re-solves its head once per
+minibatch. A subclass only says what F₁, the target and G are, and how a prediction is formed.
+
+Networks whose output depends on the mode (batch norm, dropout): heads are always solved on eval-mode
+features (running statistics, no dropout) — the features ``predict`` uses — while gradient steps see
+train-mode features. "Exact head" therefore means exact for the deterministic eval-mode features; the
+envelope property (DESIGN §2) then holds only approximately inside a step. For networks without such
+layers the two coincide.
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ import math
 import os
 import warnings
 from contextlib import contextmanager
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import pandas as pd
@@ -30,7 +39,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ._data import Standardizer, as_2d_array, frame_to_array, roles_from_frame
+from ._data import Standardizer, as_2d_array, frame_to_array, is_image_like, roles_from_frame
 from ._persist import load_estimator, save_estimator
 from .distributed import Communicator
 from .heads import NonFiniteError, check_coefficients
@@ -204,7 +213,12 @@ class TwoStageEstimator(ParamsMixin):
     def _summaries(self, nets, batches_s2, comm) -> dict:  # fitted summaries of S2 a prediction needs
         return {}
 
-    def _diagnose(self, data: dict) -> dict:  # pre-fit checks; returns fitted attributes to set
+    def _diagnose(self, data: dict, reduce_sum) -> dict:
+        """Pre-fit checks on the (centred) training data; returns fitted attributes to set.
+
+        ``reduce_sum`` (None in one process) sums an array over the ranks of a distributed fit, so
+        that statistics describe the whole data set rather than one shard.
+        """
         return {}
 
     @staticmethod
@@ -274,72 +288,89 @@ class TwoStageEstimator(ParamsMixin):
                           "trains on minibatches with memory independent of n", ResourceWarning, stacklevel=4)
 
     # ---- input handling ---------------------------------------------------------------------
-    def _collect(self, first, arrays: dict, role_columns: dict) -> Tuple[dict, dict]:
-        """Arrays (econml style) or a DataFrame with role column names → key → float64 array."""
+    def _collect(self, first, arrays: dict, role_columns: dict) -> Tuple[dict, dict, dict]:
+        """Arrays (econml style) or a DataFrame with role column names → key → float64 array.
+
+        Also returns each role's column names (kept exactly as given, so integer labels stay
+        integers and predict matches by name) and whether the role is an image batch (pooled
+        standardisation, see :func:`deepcausal._data.is_image_like`).
+        """
         names = {role: key for role, key, _ in self._roles}
         if role_columns.get(self._roles[0][0]) is not None:  # DataFrame mode: fit(df, outcome=...)
             required = [role for role, _, req in self._roles if req]
             parsed = roles_from_frame(first, role_columns, required)
             data = {names[r]: arr for r, (arr, _) in parsed.items()}
             columns = {names[r]: cols for r, (_, cols) in parsed.items()}
+            images = {k: v is not None and is_image_like(v) for k, v in data.items()}
         else:
-            data, columns = {}, {}
+            data, columns, images = {}, {}, {}
             n = None
             for role, key, req in self._roles:
                 value = first if key == "Y" else arrays.get(key)
                 if value is None:
                     if req:
                         raise ValueError(f"{key} ({role}) is required")
-                    data[key], columns[key] = None, []
+                    data[key], columns[key], images[key] = None, [], False
                     continue
-                arr = as_2d_array(value, f"{key} ({role})", n)
+                arr = as_2d_array(value, f"{key} ({role})", n, rows_of="the outcome")
                 n = arr.shape[0] if n is None else n
                 data[key] = arr
+                images[key] = is_image_like(value)
                 columns[key] = (
-                    [str(c) for c in value.columns] if isinstance(value, pd.DataFrame) else
+                    list(value.columns) if isinstance(value, pd.DataFrame) else
                     [value.name] if isinstance(value, pd.Series) and value.name is not None else []
                 )
         if data["Y"].shape[1] != 1:
             raise ValueError(f"outcome must be a single column, got {data['Y'].shape[1]}")
-        return data, columns
+        return data, columns, images
 
-    def _prediction_inputs(self, first, X=None) -> dict:
-        """Inputs of predict/effect as standardized tensors keyed like batches."""
-        keys = self._predict_keys
-        n = None
-        raw = {}
-        for i, k in enumerate(keys):
-            value = first if i == 0 else X
-            if value is None and i > 0 and self._frame_has(first, k):
-                value = first  # DataFrame mode: covariate columns beside the treatment's
-            if value is None:
-                raw[k] = None
-            elif self._frame_has(value, k):
-                raw[k] = frame_to_array(value, self.columns_[k], self._role_name(k))
-            else:
-                raw[k] = as_2d_array(value, f"{k} ({self._role_name(k)})", n)
-            if raw[k] is not None:
-                if n is not None and raw[k].shape[0] != n:
-                    raise ValueError(f"{k} has {raw[k].shape[0]} rows but the treatment has {n}")
-                n = raw[k].shape[0]
-        out = {}
-        for k in keys:
+    def _role_array(self, value, key: str, n: Optional[int]) -> np.ndarray:
+        """One role's prediction input: DataFrame columns by their fitted names (any order), else by
+        position. Errors name the role and the missing columns."""
+        role = self._role_name(key)
+        cols = self.columns_.get(key)
+        if isinstance(value, pd.DataFrame) and cols:
+            missing = [c for c in cols if c not in value.columns]
+            if missing:
+                raise ValueError(f"{key} ({role}): column(s) {missing} not found; the model was fitted with "
+                                 f"{list(cols)} and the DataFrame has {list(value.columns)}")
+            arr = frame_to_array(value, cols, role)
+        else:
+            arr = as_2d_array(value, f"{key} ({role})")
+        if n is not None and arr.shape[0] != n:
+            raise ValueError(f"{key} ({role}) has {arr.shape[0]} rows but the treatment has {n}")
+        if arr.shape[1] != self.dims_[key]:
+            raise ValueError(f"{key} ({role}) has {arr.shape[1]} columns, the model was fitted with {self.dims_[key]}")
+        return arr
+
+    def _prediction_inputs(self, first, X=None, extra: Optional[dict] = None) -> dict:
+        """Inputs of predict/effect as standardized tensors keyed like batches.
+
+        ``first`` is the treatment (array or DataFrame); in DataFrame mode it may also hold the
+        covariate (and ``extra`` role) columns. ``extra`` maps further keys (e.g. DFPV's outcome
+        proxy ``"W"``) to their values, None meaning "take the columns from ``first``".
+        """
+        given = {self._predict_keys[0]: first, "X": X, **(extra or {})}
+        out, n = {}, None
+        for k, value in given.items():
+            if value is None and k != self._predict_keys[0] and self._frame_has(first, k):
+                value = first  # DataFrame mode: the role's columns beside the treatment's
             if self.dims_.get(k) is None:
-                if raw.get(k) is not None:
+                if value is not None:
                     raise ValueError(f"{k} was given but the model was fitted without {self._role_name(k)}")
                 continue
-            if raw.get(k) is None:
+            if value is None:
                 if k == "X" and self._covariates_optional_in_predict:
                     continue
                 raise ValueError(f"{k} ({self._role_name(k)}) is required: the model was fitted with it")
-            if raw[k].shape[1] != self.dims_[k]:
-                raise ValueError(f"{k} has {raw[k].shape[1]} columns, the model was fitted with {self.dims_[k]}")
-            out[k] = self._to_tensor(self.scalers_[k].transform(raw[k]))
+            arr = self._role_array(value, k, n)
+            n = arr.shape[0]
+            out[k] = self._to_tensor(self.scalers_[k].transform(arr))
         return out
 
     def _frame_has(self, value, key: str) -> bool:
         cols = self.columns_.get(key)
-        return isinstance(value, pd.DataFrame) and bool(cols) and set(cols) <= set(value.columns)
+        return isinstance(value, pd.DataFrame) and bool(cols) and all(c in value.columns for c in cols)
 
     def _role_name(self, key: str) -> str:
         return next(role for role, k, _ in self._roles if k == key)
@@ -365,17 +396,17 @@ class TwoStageEstimator(ParamsMixin):
         for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
             delattr(self, name)
 
-    def _fit(self, data: dict, columns: dict, validation=None):
+    def _fit(self, data: dict, columns: dict, images: dict, validation=None):
         # Fitting twice gives the same model: nothing from an earlier fit is reused; and a fit that
         # fails (bad settings, diverging loss) leaves the estimator unfitted, not half-fitted.
         self._clear_fitted()
         try:
-            return self._fit_unchecked(data, columns, validation)
+            return self._fit_unchecked(data, columns, images, validation)
         except BaseException:
             self._clear_fitted()
             raise
 
-    def _fit_unchecked(self, data: dict, columns: dict, validation):
+    def _fit_unchecked(self, data: dict, columns: dict, images: dict, validation):
         device = _resolve_device(self.device)
         comm = Communicator(device)
         # With torch.distributed, each rank holds a shard; rows are numbered globally in rank order.
@@ -387,12 +418,16 @@ class TwoStageEstimator(ParamsMixin):
         settings = self._settings(min(n1, n - n1))
         if self.mode == "ridge":
             self._check_full_batch_memory(max(n1, n - n1), {k: (v.shape[1] if v is not None else 0) for k, v in data.items()})
-        diagnostics = self._diagnose(data)
-        seed = self.random_state if self.random_state is not None else int(torch.randint(0, 2**62, (1,)))
+        # Every rank must draw the same split, batch order and initial weights: rank 0's seed wins.
+        seed = self.random_state if self.random_state is not None else int(np.random.default_rng().integers(2**62))
+        seed = comm.broadcast_int(seed)
 
         reduce_sum = None if not comm.active else (
             lambda a: comm.sum(torch.as_tensor(a, dtype=torch.float64, device=device)).cpu().numpy())
-        scalers = {k: Standardizer(v, reduce_sum) for k, v in data.items() if v is not None}
+        scalers = {k: Standardizer(v, reduce_sum, pooled=images[k]) for k, v in data.items() if v is not None}
+        # Diagnostics of the whole data set, not of this rank's shard (centred data, global moments).
+        diagnostics = self._diagnose({k: (v - scalers[k].mean if v is not None else None) for k, v in data.items()},
+                                     reduce_sum)
         tensors = {
             k: torch.as_tensor(scalers[k].transform(v), dtype=torch.float32, device=device)
             for k, v in data.items()
@@ -401,8 +436,14 @@ class TwoStageEstimator(ParamsMixin):
         dims = {k: (v.shape[1] if v is not None else None) for k, v in data.items()}
 
         self.device_, self.dims_, self.scalers_, self.columns_ = device, dims, scalers, columns
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        # Seed only the generators this fit uses, inside fork_rng so the user's RNG state is restored:
+        # torch.manual_seed would also (lazily) reseed every CUDA device, which fork_rng(devices=[])
+        # does not restore.
+        cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.random.default_generator.manual_seed(seed)
+            for i in cuda:
+                torch.cuda.default_generators[i].manual_seed(seed)
             gen = torch.Generator().manual_seed(seed)
             # local row of each global position (−1 where another rank owns the row)
             rows = torch.randperm(n, generator=gen) - offset
@@ -428,7 +469,8 @@ class TwoStageEstimator(ParamsMixin):
         self.n_train_, self.n_stage1_ = n, n1
         for name, value in diagnostics.items():
             setattr(self, name, value)
-        self.treatment_range_ = (data[self._predict_keys[0]].min(0), data[self._predict_keys[0]].max(0))
+        t = data[self._predict_keys[0]]
+        self.treatment_range_ = (comm.min(t.min(0)), comm.max(t.max(0)))
         return self
 
     def _coefs(self, heads: TwoStageHeads) -> dict:
@@ -482,60 +524,90 @@ class TwoStageEstimator(ParamsMixin):
     def _step(self, nets, heads, opts, b1, b2, st, comm) -> np.ndarray:
         """One pair of minibatches through the three updates; returns (stage-1, stage-2) losses.
 
+        Each stage is :meth:`_stage`: gradient steps on the stage loss, each followed by a head
+        solve on the stepped features. In ``mode="ridge"`` (exact heads) the head is also solved
+        on the current features *before* the first step, because the networks changed since it
+        was last solved (stage 2 moves ψ, which moves the stage-1 target). In proximal mode the
+        first step uses the previous head, as DESIGN §3 prescribes. A stage with zero steps still
+        solves its head once, so no head is ever left frozen.
+
         Losses are normalised by the global batch sizes, so that with torch.distributed the summed
         gradients of the ranks are the gradient of the whole global batch.
         """
         m1, m2 = (int(comm.sum_float(b["Y"].shape[0])) for b in (b1, b2))
+        exact = self.mode == "ridge"
         nets.train()
         with _diverged("stage 1"):
             with torch.no_grad():
                 target1 = self._stage1_target(nets, b1)
-            if heads.V is None:
+
+            def solve_V():
                 with _eval_mode(nets):
                     heads.stage1_update(self._stage1_features(nets, b1), target1)
-            loss1 = torch.zeros(())
-            for _ in range(st["stage1_iter"]):
-                loss1 = squared_loss(self._stage1_features(nets, b1), target1, heads.V, m1)
-                self._descend(opts, "stage1", loss1, comm)
-                with _eval_mode(nets):
-                    heads.stage1_update(self._stage1_features(nets, b1), target1)
+
+            loss1 = self._stage(
+                st["stage1_iter"], exact or heads.V is None, solve_V,
+                lambda: self._descend(opts, "stage1",
+                                      squared_loss(self._stage1_features(nets, b1), target1, heads.V, m1), comm))
             with _eval_mode(nets):
                 F1_b1 = self._stage1_features(nets, b1)
                 F1_b2 = self._stage1_features(nets, b2)
                 hat_b2 = F1_b2 @ heads.V.to(F1_b2.dtype)
-                if heads.u is None:
-                    heads.stage2_update(self._stage2_features(nets, b2, hat_b2, False), b2["Y"])
+
+        def solve_u(hat):
+            with _eval_mode(nets):
+                heads.stage2_update(self._stage2_features(nets, b2, hat, False), b2["Y"])
 
         with _diverged("covariate stage"):
-            for _ in range(st["covariate_iter"] if "covariate" in opts else 0):
-                loss = squared_loss(self._stage2_features(nets, b2, hat_b2, True), b2["Y"], heads.u, m2)
-                self._descend(opts, "covariate", loss, comm)
-                with _eval_mode(nets):
-                    heads.stage2_update(self._stage2_features(nets, b2, hat_b2, False), b2["Y"])
+            if "covariate" in opts:
+                self._stage(
+                    st["covariate_iter"], exact or heads.u is None, lambda: solve_u(hat_b2),
+                    lambda: self._descend(opts, "covariate",
+                                          squared_loss(self._stage2_features(nets, b2, hat_b2, True), b2["Y"],
+                                                       heads.u, m2), comm))
+            elif heads.u is None:
+                solve_u(hat_b2)
 
-        loss2 = torch.zeros(())
         with _diverged("stage 2"):
-            for _ in range(st["stage2_iter"]):
-                V = heads.stage1_refit(F1_b1, self._stage1_target(nets, b1))  # λ₁₂ refit, grad into target
-                G = self._stage2_features(nets, b2, F1_b2 @ V.to(F1_b2.dtype), False)
-                loss2 = squared_loss(G, b2["Y"], heads.u, m2)
-                self._descend(opts, "stage2", loss2, comm)
+            def refit_V():  # λ₁₂ refit on the current ψ, without graph; exact mode keeps it as V
                 with _eval_mode(nets):
                     V = heads.stage1_refit(F1_b1, self._stage1_target(nets, b1))
-                    heads.stage2_update(self._stage2_features(nets, b2, F1_b2 @ V.to(F1_b2.dtype), False), b2["Y"])
-        return np.array([loss1.item(), loss2.item()])
+                if exact:
+                    heads.V = V
+                return V
+
+            def step2():
+                V = heads.stage1_refit(F1_b1, self._stage1_target(nets, b1))  # λ₁₂ refit, grad into target
+                G = self._stage2_features(nets, b2, F1_b2 @ V.to(F1_b2.dtype), False)
+                return self._descend(opts, "stage2", squared_loss(G, b2["Y"], heads.u, m2), comm)
+
+            loss2 = self._stage(st["stage2_iter"], exact, lambda: solve_u(F1_b2 @ refit_V().to(F1_b2.dtype)), step2)
+        return np.array([loss1, loss2])
+
+    @staticmethod
+    def _stage(n_steps: int, solve_first: bool, solve, step) -> float:
+        """``n_steps`` × (gradient step, head solve), with a head solve before the first step when
+        ``solve_first``; at least one solve happens. Returns the last step's loss (0 without steps)."""
+        if solve_first or n_steps == 0:
+            solve()
+        loss = 0.0
+        for _ in range(n_steps):
+            loss = step()
+            solve()
+        return loss
 
     @staticmethod
     def _descend(opts, group, loss, comm):
         if not torch.isfinite(loss):
             raise NonFiniteError(f"the loss became {loss.item()}")
         if group not in opts:
-            return
+            return loss.item()
         opt = opts[group]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         comm.sum_gradients(p for g in opt.param_groups for p in g["params"])
         opt.step()
+        return loss.item()
 
     # ---- full-data refit by streaming (DESIGN §2) -----------------------------------------------
     def _refit(self, nets, heads, halves, batch_size):
@@ -585,7 +657,7 @@ class TwoStageEstimator(ParamsMixin):
     def effect(self, X=None, *, T0, T1) -> np.ndarray:
         """h(T1, X) − h(T0, X) per row (econml's ``effect``); scalar treatments broadcast over X's rows."""
         self._check_fitted()
-        n = None if X is None else as_2d_array(X, "X (covariates)").shape[0]
+        n = None if X is None else len(X) if isinstance(X, pd.DataFrame) else as_2d_array(X, "X (covariates)").shape[0]
         t0, t1 = (self._broadcast_treatment(t, n, name) for t, name in ((T0, "T0"), (T1, "T1")))
         if t0.shape != t1.shape:
             raise ValueError(f"T0 and T1 have different shapes {t0.shape} and {t1.shape}")

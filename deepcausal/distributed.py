@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import List
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -59,6 +60,29 @@ class Communicator:
         if not self.active:
             return float(x)
         return float(self.sum(torch.tensor([float(x)], dtype=torch.float64, device=self.device))[0])
+
+    def broadcast_int(self, x: int) -> int:
+        """Rank 0's value of ``x`` on every rank (e.g. the seed a fit draws when none is given)."""
+        if not self.active:
+            return int(x)
+        t = torch.tensor([int(x)], dtype=torch.int64, device=self.device)
+        dist.broadcast(t, src=0)
+        return int(t[0])
+
+    def _extreme(self, a: np.ndarray, op) -> np.ndarray:
+        if not self.active:
+            return a
+        t = torch.as_tensor(np.asarray(a, dtype=np.float64), device=self.device).clone()
+        dist.all_reduce(t, op=op)
+        return t.cpu().numpy()
+
+    def min(self, a: np.ndarray) -> np.ndarray:
+        """Elementwise minimum over ranks (e.g. the global training range)."""
+        return self._extreme(a, dist.ReduceOp.MIN)
+
+    def max(self, a: np.ndarray) -> np.ndarray:
+        """Elementwise maximum over ranks."""
+        return self._extreme(a, dist.ReduceOp.MAX)
 
     def sizes(self, n_local: int) -> List[int]:
         """Every rank's row count, in rank order."""

@@ -162,11 +162,11 @@ class DFIV(TwoStageEstimator):
         -------
         self
         """
-        data, columns = self._collect(
+        data, columns, images = self._collect(
             Y, {"T": T, "X": X, "Z": Z},
             {"outcome": outcome, "treatment": treatment, "instruments": instruments, "covariates": covariates},
         )
-        return self._fit(data, columns, validation)
+        return self._fit(data, columns, images, validation)
 
     def predict(self, T, X=None, *, heads="fitted"):
         """Structural function h(t, x) per row.
@@ -187,8 +187,8 @@ class DFIV(TwoStageEstimator):
         """
         return self._predict(T, X, heads)
 
-    def _diagnose(self, data):
-        return {"first_stage_f_": warn_if_weak_instrument(data["T"], data["Z"], data.get("X"))}
+    def _diagnose(self, data, reduce_sum):
+        return {"first_stage_f_": warn_if_weak_instrument(data["T"], data["Z"], data.get("X"), reduce_sum)}
 
     # ---- the feature maps of DESIGN §3 --------------------------------------------------------
     def _stage1_features(self, nets, b):

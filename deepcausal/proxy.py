@@ -12,7 +12,6 @@ from functools import partial
 
 import torch
 
-from ._data import as_2d_array
 from ._estimator import TwoStageEstimator, _eval_mode, concat_inputs, fill_shared_docs
 from .heads import SufficientStats, add_intercept, outer_features
 from .nets import default_net
@@ -229,12 +228,12 @@ class DFPV(TwoStageEstimator):
         -------
         self
         """
-        data, columns = self._collect(
+        data, columns, images = self._collect(
             Y, {"A": A, "Z": Z, "W": W, "X": X},
             {"outcome": outcome, "treatment": treatment, "treatment_proxy": treatment_proxy,
              "outcome_proxy": outcome_proxy, "covariates": covariates},
         )
-        return self._fit(data, columns, validation)
+        return self._fit(data, columns, images, validation)
 
     def predict(self, A, X=None, *, heads="fitted"):
         """Dose-response f(a) per row (with covariates: see the class Notes).
@@ -256,16 +255,19 @@ class DFPV(TwoStageEstimator):
         """
         return self._predict(A, X, heads)
 
-    def predict_bridge(self, A, W, X=None, *, heads="fitted"):
+    def predict_bridge(self, A, W=None, X=None, *, heads="fitted"):
         """The bridge function h(a, w) (with covariates h(a, w, x)) per row.
 
         ``predict(a)`` equals the average of ``predict_bridge(a, w)`` over the stage-2 rows' w.
 
         Parameters
         ----------
-        A : array-like (n, d_a)
-        W : array-like (n, d_w)
-            Outcome-proxy values, one per row of A.
+        A : array-like (n, d_a) or DataFrame
+            Treatment values, or a DataFrame holding the treatment (and outcome-proxy and covariate)
+            columns named at fit.
+        W : array-like (n, d_w) or DataFrame, optional
+            Outcome-proxy values, one per row of A; DataFrame columns are matched by their fitted
+            names. May be omitted when ``A`` is a DataFrame holding the outcome-proxy columns.
         X : array-like (n, d_x), optional
             Required when the model was fitted with covariates.
         heads : {"fitted", "current"}
@@ -274,14 +276,10 @@ class DFPV(TwoStageEstimator):
         -------
         ndarray (n,)
         """
-        inputs = self._prediction_inputs(A, X)
-        n = inputs["A"].shape[0]
-        w = as_2d_array(W, "W (outcome_proxy)", n)
-        if w.shape[1] != self.dims_["W"]:
-            raise ValueError(f"W has {w.shape[1]} columns, the model was fitted with {self.dims_['W']}")
+        self._check_fitted()
+        inputs = self._prediction_inputs(A, X, extra={"W": W})
         if self.dims_.get("X") is not None and "X" not in inputs:
             raise ValueError("X (covariates) is required: the model was fitted with covariates")
-        inputs["W"] = self._to_tensor(self.scalers_["W"].transform(w))
         return self._predict_std(self.nets_, self._heads(heads), {"bridge": True}, inputs)
 
     # ---- the feature maps of DESIGN §4 --------------------------------------------------------

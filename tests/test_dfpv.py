@@ -116,7 +116,7 @@ def test_covariates_average_and_conditional_dose_response(small):
 def test_unfitted_and_bad_inputs(small, fitted):
     with pytest.raises(NotFittedError):
         DFPV().predict([1.0])
-    with pytest.raises(ValueError, match="W has 2 columns"):
+    with pytest.raises(ValueError, match=r"W \(outcome_proxy\) has 2 columns"):
         fitted.predict_bridge([20.0], np.zeros((1, 2)))
     with pytest.raises(ValueError, match="heads"):
         fitted.predict([20.0], heads="latest")

@@ -56,3 +56,32 @@ def test_two_gloo_processes_match_single_process_fit(tmp_path, name):
     np.testing.assert_allclose(ranks[0]["Vc"], single.current_heads_.V.numpy(), rtol=1e-5, atol=1e-5)
     scale = np.abs(single.predict(test)).max()
     np.testing.assert_allclose(ranks[0]["pred"], single.predict(test), rtol=1e-5, atol=1e-5 * scale)
+
+
+def _unseeded_worker(rank, world, init_file, out_dir):
+    """Issue 12, defects 1 and 4: the default random_state, and diagnostics of sorted shards."""
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        _, frame, kwargs, test = _design("DFIV")
+        frame = frame.sort_values("price", ignore_index=True)  # each rank sees one end of the price range
+        shard = frame.iloc[:SPLIT] if rank == 0 else frame.iloc[SPLIT:]
+        est = DFIV(n_epochs=1, batch_size=64).fit(shard, **kwargs)  # random_state=None
+        np.savez(os.path.join(out_dir, f"unseeded{rank}.npz"), pred=est.predict(test), F=est.first_stage_f_,
+                 lo=est.treatment_range_[0], hi=est.treatment_range_[1])
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.skipif(not dist.is_available() or sys.platform == "win32", reason="torch.distributed unavailable")
+def test_default_seed_is_shared_and_diagnostics_describe_all_rows(tmp_path):
+    mp.spawn(_unseeded_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    ranks = [np.load(tmp_path / f"unseeded{r}.npz") for r in range(2)]
+    np.testing.assert_array_equal(ranks[0]["pred"], ranks[1]["pred"])  # one model, not two
+
+    _, frame, kwargs, _ = _design("DFIV")
+    whole = DFIV(n_epochs=1, batch_size=64, random_state=0).fit(frame, **kwargs)
+    for r in ranks:
+        np.testing.assert_allclose(r["F"], whole.first_stage_f_, rtol=1e-8)
+        np.testing.assert_array_equal(r["lo"], whole.treatment_range_[0])
+        np.testing.assert_array_equal(r["hi"], whole.treatment_range_[1])
