@@ -5,8 +5,9 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+from sklearn.base import BaseEstimator
 
-from .._estimator import NotFittedError, ParamsMixin
+from .._estimator import NotFittedError
 
 __all__ = ["Baseline", "NotApplicableError", "median_bandwidths", "subsample", "standardize"]
 
@@ -15,8 +16,8 @@ class NotApplicableError(ValueError):
     """Raised when a baseline cannot be used on a design (wrong kind, images, missing roles)."""
 
 
-class Baseline(ParamsMixin):
-    """Base class of the comparison baselines.
+class Baseline(BaseEstimator):
+    """Base class of the comparison baselines (scikit-learn estimators: ``get_params``, ``clone``, repr).
 
     A baseline is fitted on a benchmark :class:`~deepcausal.datasets.Design`'s training data, by the
     design's causal roles, and predicts the structural function at the design's test inputs. It never
