@@ -19,6 +19,7 @@ class _PackageEstimator(Baseline):
     """
 
     tabular_only = False  # both estimators take image treatments
+    requires = ("torch",)
 
     def __init__(self, *, random_state=None, **params):
         self.random_state = random_state
@@ -68,6 +69,7 @@ class DFIVMethod(_PackageEstimator):
     arguments are passed to the constructor)."""
 
     name = "dfiv"
+    description = "DFIV, deep feature instrumental variables (this package), default settings"
     kinds = frozenset({"iv"})
 
     @staticmethod
@@ -81,6 +83,7 @@ class DFPVMethod(_PackageEstimator):
     """:class:`deepcausal.DFPV` with its default settings (imported lazily)."""
 
     name = "dfpv"
+    description = "DFPV, deep feature proxy causal learning (this package), default settings"
     kinds = frozenset({"proxy"})
 
     @staticmethod

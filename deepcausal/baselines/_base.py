@@ -35,6 +35,11 @@ class Baseline(BaseEstimator):
         Registry name (``deepcausal.baselines.get(name)``).
     kinds : frozenset of {"iv", "proxy"}
         Design kinds the method applies to.
+    description : str
+        One line of plain text saying what the method is (``deepcausal bench --list`` prints it).
+    requires : tuple of str
+        Modules the method imports when it runs; a method whose modules are missing is marked as
+        such by ``--list``, left out of ``available()``, and refused by ``get`` with a one-line error.
     tabular_only : bool
         True when the method cannot take image treatments.
     requires_covariates : bool
@@ -42,6 +47,8 @@ class Baseline(BaseEstimator):
     """
 
     name = ""
+    description = ""
+    requires: tuple = ()
     kinds: frozenset = frozenset()
     tabular_only = True
     requires_covariates = False
