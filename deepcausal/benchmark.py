@@ -20,7 +20,7 @@ import pandas as pd
 from . import baselines
 from .baselines import NotApplicableError
 
-__all__ = ["DESIGNS", "make_design", "run", "resolve_methods", "single_thread", "plot"]
+__all__ = ["DESIGNS", "make_design", "run", "resolve_methods", "single_thread", "summary", "plot", "method_styles"]
 
 DESIGNS = ("demand", "lowdim", "lowdim_abs", "lowdim_linear", "lowdim_sin", "lowdim_step", "demand_proxy",
            "dsprites", "dsprites_proxy")
@@ -64,7 +64,7 @@ def resolve_methods(design_names: Iterable[str], methods) -> dict:
 
     ``methods`` is a list of names or ``"all"`` (every installed method applicable to each design).
     Raises ValueError for an unknown design or method, or a method that does not apply to a design;
-    ImportError for an econml method without econml.
+    ImportError (one line naming what to install) for a method whose dependencies are missing.
     """
     out = {}
     for dname in design_names:
@@ -85,8 +85,9 @@ def resolve_methods(design_names: Iterable[str], methods) -> dict:
                                          f"but {dname!r} is {'an IV' if kind == 'iv' else 'a proxy'} design")
             elif cls.tabular_only:
                 raise NotApplicableError(f"method {m!r} needs tabular data; {dname!r} has an image treatment")
-            if baselines.requires_econml(m) and not baselines.econml_available():
-                raise ImportError(f"method {m!r} needs econml: pip install deepcausal[econml]")
+            missing = baselines.dependency_error(m)
+            if missing is not None:
+                raise ImportError(missing)
             chosen.append(m)
         out[dname] = chosen
     return out
@@ -227,16 +228,40 @@ def run(
 
 
 def summary(df: pd.DataFrame) -> pd.DataFrame:
-    """Per (design, method): mean and standard deviation of the MSE, median fit seconds, peak memory."""
+    """Per (design, method): mean and standard deviation of the MSE, median fit seconds, peak memory.
+
+    ``mse_std`` (over seeds, ddof=1) is left out when no method was run with more than one seed: one
+    fit has no spread to show. In a mixed table a one-seed row's ``mse_std`` is NaN.
+    """
     g = df.groupby(["design", "method"], sort=False)
     out = pd.DataFrame({
         "mse_mean": g["mse"].mean(), "mse_std": g["mse"].std(ddof=1), "mse_median": g["mse"].median(),
         "fit_seconds": g["fit_seconds"].median(), "peak_rss_mb": g["peak_rss_mb"].max(), "seeds": g["seed"].count(),
     }).reset_index()
+    if (out["seeds"] < 2).all():
+        out = out.drop(columns="mse_std")
     return out.sort_values(["design", "mse_mean"], kind="stable").reset_index(drop=True)
 
 
-def plot(df: pd.DataFrame, predictions: dict, designs: dict, path) -> None:
+# Okabe & Ito's colour-blind-safe palette without its black (the truth is drawn in black), the colours
+# that stand apart most first. Past seven methods the colours repeat with another line style.
+OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442")
+_LINESTYLES = ("-", "--", ":", "-.")
+
+
+def method_styles(methods) -> dict:
+    """Method name → matplotlib style (``color``, ``linestyle``), one per method, in the given order.
+
+    Colours come from the Okabe–Ito palette; the eighth method onwards reuses them with dashed, then
+    dotted, lines. :func:`plot` draws every panel with the same mapping, so a method keeps its colour.
+    """
+    names = list(dict.fromkeys(methods))
+    return {m: {"color": OKABE_ITO[i % len(OKABE_ITO)],
+                "linestyle": _LINESTYLES[(i // len(OKABE_ITO)) % len(_LINESTYLES)]}
+            for i, m in enumerate(names)}
+
+
+def plot(df: pd.DataFrame, predictions: dict, designs: dict, path):
     """Save a figure: per design, estimates against the truth, and an MSE strip/box plot per method.
 
     Parameters
@@ -246,9 +271,15 @@ def plot(df: pd.DataFrame, predictions: dict, designs: dict, path) -> None:
     designs : dict (design name, seed) → Design.
     path : where to save (PNG).
 
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The saved figure (already closed in pyplot).
+
     For ``demand`` the dose-response panel is h(p, t, s) against p at the test grid's t nearest 5 and
     s = 4; for one-dimensional treatments it is the estimate against the treatment; for image designs a
-    predicted-vs-true scatter. Curves are from the first seed.
+    predicted-vs-true scatter. Curves are from the first seed. Each method has one colour in every panel
+    (:func:`method_styles`, colour-blind-safe).
     """
     import matplotlib
 
@@ -256,6 +287,7 @@ def plot(df: pd.DataFrame, predictions: dict, designs: dict, path) -> None:
     import matplotlib.pyplot as plt
 
     names = list(dict.fromkeys(df["design"]))
+    styles = method_styles(df["method"])
     fig, axes = plt.subplots(len(names), 2, figsize=(12, 4.2 * len(names)), squeeze=False)
     for row, dname in enumerate(names):
         sub = df[df["design"] == dname]
@@ -267,7 +299,7 @@ def plot(df: pd.DataFrame, predictions: dict, designs: dict, path) -> None:
             for m in methods:
                 p = predictions.get((dname, m, seed0))
                 if p is not None:
-                    ax.scatter(design.test_truth, p, s=6, alpha=0.5, label=m)
+                    ax.scatter(design.test_truth, p, s=6, alpha=0.5, label=m, color=styles[m]["color"])
             lim = [design.test_truth.min(), design.test_truth.max()]
             ax.plot(lim, lim, "k--", lw=1)
             ax.set_xlabel("true f")
@@ -287,26 +319,32 @@ def plot(df: pd.DataFrame, predictions: dict, designs: dict, path) -> None:
             order = np.argsort(tx[tcol].to_numpy()[mask])
             xs = tx[tcol].to_numpy()[mask][order]
             ax.plot(xs, design.test_truth[mask][order], "k-", lw=2.5, label="truth")
-            colors = plt.get_cmap("tab20").colors  # one distinct colour per method (up to 20)
-            for i, m in enumerate(methods):
+            for m in methods:
                 p = predictions.get((dname, m, seed0))
                 if p is not None:
-                    ax.plot(xs, np.asarray(p)[mask][order], lw=1.2, label=m, color=colors[i % len(colors)],
-                            ls="-" if i < len(colors) else "--")
+                    ax.plot(xs, np.asarray(p)[mask][order], lw=1.5, label=m, **styles[m])
             ax.set_xlabel(tcol)
             ax.set_ylabel("structural function")
             ax.set_title(f"{dname}: estimates vs truth, seed {seed0}{title}")
         ax.legend(fontsize=7, ncol=2)
         ax = axes[row, 1]
         data = [sub.loc[sub["method"] == m, "mse"].to_numpy() for m in methods]
-        ax.boxplot(data, showfliers=False)
-        for i, d in enumerate(data, start=1):
-            ax.scatter(np.full(len(d), i) + np.linspace(-0.08, 0.08, len(d)), d, s=14, zorder=3)
+        boxes = ax.boxplot(data, showfliers=False)
+        for i, (m, d) in enumerate(zip(methods, data)):
+            colour = styles[m]["color"]
+            for part in ("boxes", "medians"):
+                boxes[part][i].set_color(colour)
+            for part in ("whiskers", "caps"):
+                for artist in boxes[part][2 * i : 2 * i + 2]:
+                    artist.set_color(colour)
+            ax.scatter(np.full(len(d), i + 1) + np.linspace(-0.08, 0.08, len(d)), d, s=14, zorder=3,
+                       color=colour, label=m)
         ax.set_xticks(range(1, len(methods) + 1), methods, rotation=35, ha="right", fontsize=8)
         ax.set_yscale("log")
         ax.set_ylabel("structural MSE (log)")
-        ax.set_title(f"{dname}: MSE per method ({sub['parameters'].iloc[0]}, {sub['seed'].nunique()} seeds)")
+        k = sub["seed"].nunique()
+        ax.set_title(f"{dname}: MSE per method ({sub['parameters'].iloc[0]}, {k} seed{'s' if k > 1 else ''})")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
+    return fig

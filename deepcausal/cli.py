@@ -39,27 +39,40 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _list() -> str:
+    """Designs, then one plain-text line per method: name, design kind, description, notes.
+
+    The notes name what the method needs; a dependency that is not installed is marked NOT INSTALLED
+    with the command that installs it.
+    """
     from . import baselines
     from .benchmark import DESIGNS, design_kind
 
-    has = baselines.econml_available()
     lines = ["designs:"]
     lines += [f"  {d:<16} {design_kind(d)}" for d in DESIGNS]
     lines.append("methods:")
     for name, cls in baselines.REGISTRY.items():
         notes = []
-        if baselines.requires_econml(name):
-            notes.append("econml" + ("" if has else ", NOT INSTALLED"))
+        missing = baselines.missing_dependencies(name)
+        if missing:
+            notes.append(f"{', '.join(missing)} NOT INSTALLED: {baselines.install_command(missing)}")
+        elif baselines.requires_econml(name):
+            notes.append("econml")
         if cls.requires_covariates:
             notes.append("needs covariates")
         if getattr(cls, "single_instrument", False):
             notes.append("one instrument")
         if cls.tabular_only:
             notes.append("tabular only")
-        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-        lines.append(f"  {name:<16} {'/'.join(sorted(cls.kinds)):<6} {doc[:70]}"
+        lines.append(f"  {name:<16} {'/'.join(sorted(cls.kinds)):<6} {cls.description}"
                      + (f"  [{'; '.join(notes)}]" if notes else ""))
     return "\n".join(lines)
+
+
+def _cell(v) -> str:
+    """A table cell: floats to 4 significant digits, a missing value (e.g. no spread over one seed) as –."""
+    if isinstance(v, float):
+        return "–" if v != v else f"{v:.4g}"
+    return str(v)
 
 
 def _markdown(df, command: str) -> str:
@@ -69,7 +82,7 @@ def _markdown(df, command: str) -> str:
         cols = [str(c) for c in frame.columns]
         out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
         for r in frame.itertuples(index=False):
-            out.append("| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in r) + " |")
+            out.append("| " + " | ".join(_cell(v) for v in r) + " |")
         return "\n".join(out)
 
     return (f"Command: `{command}`\n\nSummary (structural MSE over seeds; fit seconds: median; peak RSS: max "
@@ -100,6 +113,12 @@ def _bench(args) -> int:
         return 2
     for d, ms in plan.items():
         print(f"{d}: {', '.join(ms) if ms else '(no applicable method)'}", file=sys.stderr)
+    if methods == "all":
+        from . import baselines
+
+        skipped = [m for m in baselines.REGISTRY if baselines.missing_dependencies(m)]
+        if skipped:
+            print(f"not installed, skipped: {', '.join(skipped)} (see deepcausal bench --list)", file=sys.stderr)
 
     import pandas as pd
 
@@ -123,6 +142,10 @@ def _bench(args) -> int:
         df = pd.DataFrame(rows)
         if df.empty:
             return 130
+    except ImportError as exc:  # a dependency that is present but fails to import: one line, no traceback
+        print(f"deepcausal bench: error: a method could not import what it needs ({exc}); "
+              f"{len(rows)} finished fits are saved", file=sys.stderr)
+        return 2
     if args.plot and not df.empty:
         from .benchmark import plot
 
@@ -130,7 +153,7 @@ def _bench(args) -> int:
     if not df.empty:
         from .benchmark import summary
 
-        print(summary(df).to_string(index=False))
+        print(summary(df).to_string(index=False, na_rep="–"))
     return 0
 
 

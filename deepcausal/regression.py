@@ -29,16 +29,18 @@ import math
 import numbers
 import time
 import warnings
-from functools import lru_cache
 from typing import Callable, Optional
 
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.exceptions import NotFittedError as SkNotFittedError
+from sklearn.metrics import r2_score
 from torch import nn
 
 from ._data import Standardizer, as_2d_array
-from ._estimator import NotFittedError, ParamsMixin, _eval_mode, _resolve_device
+from ._estimator import NotFittedError, _eval_mode, _resolve_device
 from ._persist import load_estimator, save_estimator
 from .heads import SufficientStats, add_intercept, check_coefficients, proximal_head, ridge_head
 from .nets import mlp
@@ -64,16 +66,6 @@ def pooled_rows(features: torch.Tensor, Y: Optional[torch.Tensor] = None):
     if Y is None:
         return F
     return F, Y.reshape(F.shape[0], -1)
-
-
-def _r2(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Coefficient of determination, uniformly averaged over output columns (scikit-learn's default)."""
-    yt, yp = y_true.reshape(len(y_true), -1), y_pred.reshape(len(y_pred), -1)
-    ss_res = ((yt - yp) ** 2).sum(axis=0)
-    ss_tot = ((yt - yt.mean(axis=0)) ** 2).sum(axis=0)
-    ok = ss_tot > 0
-    r2 = np.where(ok, 1.0 - ss_res / np.where(ok, ss_tot, 1.0), np.where(ss_res == 0, 1.0, 0.0))
-    return float(r2.mean())
 
 
 def _as_array(x, name: str, min_ndim: int = 1) -> np.ndarray:
@@ -115,17 +107,14 @@ def _ndim(y) -> int:
     return np.asarray(y.detach().cpu() if hasattr(y, "detach") else y).ndim
 
 
-@lru_cache(maxsize=None)
-def _not_fitted_error() -> type:
-    """deepcausal's NotFittedError, also a scikit-learn NotFittedError when scikit-learn is installed."""
-    try:
-        from sklearn.exceptions import NotFittedError as SkNotFittedError
-    except ImportError:
-        return NotFittedError
-    return type("NotFittedError", (NotFittedError, SkNotFittedError), {"__module__": __name__})
+class _RegressorNotFittedError(NotFittedError, SkNotFittedError):
+    """deepcausal's NotFittedError that scikit-learn's ``check_is_fitted`` callers also recognise."""
 
 
-class LastLayerRegressor(ParamsMixin):
+_RegressorNotFittedError.__name__ = _RegressorNotFittedError.__qualname__ = "NotFittedError"
+
+
+class LastLayerRegressor(RegressorMixin, BaseEstimator):
     """Neural regression whose last (linear) layer is solved in closed form.
 
     Parameters
@@ -529,7 +518,7 @@ class LastLayerRegressor(ParamsMixin):
 
     def _check_fitted(self):
         if not hasattr(self, "head_"):
-            raise _not_fitted_error()(f"this {type(self).__name__} is not fitted yet; call fit first")
+            raise _RegressorNotFittedError(f"this {type(self).__name__} is not fitted yet; call fit first")
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "head_")
@@ -554,28 +543,25 @@ class LastLayerRegressor(ParamsMixin):
             return np.concatenate([self.backbone_(xb).to(torch.float64).cpu().numpy() for xb in Xt.split(_CHUNK)])
 
     def score(self, X, y, sample_weight=None) -> float:
-        """R² of the predictions, averaged uniformly over output columns (positions × outputs)."""
-        if sample_weight is not None:
-            raise ValueError("sample_weight is not supported")
+        """R² of the predictions (:func:`sklearn.metrics.r2_score`), averaged uniformly over output columns.
+
+        Multi-output and per-position targets are flattened to (n_samples, positions × outputs) columns;
+        ``sample_weight`` of shape (n_samples,) weights the rows.
+        """
         pred = self.predict(X)
         Y = _as_array(y, "y")
         if Y.shape[0] != pred.shape[0]:
             raise ValueError(f"y has {Y.shape[0]} rows but X has {pred.shape[0]}")
-        return _r2(Y, pred)
+        n = Y.shape[0]
+        return float(r2_score(Y.reshape(n, -1), pred.reshape(n, -1), sample_weight=sample_weight,
+                              multioutput="uniform_average"))
 
     # ---- scikit-learn tags ------------------------------------------------------------------------
-    _estimator_type = "regressor"
-
     def __sklearn_tags__(self):
-        from sklearn.utils import InputTags, RegressorTags, Tags, TargetTags
-
-        return Tags(
-            estimator_type="regressor",
-            target_tags=TargetTags(required=True, multi_output=True, single_output=True),
-            regressor_tags=RegressorTags(),
-            input_tags=InputTags(two_d_array=True, allow_nan=False),
-            non_deterministic=self.random_state is None,
-        )
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.non_deterministic = self.random_state is None
+        return tags
 
     # ---- persistence ------------------------------------------------------------------------------
     def save(self, path) -> None:

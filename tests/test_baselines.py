@@ -113,6 +113,25 @@ def test_registry_and_errors():
         baselines.get("naive").predict(lowdim(50))
 
 
+def test_baselines_are_scikit_learn_estimators():
+    from sklearn.base import BaseEstimator, clone
+
+    naive = baselines.get("sieve2sls", random_state=3, alpha=1e-4)
+    assert isinstance(naive, BaseEstimator)
+    assert "alpha=0.0001" in repr(naive)
+    twin = clone(naive)
+    assert twin.get_params() == naive.get_params() and twin is not naive
+    dfiv = baselines.get("dfiv", random_state=1, n_epochs=3)
+    assert isinstance(dfiv, BaseEstimator)
+    assert dfiv.get_params() == {"random_state": 1, "n_epochs": 3}
+    twin = clone(dfiv).set_params(batch_size=64)
+    assert twin.get_params() == {"random_state": 1, "n_epochs": 3, "batch_size": 64}
+    assert dfiv.get_params() == {"random_state": 1, "n_epochs": 3}  # the clone does not share its dict
+    assert twin._estimator().batch_size == 64 and twin._estimator().n_epochs == 3
+    with pytest.raises(ValueError, match="invalid parameter 'n_epoch' for DFIVMethod"):
+        dfiv.set_params(n_epoch=2)
+
+
 def test_image_design_is_refused():
     from deepcausal.datasets import dsprites
 

@@ -95,3 +95,123 @@ def test_cli_interrupted_run_keeps_finished_fits(tmp_path, monkeypatch):
     assert rc == 0
     rows = json.loads(open(out).read())["results"]
     assert [r["method"] for r in rows] == ["naive"]
+
+
+# ---- --list, missing dependencies, the plot and the summary (issue 15) ---------------------------
+def _method_lines(out):
+    from deepcausal.baselines import REGISTRY
+
+    lines = out.splitlines()
+    return {name: [ln for ln in lines if ln.startswith(f"  {name} ")] for name in REGISTRY}
+
+
+def test_cli_list_one_plain_text_line_per_method(capsys):
+    from deepcausal.baselines import REGISTRY
+
+    assert cli.main(["bench", "--list"]) == 0
+    found = _method_lines(capsys.readouterr().out)
+    for name, cls in REGISTRY.items():
+        assert len(found[name]) == 1, name
+        line = found[name][0]
+        assert cls.description and cls.description in line  # the whole description, never cut
+        assert "`" not in line and ":class:" not in line and ":mod:" not in line  # no reStructuredText
+
+
+def test_cli_list_marks_every_method_whose_dependency_is_missing(capsys, monkeypatch):
+    import deepcausal.baselines  # noqa: F401  (imported before the modules are hidden)
+
+    monkeypatch.setitem(sys.modules, "sklearn", None)  # find_spec reports a module set to None as missing
+    monkeypatch.setitem(sys.modules, "econml", None)
+    assert cli.main(["bench", "--list"]) == 0
+    found = _method_lines(capsys.readouterr().out)
+    for name in ("naive", "naive_proxy", "sieve2sls", "kiv", "kpv", "pmmr"):
+        assert "sklearn NOT INSTALLED: pip install scikit-learn" in found[name][0], found[name]
+    for name in ("dmliv", "orthoiv", "driv", "sieve_tsls"):
+        assert 'econml, sklearn NOT INSTALLED: pip install "deepcausal[econml]" scikit-learn' in found[name][0]
+    for name in ("dfiv", "dfpv", "deepiv"):
+        assert "NOT INSTALLED" not in found[name][0]
+
+
+def test_cli_missing_dependency_is_one_line_before_any_fit(capsys, monkeypatch):
+    from deepcausal import baselines
+
+    fitted = []
+    monkeypatch.setattr(baselines.DFIVMethod, "fit", lambda self, design: fitted.append(design))
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    rc = cli.main(["bench", "--design", "lowdim", "--n", "100", "--methods", "dfiv,naive", "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and fitted == []
+    assert err == ["deepcausal bench: error: method 'naive' needs sklearn, which is not installed: "
+                   "pip install scikit-learn"]
+    with pytest.raises(ImportError, match="^method 'naive' needs sklearn"):
+        from deepcausal import baselines as b
+
+        b.get("naive")
+    assert "naive" not in baselines.available("iv") and "dfiv" in baselines.available("iv")
+
+
+def test_cli_import_error_during_a_fit_is_one_line_not_a_traceback(capsys, monkeypatch):
+    from deepcausal.baselines import _classic
+
+    def broken(self, data):
+        raise ModuleNotFoundError("No module named 'sklearn.ensemble'")
+
+    monkeypatch.setattr(_classic.Naive, "_fit", broken)
+    rc = cli.main(["bench", "--design", "lowdim", "--n", "100", "--methods", "naive", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "Traceback" not in err
+    [line] = [ln for ln in err.splitlines() if "error" in ln]
+    assert "No module named 'sklearn.ensemble'" in line
+
+
+def test_cli_one_seed_run_shows_no_spread(tmp_path, capsys):
+    md = tmp_path / "out.md"
+    rc = cli.main(["bench", "--design", "lowdim", "--n", "200", "--seeds", "0", "--methods", "naive,sieve2sls",
+                   "--markdown", str(md), "--no-progress"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "sieve2sls" in out
+    assert "nan" not in out.lower() and "mse_std" not in out
+    assert "nan" not in md.read_text().lower() and "mse_std" not in md.read_text()
+
+
+def test_markdown_shows_a_dash_where_one_method_has_one_seed():
+    import pandas as pd
+
+    df = pd.DataFrame({"design": "lowdim", "parameters": "n=100", "method": ["a", "a", "b"], "seed": [0, 1, 0],
+                       "mse": [1.0, 2.0, 3.0], "fit_seconds": 0.1, "peak_rss_mb": 1.0})
+    text = cli._markdown(df, "deepcausal bench")
+    assert "mse_std" in text and "nan" not in text.lower()
+    row_b = next(ln for ln in text.splitlines() if ln.startswith("| lowdim | b |"))
+    assert "| – |" in row_b
+
+
+def test_plot_gives_each_method_one_colour_in_every_panel(tmp_path):
+    from matplotlib.colors import to_hex
+
+    from deepcausal.benchmark import OKABE_ITO, plot
+
+    predictions, designs = {}, {}
+
+    def keep(row, pred, design):
+        predictions[(row["design"], row["method"], row["seed"])] = pred
+        designs[(row["design"], row["seed"])] = design
+
+    methods = ["naive", "sieve2sls", "kiv"]
+    df = run(["lowdim", "lowdim_linear"], methods, seeds=[0, 1], n=200, progress=False, on_result=keep)
+    fig = plot(df, predictions, designs, tmp_path / "p.png")
+    colours, panels = {m: set() for m in methods}, {m: set() for m in methods}
+    for i, ax in enumerate(fig.axes):
+        for line in ax.get_lines():
+            if line.get_label() in colours:
+                colours[line.get_label()].add(to_hex(line.get_color()))
+                panels[line.get_label()].add(i)
+        for coll in ax.collections:
+            if coll.get_label() in colours:
+                colours[coll.get_label()].update(to_hex(c) for c in coll.get_facecolors())
+                panels[coll.get_label()].add(i)
+    assert all(p == {0, 1, 2, 3} for p in panels.values()), panels  # curves and MSE strips of both designs
+    assert all(len(c) == 1 for c in colours.values()), colours  # one colour per method, in every panel
+    chosen = [next(iter(c)) for c in colours.values()]
+    assert len(set(chosen)) == len(methods)  # methods told apart
+    assert set(chosen) <= {c.lower() for c in OKABE_ITO}  # colour-blind-safe palette

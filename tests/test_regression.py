@@ -5,15 +5,14 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.datasets import make_friedman1
+from sklearn.metrics import r2_score
+from sklearn.utils.estimator_checks import parametrize_with_checks
 from torch import nn
 
 from deepcausal.heads import ridge_head
 from deepcausal.regression import LastLayerRegressor, pooled_rows
-
-sklearn = pytest.importorskip("sklearn")
-from sklearn.base import clone  # noqa: E402
-from sklearn.datasets import make_friedman1  # noqa: E402
-from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -38,15 +37,24 @@ def test_proximal_head_reaches_lower_training_loss_than_adam_head(friedman):
 
 # Float64 backbone: with float32 the prediction of a row depends on how BLAS blocks the batch at the
 # 1e-7 relative level, which fails check_methods_subset_invariance's rtol of 1e-7 (not a contract breach).
-# It implements the contract without inheriting sklearn.base.BaseEstimator (scikit-learn is optional).
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", message="Estimator LastLayerRegressor does not inherit")
-    _sklearn_checks = parametrize_with_checks([LastLayerRegressor(n_epochs=10, random_state=0, dtype="float64")])
+_sklearn_checks = parametrize_with_checks([LastLayerRegressor(n_epochs=10, random_state=0, dtype="float64")])
 
 
 @_sklearn_checks
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
+
+
+def test_is_a_scikit_learn_regressor_and_scores_with_its_r2(friedman):
+    X, y = friedman
+    model = LastLayerRegressor(max_steps=20, random_state=0)
+    assert isinstance(model, BaseEstimator) and isinstance(model, RegressorMixin)
+    assert "LastLayerRegressor" in model._repr_html_()  # scikit-learn's HTML repr comes with the base class
+    model.fit(X, y)
+    w = np.linspace(0.5, 2.0, len(y))
+    pred = model.predict(X)
+    assert model.score(X, y) == pytest.approx(r2_score(y, pred))
+    assert model.score(X, y, sample_weight=w) == pytest.approx(r2_score(y, pred, sample_weight=w))
 
 
 class _PerPosition(nn.Module):

@@ -36,6 +36,8 @@ True
 
 from __future__ import annotations
 
+import importlib.util
+
 from ._adapters import DFIVMethod, DFPVMethod
 from ._base import Baseline, NotApplicableError
 from ._classic import Naive, NaiveProxy, Sieve2SLS
@@ -47,7 +49,6 @@ from ._econml import (
     NonParamDMLIVBaseline,
     OrthoIVBaseline,
     SieveTSLSBaseline,
-    _EconmlIV,
     econml_available,
 )
 from ._kernel import KIV, KPV, PMMR
@@ -59,6 +60,9 @@ __all__ = [
     "get",
     "available",
     "requires_econml",
+    "missing_dependencies",
+    "dependency_error",
+    "install_command",
     "econml_available",
     "Naive",
     "NaiveProxy",
@@ -88,9 +92,39 @@ REGISTRY: dict[str, type[Baseline]] = {
 """Method name → class."""
 
 
+# Where a missing module comes from: the pip requirement that brings it.
+_PIP_NAMES = {"econml": '"deepcausal[econml]"', "sklearn": "scikit-learn"}
+
+
+def _module_missing(module: str) -> bool:
+    """True when ``module`` cannot be found (without importing it)."""
+    try:
+        return importlib.util.find_spec(module) is None
+    except (ImportError, ValueError):  # a parent package missing, or a module set to None in sys.modules
+        return True
+
+
+def missing_dependencies(name: str) -> list[str]:
+    """Modules that method ``name`` needs and that are not installed here (empty when it can run)."""
+    return [m for m in _lookup(name).requires if _module_missing(m)]
+
+
+def dependency_error(name: str) -> str | None:
+    """One line saying what method ``name`` misses and how to install it; None when nothing is missing."""
+    missing = missing_dependencies(name)
+    if not missing:
+        return None
+    return f"method {name!r} needs {', '.join(missing)}, which is not installed: {install_command(missing)}"
+
+
+def install_command(modules) -> str:
+    """The pip command that installs these modules (econml through the package's ``[econml]`` extra)."""
+    return "pip install " + " ".join(dict.fromkeys(_PIP_NAMES.get(m, m) for m in modules))
+
+
 def requires_econml(name: str) -> bool:
     """True for the econml adapters."""
-    return issubclass(_lookup(name), _EconmlIV)
+    return "econml" in _lookup(name).requires
 
 
 def _lookup(name: str) -> type[Baseline]:
@@ -108,16 +142,17 @@ def get(name: str, **params) -> Baseline:
     ValueError
         For an unknown name.
     ImportError
-        For an econml adapter when econml is not installed.
+        When a module the method needs is not installed (one line naming what to install).
     """
     cls = _lookup(name)
-    if issubclass(cls, _EconmlIV) and not econml_available():
-        raise ImportError(f"method {name!r} needs econml: pip install deepcausal[econml]")
+    error = dependency_error(name)
+    if error is not None:
+        raise ImportError(error)
     return cls(**params)
 
 
 def available(kind: str | None = None, design=None) -> list[str]:
-    """Names of the methods that can run here (econml adapters only when econml is installed).
+    """Names of the methods that can run here (every module they need is installed).
 
     Parameters
     ----------
@@ -128,10 +163,9 @@ def available(kind: str | None = None, design=None) -> list[str]:
     """
     if kind is not None and kind not in ("iv", "proxy"):
         raise ValueError(f"kind must be 'iv', 'proxy' or None, got {kind!r}")
-    has_econml = econml_available()
     out = []
     for name, cls in REGISTRY.items():
-        if issubclass(cls, _EconmlIV) and not has_econml:
+        if missing_dependencies(name):
             continue
         if kind is not None and kind not in cls.kinds:
             continue

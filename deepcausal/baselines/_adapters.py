@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
 from ._base import Baseline
@@ -10,7 +12,14 @@ __all__ = ["DFIVMethod", "DFPVMethod"]
 
 
 class _PackageEstimator(Baseline):
+    """A package estimator as a baseline; keyword arguments beyond ``random_state`` go to its constructor.
+
+    Those arguments are this baseline's parameters too (``get_params``, ``set_params``, ``clone``), which
+    scikit-learn's signature-based introspection cannot see behind ``**params``: hence the overrides.
+    """
+
     tabular_only = False  # both estimators take image treatments
+    requires = ("torch",)
 
     def __init__(self, *, random_state=None, **params):
         self.random_state = random_state
@@ -19,8 +28,23 @@ class _PackageEstimator(Baseline):
     def get_params(self, deep=True):
         return {"random_state": self.random_state, **self.params}
 
-    def _estimator(self):  # pragma: no cover - abstract
+    def set_params(self, **params):
+        valid = [p for p in inspect.signature(self._estimator_class().__init__).parameters if p != "self"]
+        for key, value in params.items():
+            if key == "random_state":
+                self.random_state = value
+            elif key in valid:
+                self.params = {**self.params, key: value}  # a new dict: clones never share one
+            else:
+                raise ValueError(f"invalid parameter {key!r} for {type(self).__name__}; valid: {valid}")
+        return self
+
+    @staticmethod
+    def _estimator_class():  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _estimator(self):
+        return self._estimator_class()(random_state=self.random_state, **self.params)
 
     def fit(self, design):
         self.check_applicable(design)
@@ -45,21 +69,25 @@ class DFIVMethod(_PackageEstimator):
     arguments are passed to the constructor)."""
 
     name = "dfiv"
+    description = "DFIV, deep feature instrumental variables (this package), default settings"
     kinds = frozenset({"iv"})
 
-    def _estimator(self):
+    @staticmethod
+    def _estimator_class():
         from ..iv import DFIV
 
-        return DFIV(random_state=self.random_state, **self.params)
+        return DFIV
 
 
 class DFPVMethod(_PackageEstimator):
     """:class:`deepcausal.DFPV` with its default settings (imported lazily)."""
 
     name = "dfpv"
+    description = "DFPV, deep feature proxy causal learning (this package), default settings"
     kinds = frozenset({"proxy"})
 
-    def _estimator(self):
+    @staticmethod
+    def _estimator_class():
         from ..proxy import DFPV
 
-        return DFPV(random_state=self.random_state, **self.params)
+        return DFPV

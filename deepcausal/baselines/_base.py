@@ -5,8 +5,9 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+from sklearn.base import BaseEstimator
 
-from .._estimator import NotFittedError, ParamsMixin
+from .._estimator import NotFittedError
 
 __all__ = ["Baseline", "NotApplicableError", "median_bandwidths", "subsample", "standardize"]
 
@@ -15,8 +16,8 @@ class NotApplicableError(ValueError):
     """Raised when a baseline cannot be used on a design (wrong kind, images, missing roles)."""
 
 
-class Baseline(ParamsMixin):
-    """Base class of the comparison baselines.
+class Baseline(BaseEstimator):
+    """Base class of the comparison baselines (scikit-learn estimators: ``get_params``, ``clone``, repr).
 
     A baseline is fitted on a benchmark :class:`~deepcausal.datasets.Design`'s training data, by the
     design's causal roles, and predicts the structural function at the design's test inputs. It never
@@ -34,6 +35,11 @@ class Baseline(ParamsMixin):
         Registry name (``deepcausal.baselines.get(name)``).
     kinds : frozenset of {"iv", "proxy"}
         Design kinds the method applies to.
+    description : str
+        One line of plain text saying what the method is (``deepcausal bench --list`` prints it).
+    requires : tuple of str
+        Modules the method imports when it runs; a method whose modules are missing is marked as
+        such by ``--list``, left out of ``available()``, and refused by ``get`` with a one-line error.
     tabular_only : bool
         True when the method cannot take image treatments.
     requires_covariates : bool
@@ -41,6 +47,8 @@ class Baseline(ParamsMixin):
     """
 
     name = ""
+    description = ""
+    requires: tuple = ()
     kinds: frozenset = frozenset()
     tabular_only = True
     requires_covariates = False

@@ -31,6 +31,8 @@ class Naive(Baseline):
     """
 
     name = "naive"
+    description = "gradient boosting of y on (t, x); ignores the instruments, so it is biased under confounding"
+    requires = ("sklearn",)
     kinds = frozenset({"iv"})
 
     def __init__(self, *, random_state=None):
@@ -55,6 +57,8 @@ class NaiveProxy(Baseline):
     """
 
     name = "naive_proxy"
+    description = "gradient boosting of y on (a, x); ignores the proxies, so it is biased under confounding"
+    requires = ("sklearn",)
     kinds = frozenset({"proxy"})
 
     def __init__(self, *, random_state=None):
@@ -133,6 +137,8 @@ class Sieve2SLS(Baseline):
     """
 
     name = "sieve2sls"
+    description = "two-stage least squares on tensor-product cubic splines, knots chosen on a validation split"
+    requires = ("sklearn", "scipy")
     kinds = frozenset({"iv"})
 
     def __init__(self, *, n_knots_grid=(3, 4, 5, 6, 8, 10), alpha=1e-6, max_features=1000, random_state=None):

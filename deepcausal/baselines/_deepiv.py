@@ -51,6 +51,8 @@ class DeepIV(Baseline):
     """
 
     name = "deepiv"
+    description = "DeepIV (Hartford et al. 2017): a mixture density first stage, then a network for h(t, x)"
+    requires = ("torch",)
     kinds = frozenset({"iv"})
 
     def __init__(self, *, n_components=5, hidden=(64, 64), epochs1=30, epochs2=30, n_samples=2,

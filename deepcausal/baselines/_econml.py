@@ -75,6 +75,7 @@ class _EconmlIV(Baseline):
     """Shared fit/predict of the econml adapters (see the module docstring for the completion step)."""
 
     kinds = frozenset({"iv"})
+    requires = ("econml", "sklearn")
     single_treatment = True
     single_instrument = False
 
@@ -139,6 +140,7 @@ class DMLIVBaseline(_EconmlIV):
     """
 
     name = "dmliv"
+    description = "econml DMLIV with a spline treatment featurizer"
 
     def _make(self, d_x):
         from econml.iv.dml import DMLIV
@@ -160,6 +162,7 @@ class OrthoIVBaseline(_EconmlIV):
     """
 
     name = "orthoiv"
+    description = "econml OrthoIV with a spline treatment featurizer"
 
     def _make(self, d_x):
         from econml.iv.dml import OrthoIV
@@ -191,6 +194,7 @@ class NonParamDMLIVBaseline(_EconmlIV):
     """
 
     name = "nonparam_dmliv"
+    description = "econml NonParamDMLIV: an effect linear in t with a gradient-boosted slope theta(x)"
     requires_covariates = True
 
     def _make(self, d_x):
@@ -213,6 +217,7 @@ class DRIVBaseline(_EconmlIV):
     """
 
     name = "driv"
+    description = "econml LinearDRIV, doubly robust IV for one continuous treatment and one instrument"
     single_instrument = True
 
     def _make(self, d_x):
@@ -238,6 +243,7 @@ class ForestDRIVBaseline(DRIVBaseline):
     """
 
     name = "forest_driv"
+    description = "econml ForestDRIV, doubly robust IV with a causal forest final stage"
     requires_covariates = True
 
     def _make(self, d_x):
@@ -258,6 +264,7 @@ class SieveTSLSBaseline(_EconmlIV):
     """
 
     name = "sieve_tsls"
+    description = "econml SieveTSLS, two-stage least squares on polynomial sieves"
 
     def _make(self, d_x):
         from econml.iv.sieve import DPolynomialFeatures, SieveTSLS

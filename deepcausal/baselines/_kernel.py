@@ -61,6 +61,8 @@ def _select_stage1(Kc11, Kc12, Kt11, Kt21, lambdas):
 
 
 class _KernelBase(Baseline):
+    requires = ("sklearn", "scipy")
+
     def _scaled(self, M, sig):
         return M / sig
 
@@ -97,6 +99,7 @@ class KIV(_KernelBase):
     """
 
     name = "kiv"
+    description = "kernel instrumental-variable regression (Singh, Sahani and Gretton 2019), closed form"
     kinds = frozenset({"iv"})
 
     def __init__(self, *, lambdas=_LAMBDAS, xis=_XIS, max_rows=2000, random_state=None):
@@ -169,6 +172,7 @@ class KPV(_KernelBase):
     """
 
     name = "kpv"
+    description = "kernel proxy variable (Mastouri et al. 2021), closed form"
     kinds = frozenset({"proxy"})
 
     def __init__(self, *, lambdas=_LAMBDAS, xis=_XIS, max_rows=2000, random_state=None):
@@ -257,6 +261,7 @@ class PMMR(_KernelBase):
     """
 
     name = "pmmr"
+    description = "proxy maximum moment restriction (Mastouri et al. 2021), closed form"
     kinds = frozenset({"proxy"})
 
     def __init__(self, *, lambdas=tuple(10.0 ** np.arange(-9.0, -0.5, 0.5)), max_rows=2000, random_state=None):
