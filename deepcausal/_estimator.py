@@ -37,25 +37,39 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from sklearn.base import BaseEstimator
 from tqdm.auto import tqdm
 
 from ._data import Standardizer, as_2d_array, frame_to_array, is_image_like, roles_from_frame
 from ._persist import load_estimator, save_estimator
 from .distributed import Communicator
+from .ensemble import check_n_jobs, fit_members, member_seeds
+from .inference import check_alpha, combine_draws, score_bootstrap_heads
 from .heads import NonFiniteError, check_coefficients
 from .nets import build_net, default_net, output_dim
 from .twostage import TwoStageHeads, squared_loss
 
 _LAM_AT_DEFAULT_BATCH = 0.1  # proximal λ₁, λ₂ at an estimator's default batch size
-_REFERENCE_HALF = 2500  # rows of a stage half on which the default number of epochs (100) was set
+_REFERENCE_HALF = 2500  # rows of a stage half of the 5,000-row designs the defaults were set on
+_REFERENCE_STEPS = 1000  # default step cap at that size; the cap grows as √n beyond it
+_MAX_EPOCHS = 200  # default epoch cap (small data)
+_CHECK_EVERY_STEPS = 200  # held-out losses at each epoch end, or this often within long epochs
+_PLATEAU_TOL = 0.05  # early stopping: a held-out loss median within 5% of its best counts as the best
+_MIN_STAGE_ROWS = 20  # fewer training rows per stage half is an error
+_MIN_VAL_ROWS = 10  # held-out rows per stage half are at least this many
+_FEW_STAGE_ROWS = 250  # fewer rows per stage half warns
 
 
 class _Half:
-    """One stage half: the (local) data tensors and, per global position, the local row (−1: not here)."""
+    """One stage half: the (local) data tensors and, per global position, the local row (−1: not here).
 
-    def __init__(self, tensors: dict, rows: torch.Tensor):
+    The first ``n_val`` positions of the half are held out (validation rows for the held-out stage
+    losses); gradient steps and proximal head updates use the remaining ``n_train`` positions only.
+    """
+
+    def __init__(self, tensors: dict, rows: torch.Tensor, n_val: int = 0):
         self.tensors, self.rows = tensors, rows
-        self.local_rows = rows[rows >= 0]
+        self.n_val, self.n_train = int(n_val), len(rows) - int(n_val)
 
     def take(self, positions: torch.Tensor) -> dict:
         """The locally held rows among these global positions of the half."""
@@ -63,10 +77,12 @@ class _Half:
         r = r[r >= 0]
         return {k: v[r] for k, v in self.tensors.items()}
 
-    def batches(self, size: int):
-        """The local rows of the half in consecutive batches (for streaming statistics)."""
-        for lo in range(0, len(self.local_rows), size):
-            r = self.local_rows[lo : lo + size]
+    def batches(self, size: int, part: str = "all"):
+        """The local rows of the half (``part``: "all", "train" or "val") in consecutive batches."""
+        rows = {"all": self.rows, "train": self.rows[self.n_val:], "val": self.rows[: self.n_val]}[part]
+        local = rows[rows >= 0]
+        for lo in range(0, len(local), size):
+            r = local[lo : lo + size]
             yield {k: v[r] for k, v in self.tensors.items()}
 
 
@@ -78,20 +94,45 @@ def concat_inputs(b: dict, keys) -> torch.Tensor:
 # Parameter documentation DFIV and DFPV share, written once (numpydoc, 4-space indented).
 _SHARED_DOCS = {
     "n_epochs_parameter": """n_epochs : int, optional
-        Passes over the data. Default: 100 in ridge mode; in proximal mode 100, capped so that no
-        more minibatch steps are taken than 100 epochs of a 5,000-row data set would take (large
-        data sets train for fewer epochs, about one at a million rows).""",
+        The most passes over the data. Default: 100 in ridge mode; in proximal mode at most 200
+        epochs and at most 1,000·√(n_half / 2,500) minibatch steps, a cap that grows with the data
+        (about 7,000 steps, 15 epochs, at a million rows). With ``early_stopping`` training usually
+        ends before the cap, when the held-out stage-2 loss stops improving.""",
     "training_parameters": """lr : float, default=1e-3
         Adam learning rate of every network.
     split_ratio : float, default=0.5
         Fraction of rows in the stage-1 half.
+    validation_fraction : float, default=0.1
+        Fraction of each stage half held out of training to compute the held-out stage losses
+        (recorded in ``history_``, used by ``early_stopping``). 0 holds out nothing (then
+        ``early_stopping`` must be False). The held-out rows rejoin the halves for the final
+        re-estimation of the heads (``refit_heads``).
+    early_stopping : bool, default=True
+        Stop when the held-out stage-2 loss has not improved for ``n_iter_no_change`` checks and
+        restore the networks and heads of the best check. Checks happen at the end of each epoch, or
+        every 200 minibatch steps when an epoch is longer.
+    n_iter_no_change : int, default=10
+        Patience of early stopping, in checks.
     refit_heads : bool, default=True
         After training, re-estimate both heads on the full stage halves by streaming statistics.
+    n_estimators : int, default=1
+        Members of the ensemble. Each member is a full fit with its own seed, hence its own random
+        S1/S2 split, initialisation and batch order; predictions are the member average, and the
+        members' spread enters the confidence bands. Fitted members are kept in ``estimators_``.
+    n_bootstrap : int, default=100
+        Score-bootstrap draws of the heads per member, for the confidence bands
+        (:mod:`deepcausal.inference`); 0 skips them (then intervals need ``n_estimators`` > 1).
+    n_jobs : int or None, default=None
+        Processes that fit ensemble members in parallel (joblib: None means 1 unless inside a
+        ``joblib.parallel_config`` context, −1 all cores). Results do not depend on it: every member
+        fits on one torch thread.
     random_state : int or None
-        Seeds the split, the batches and the network initialisation; fits are bit-reproducible on CPU.
+        Seeds the split, the batches, the network initialisation, the bootstrap draws and the
+        members' seeds; fits are bit-reproducible on CPU. None draws a seed from the operating
+        system (one shared by all ranks of a distributed fit).
     device : {"cpu", "cuda", "auto"}, default="cpu"
     verbose : bool, default=False
-        Show a progress bar over epochs.""",
+        Show a progress bar over epochs (over members, for an ensemble).""",
 }
 
 
@@ -102,44 +143,7 @@ def fill_shared_docs(doc: str) -> str:
     return doc
 
 
-class NotFittedError(ValueError, AttributeError):
-    """Raised when a fitted-only method is called before ``fit`` (as in scikit-learn)."""
-
-
-class ParamsMixin:
-    """``get_params`` / ``set_params`` read from ``__init__``'s signature, so ``sklearn.clone`` works."""
-
-    @classmethod
-    def _param_names(cls) -> List[str]:
-        sig = inspect.signature(cls.__init__)
-        return [p for p in sig.parameters if p != "self"]
-
-    def get_params(self, deep: bool = True) -> dict:
-        return {name: getattr(self, name) for name in self._param_names()}
-
-    def set_params(self, **params):
-        valid = set(self._param_names())
-        for name, value in params.items():
-            if name not in valid:
-                raise ValueError(f"invalid parameter {name!r} for {type(self).__name__}; valid: {sorted(valid)}")
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self) -> str:
-        defaults = {
-            k: p.default for k, p in inspect.signature(type(self).__init__).parameters.items() if k != "self"
-        }
-        changed = [f"{k}={v!r}" for k, v in self.get_params().items() if not _same(v, defaults.get(k))]
-        return f"{type(self).__name__}({', '.join(changed)})"
-
-
-def _same(a, b) -> bool:
-    try:
-        return bool(a == b)
-    except Exception:
-        return a is b
-
-
+from sklearn.exceptions import NotFittedError  # noqa: E402  (re-exported: deepcausal.NotFittedError)
 
 
 @contextmanager
@@ -176,7 +180,7 @@ def _resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-class TwoStageEstimator(ParamsMixin):
+class TwoStageEstimator(BaseEstimator):
     """Base class; see :class:`deepcausal.DFIV` and :class:`deepcausal.DFPV`.
 
     Subclasses declare ``_roles`` — (role name, key, required) with the key used in batches — the
@@ -187,6 +191,7 @@ class TwoStageEstimator(ParamsMixin):
     _roles: Tuple[Tuple[str, str, bool], ...] = ()
     _nets: Dict[str, Tuple[str, Tuple[str, ...], str]] = {}
     _predict_keys: Tuple[str, ...] = ()  # batch keys a prediction needs (treatment first)
+    _default_batch = 512  # minibatch rows per stage half for batch_size="auto"; λ defaults are 0.1 here
     # Network built for a role left as None: callable(d_in) -> Module.
     _default_net = staticmethod(default_net)
     # Whether a model fitted with covariates may predict without them (averaging over the stage-2 rows).
@@ -204,8 +209,17 @@ class TwoStageEstimator(ParamsMixin):
     def _stage1_target(self, nets, b) -> torch.Tensor:
         raise NotImplementedError
 
-    def _stage2_features(self, nets, b, target_hat, covariate_grad: bool) -> torch.Tensor:
+    def _stage2_parts(self, nets, b, covariate_grad: bool) -> dict:
+        """The per-row pieces of the stage-2 features that do not depend on the stage-1 prediction."""
         raise NotImplementedError
+
+    def _stage2_combine(self, parts: dict, target_hat: torch.Tensor) -> torch.Tensor:
+        """G from the parts and the stage-1 prediction; ``target_hat`` may carry leading draw dims."""
+        raise NotImplementedError
+
+    def _stage2_features(self, nets, b, target_hat, covariate_grad: bool) -> torch.Tensor:
+        """G(b) with the stage-1 prediction ``target_hat`` (covariate graph kept when ``covariate_grad``)."""
+        return self._stage2_combine(self._stage2_parts(nets, b, covariate_grad), target_hat)
 
     def _predict_features(self, nets, b, summaries) -> torch.Tensor:  # G at the prediction inputs
         raise NotImplementedError
@@ -231,38 +245,72 @@ class TwoStageEstimator(ParamsMixin):
 
     # ---- settings ---------------------------------------------------------------------------
     def _settings(self, n_half: int) -> dict:
+        """Resolved training settings for stage halves of ``n_half`` rows (the smaller half)."""
         if self.mode not in self._mode_defaults:
             raise ValueError(f"mode must be 'proximal' or 'ridge', got {self.mode!r}")
         s = dict(self._mode_defaults[self.mode])
         for k in s:
             v = getattr(self, k)
             if v is not None:
-                if not isinstance(v, (int, np.integer)) or v < (1 if k == "n_epochs" else 0):
+                if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < (1 if k == "n_epochs" else 0):
                     raise ValueError(f"{k} must be a non-negative integer (n_epochs >= 1), got {v!r}")
                 s[k] = int(v)
         check_coefficients(beta1=self.beta1, beta2=self.beta2, lr=self.lr)
-        if self.mode == "ridge":
-            s.update(batch_size=n_half, lam1=0.0, lam2=0.0, lam12=0.0)
-        else:
-            if not isinstance(self.batch_size, (int, np.integer)) or self.batch_size < 1:
-                raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
-            # λ left as None scales as 1/batch: 0.1 at the class's default batch size (see the docstrings).
-            default_batch = inspect.signature(type(self).__init__).parameters["batch_size"].default
-            auto = _LAM_AT_DEFAULT_BATCH * default_batch / int(self.batch_size)
-            lam1, lam2 = (auto if v is None else v for v in (self.lam1, self.lam2))
-            check_coefficients(lam1=lam1, lam2=lam2, lam12=self.lam12)
-            s.update(batch_size=int(self.batch_size), lam1=float(lam1), lam2=float(lam2), lam12=self.lam12)
-            if self.n_epochs is None:
-                # Default: 100 epochs on small data, but never more minibatch steps than 100 epochs of
-                # 2,500-row halves would take — so a million rows train for ~1 epoch, not 100.
-                per_epoch = math.ceil(n_half / s["batch_size"])
-                budget = 100 * math.ceil(_REFERENCE_HALF / s["batch_size"])
-                s["n_epochs"] = max(1, min(100, math.ceil(budget / per_epoch)))
+        for name in ("n_estimators", "n_iter_no_change"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if isinstance(self.n_bootstrap, bool) or not isinstance(self.n_bootstrap, (int, np.integer)) \
+                or self.n_bootstrap < 0 or self.n_bootstrap == 1:
+            raise ValueError(f"n_bootstrap must be 0 or an integer >= 2, got {self.n_bootstrap!r}")
+        check_n_jobs(self.n_jobs)
         if not 0.0 < float(self.split_ratio) < 1.0:
             raise ValueError(f"split_ratio must be in (0, 1), got {self.split_ratio!r}")
-        if self.mode == "proximal" and s["batch_size"] > n_half:
-            warnings.warn(f"batch_size={s['batch_size']} exceeds the {n_half} rows of a stage half: every step "
-                          "uses the whole half", UserWarning, stacklevel=4)
+        frac = float(self.validation_fraction)
+        if not 0.0 <= frac < 0.5:
+            raise ValueError(f"validation_fraction must be in [0, 0.5), got {self.validation_fraction!r}")
+        if self.early_stopping and frac == 0.0:
+            raise ValueError("early_stopping needs held-out rows: set validation_fraction > 0 or early_stopping=False")
+        # at least _MIN_VAL_ROWS held-out rows, so that the held-out losses mean something
+        n_val = max(int(round(frac * n_half)), _MIN_VAL_ROWS) if frac > 0 else 0
+        n_train = n_half - n_val
+        if n_train < _MIN_STAGE_ROWS:
+            raise ValueError(f"a stage half has {n_half} rows; holding out {n_val} (validation_fraction={frac:g}) leaves "
+                             f"{n_train} to train on, but at least {_MIN_STAGE_ROWS} are needed per stage: use more data"
+                             + (" or set validation_fraction=0 and early_stopping=False" if n_val else ""))
+        s.update(n_val=n_val, n_train=n_train, early_stopping=bool(self.early_stopping),
+                 patience=int(self.n_iter_no_change))
+        if self.mode == "ridge":
+            s.update(batch_size=n_train, lam1=0.0, lam2=0.0, lam12=0.0)
+        else:
+            default_batch = self._default_batch
+            if self.batch_size == "auto":
+                batch = min(default_batch, n_train)
+            else:
+                if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, (int, np.integer)) \
+                        or self.batch_size < 1:
+                    raise ValueError(f"batch_size must be 'auto' or a positive integer, got {self.batch_size!r}")
+                batch = int(self.batch_size)
+                if batch > n_train:
+                    warnings.warn(f"batch_size={batch} exceeds the {n_train} training rows of a stage half: every "
+                                  "step uses the whole half", UserWarning, stacklevel=5)
+            # λ left as None scales as 1/batch: 0.1 at the class's default batch size (see the docstrings).
+            auto = _LAM_AT_DEFAULT_BATCH * default_batch / (default_batch if self.batch_size == "auto" else batch)
+            lam1, lam2 = (auto if v is None else v for v in (self.lam1, self.lam2))
+            check_coefficients(lam1=lam1, lam2=lam2, lam12=self.lam12)
+            s.update(batch_size=batch, lam1=float(lam1), lam2=float(lam2), lam12=float(self.lam12))
+        steps_per_epoch = max(1, math.ceil(n_train / s["batch_size"]))
+        if self.n_epochs is None and self.mode == "proximal":
+            # A cap that grows with the data (early stopping usually ends training first).
+            cap = math.ceil(_REFERENCE_STEPS * math.sqrt(n_half / _REFERENCE_HALF))
+            s["max_steps"] = min(_MAX_EPOCHS * steps_per_epoch, max(cap, steps_per_epoch))
+        else:
+            s["max_steps"] = s["n_epochs"] * steps_per_epoch
+        s["steps_per_epoch"] = steps_per_epoch
+        s["check_every"] = min(steps_per_epoch, _CHECK_EVERY_STEPS)
+        if n_half < _FEW_STAGE_ROWS:
+            warnings.warn(f"a stage half has only {n_half} rows: deep two-stage estimates from so few rows are very "
+                          "noisy; consider a linear or sieve IV estimator", UserWarning, stacklevel=5)
         return s
 
     @staticmethod
@@ -379,7 +427,7 @@ class TwoStageEstimator(ParamsMixin):
         return torch.as_tensor(x, dtype=torch.float32, device=self.device_)
 
     def _check_fitted(self):
-        if not hasattr(self, "heads_"):
+        if not hasattr(self, "settings_"):
             raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit first")
 
     def _validation(self, validation):
@@ -401,18 +449,30 @@ class TwoStageEstimator(ParamsMixin):
         # fails (bad settings, diverging loss) leaves the estimator unfitted, not half-fitted.
         self._clear_fitted()
         try:
-            return self._fit_unchecked(data, columns, images, validation)
+            prepared = self._prepare(data, columns, images)
+            val = self._validation(validation)
+            seeds = member_seeds(prepared["seed"], self.n_estimators)
+            if self.n_estimators == 1:
+                return self._fit_member(prepared, seeds[0], val)
+            # Members are separate processes' work unless this is already a distributed fit.
+            n_jobs = 1 if prepared["comm"].active else self.n_jobs
+            members = fit_members(self, prepared, seeds, val, n_jobs, self.verbose)
+            self._set_shared(prepared)
+            self.estimators_ = members
+            self.history_ = pd.concat([m.history_.assign(member=i) for i, m in enumerate(members)], ignore_index=True)
+            return self
         except BaseException:
             self._clear_fitted()
             raise
 
-    def _fit_unchecked(self, data: dict, columns: dict, images: dict, validation):
+    def _prepare(self, data: dict, columns: dict, images: dict) -> dict:
+        """What every member shares: settings, seed, standardisation, diagnostics, data tensors."""
         device = _resolve_device(self.device)
         comm = Communicator(device)
         # With torch.distributed, each rank holds a shard; rows are numbered globally in rank order.
         sizes = comm.sizes(data["Y"].shape[0])
         n, offset, n_local = sum(sizes), sum(sizes[: comm.rank]), sizes[comm.rank]
-        n1 = int(round(float(self.split_ratio) * n))
+        n1 = int(round(float(self.split_ratio) * n)) if 0.0 < float(self.split_ratio) < 1.0 else 0
         if n1 < 2 or n - n1 < 2:
             raise ValueError(f"{n} rows are too few to split into two stages (split_ratio={self.split_ratio})")
         settings = self._settings(min(n1, n - n1))
@@ -420,6 +480,8 @@ class TwoStageEstimator(ParamsMixin):
             self._check_full_batch_memory(max(n1, n - n1), {k: (v.shape[1] if v is not None else 0) for k, v in data.items()})
         # Every rank must draw the same split, batch order and initial weights: rank 0's seed wins.
         seed = self.random_state if self.random_state is not None else int(np.random.default_rng().integers(2**62))
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise ValueError(f"random_state must be an integer or None, got {self.random_state!r}")
         seed = comm.broadcast_int(seed)
 
         reduce_sum = None if not comm.active else (
@@ -433,9 +495,24 @@ class TwoStageEstimator(ParamsMixin):
             for k, v in data.items()
             if v is not None
         }
-        dims = {k: (v.shape[1] if v is not None else None) for k, v in data.items()}
+        t = data[self._predict_keys[0]]
+        shared = dict(
+            device_=device, dims_={k: (v.shape[1] if v is not None else None) for k, v in data.items()},
+            scalers_=scalers, columns_=columns, n_train_=n, n_stage1_=n1, settings_=settings,
+            treatment_range_=(comm.min(t.min(0)), comm.max(t.max(0))), **diagnostics,
+        )
+        return dict(comm=comm, n=n, n1=n1, offset=offset, n_local=n_local, settings=settings, seed=seed,
+                    tensors=tensors, shared=shared)
 
-        self.device_, self.dims_, self.scalers_, self.columns_ = device, dims, scalers, columns
+    def _set_shared(self, prepared: dict) -> None:
+        for name, value in prepared["shared"].items():
+            setattr(self, name, value)
+
+    def _fit_member(self, prepared: dict, seed: int, validation) -> "TwoStageEstimator":
+        """Train one member (all of a single fit): its split, networks, heads and bootstrap draws."""
+        self._set_shared(prepared)
+        comm, settings, device = prepared["comm"], prepared["settings"], self.device_
+        n, n1, offset, n_local = prepared["n"], prepared["n1"], prepared["offset"], prepared["n_local"]
         # Seed only the generators this fit uses, inside fork_rng so the user's RNG state is restored:
         # torch.manual_seed would also (lazily) reseed every CUDA device, which fork_rng(devices=[])
         # does not restore.
@@ -448,29 +525,31 @@ class TwoStageEstimator(ParamsMixin):
             # local row of each global position (−1 where another rank owns the row)
             rows = torch.randperm(n, generator=gen) - offset
             rows[(rows < 0) | (rows >= n_local)] = -1
-            halves = (_Half(tensors, rows[:n1].to(device)), _Half(tensors, rows[n1:].to(device)))
-            nets = self._build_nets(dims, device)
+            n_val = settings["n_val"]
+            halves = (_Half(prepared["tensors"], rows[:n1].to(device), n_val),
+                      _Half(prepared["tensors"], rows[n1:].to(device), n_val))
+            nets = self._build_nets(self.dims_, device)
             heads = TwoStageHeads(settings["lam1"], settings["lam2"], settings["lam12"], self.beta1, self.beta2,
                                   reducer=comm.reduce_stats if comm.active else None)
-            val = self._validation(validation)
-            if val is not None:
-                val_inputs = self._prediction_inputs(*val[0])
-            history = self._train(nets, heads, halves, settings, gen, comm, val and (val_inputs, val[1]))
+            truth_val = None
+            if validation is not None:
+                truth_val = (self._prediction_inputs(*validation[0]), validation[1])
+            history, stop = self._train(nets, heads, halves, settings, gen, comm, truth_val)
+            bootstrap_seed = int(torch.randint(0, 2**62, (1,), generator=gen))
 
         current = TwoStageHeads(**self._coefs(heads))
         current.load_state_dict({k: v.clone() for k, v in heads.state_dict().items()})
         if self.refit_heads:
             self._refit(nets, heads, halves, settings["batch_size"])
-        summaries = self._summaries(nets, halves[1].batches(4096), comm)
+        with _eval_mode(nets):
+            summaries = self._summaries(nets, halves[1].batches(4096), comm)
+            draws = (score_bootstrap_heads(self, nets, halves, int(self.n_bootstrap), bootstrap_seed, comm)
+                     if self.n_bootstrap else None)
 
         self.nets_, self.heads_, self.current_heads_ = nets, heads, current
-        self.summaries_ = summaries
+        self.summaries_, self.head_draws_ = summaries, draws
         self.history_ = pd.DataFrame(history)
-        self.n_train_, self.n_stage1_ = n, n1
-        for name, value in diagnostics.items():
-            setattr(self, name, value)
-        t = data[self._predict_keys[0]]
-        self.treatment_range_ = (comm.min(t.min(0)), comm.max(t.max(0)))
+        self.stopping_ = stop
         return self
 
     def _coefs(self, heads: TwoStageHeads) -> dict:
@@ -497,29 +576,117 @@ class TwoStageEstimator(ParamsMixin):
                 groups.setdefault(group, []).extend(nets[name].parameters())
         return {g: torch.optim.Adam(p, lr=float(self.lr)) for g, p in groups.items() if p}
 
-    def _train(self, nets, heads, halves, settings, gen, comm, validation) -> List[dict]:
-        n1, n2 = (len(h.rows) for h in halves)
-        steps = max(1, math.ceil(min(n1, n2) / settings["batch_size"]))
+    def _train(self, nets, heads, halves, st, gen, comm, truth_val) -> Tuple[List[dict], dict]:
+        """Minibatch epochs with a check every ``check_every`` steps: held-out stage losses into the
+        history and, with early stopping, a copy of the best state, restored at the end.
+
+        Returns the history rows and a description of how training ended (``stopping_``).
+        """
+        n1, n2 = halves[0].n_train, halves[1].n_train
+        steps_per_epoch, check_every = st["steps_per_epoch"], st["check_every"]
         opts = self._optimisers(nets)
-        history = []
-        bar = tqdm(range(settings["n_epochs"]), disable=not self.verbose or comm.rank != 0, desc=type(self).__name__)
+        history: List[dict] = []
+        track = {"recent": [], "best": math.inf, "row": None, "state": None, "worse": 0}
+        step, reason = 0, "max_steps"
+        bar = tqdm(total=st["max_steps"], disable=not self.verbose or comm.rank != 0, desc=type(self).__name__)
         try:
-            for epoch in bar:
-                p1 = torch.randperm(n1, generator=gen).tensor_split(steps)
-                p2 = torch.randperm(n2, generator=gen).tensor_split(steps)
-                losses = np.zeros(2)
+            while step < st["max_steps"] and reason == "max_steps":
+                # a new epoch: one random order of each half's training rows (after its held-out rows)
+                p1 = (torch.randperm(n1, generator=gen) + halves[0].n_val).tensor_split(steps_per_epoch)
+                p2 = (torch.randperm(n2, generator=gen) + halves[1].n_val).tensor_split(steps_per_epoch)
+                losses, since_check = np.zeros(2), 0
                 for i1, i2 in zip(p1, p2):
-                    b1, b2 = halves[0].take(i1), halves[1].take(i2)
-                    losses += self._step(nets, heads, opts, b1, b2, settings, comm)
-                losses = [comm.sum_float(v) / steps for v in losses]
-                row = {"epoch": epoch + 1, "stage1_loss": losses[0], "stage2_loss": losses[1]}
-                if validation is not None:
-                    row.update(self._validation_mse(nets, heads, halves, settings, comm, *validation))
-                history.append(row)
-                bar.set_postfix(stage1=f"{row['stage1_loss']:.4f}", stage2=f"{row['stage2_loss']:.4f}")
+                    losses += self._step(nets, heads, opts, halves[0].take(i1), halves[1].take(i2), st, comm)
+                    step, since_check = step + 1, since_check + 1
+                    bar.update(1)
+                    if since_check < check_every and step % steps_per_epoch and step < st["max_steps"]:
+                        continue
+                    row = {"epoch": math.ceil(step / steps_per_epoch), "step": step,
+                           "stage1_loss": comm.sum_float(losses[0]) / since_check,
+                           "stage2_loss": comm.sum_float(losses[1]) / since_check}
+                    losses, since_check = np.zeros(2), 0
+                    row.update(self._held_out_losses(nets, heads, halves, comm))
+                    if truth_val is not None:
+                        row.update(self._validation_mse(nets, heads, halves, st, comm, *truth_val))
+                    history.append(row)
+                    bar.set_postfix(stage2=f"{row['stage2_loss']:.4f}",
+                                    held_out=f"{row.get('val_stage2_loss', float('nan')):.4f}")
+                    if "val_stage2_loss" in row and st["early_stopping"]:
+                        if self._early_stopping_check(track, row, len(history) - 1, nets, heads, st["patience"]):
+                            reason = "early_stopping"
+                            break
+                    if step >= st["max_steps"]:
+                        break
         except KeyboardInterrupt:
-            warnings.warn(f"training interrupted after {len(history)} epoch(s); the model is usable", stacklevel=3)
-        return history
+            reason = "interrupted"
+            warnings.warn(f"training interrupted after {step} step(s); the model is usable", stacklevel=4)
+        finally:
+            bar.close()
+        stop = {"reason": reason, "steps": step, "epochs": math.ceil(step / steps_per_epoch),
+                "kept_step": None, "restored": False}
+        if track["state"] is not None:
+            self._restore(nets, heads, track["state"])
+            stop.update(kept_step=history[track["row"]]["step"], restored=True)
+            if reason == "early_stopping" and track["row"] == 0:
+                warnings.warn(
+                    "early stopping: the held-out stage-2 loss never improved on its first check (step "
+                    f"{history[0]['step']}); the model of that check is kept. Try a smaller lr or larger "
+                    "beta/lam, or early_stopping=False", UserWarning, stacklevel=4)
+        for i, row in enumerate(history):
+            row["kept"] = track["row"] == i
+        return history, stop
+
+    def _early_stopping_check(self, track: dict, row: dict, index: int, nets, heads, patience: int) -> bool:
+        """Update the early-stopping state with a new check; True when training should stop.
+
+        Minibatch noise moves the held-out stage-2 loss by 5-10% from check to check, while the
+        structural error often keeps falling on a plateau of the projected risk (measured on demand
+        IV and demand PCL: benchmarks/RESULTS.md). So the criterion is the median of the last
+        ``patience`` held-out losses, and a state within 5% of the best median counts as best: the
+        latest such check is kept (on a plateau, the latest state). Training stops once the median has
+        been more than 5% above its best for ``patience`` checks in a row: the held-out loss rises.
+        """
+        track["recent"].append(row["val_stage2_loss"])
+        del track["recent"][:-patience]
+        median = float(np.median(track["recent"]))
+        row["val_stage2_median"] = median
+        track["best"] = min(track["best"], median)
+        if median <= track["best"] * (1.0 + _PLATEAU_TOL):
+            track.update(row=index, state=self._snapshot(nets, heads), worse=0)
+            return False
+        track["worse"] += 1
+        return track["worse"] >= patience
+
+    @staticmethod
+    def _snapshot(nets, heads) -> dict:
+        return {"nets": {k: v.detach().clone() for k, v in nets.state_dict().items()},
+                "heads": {k: (v.clone() if v is not None else None) for k, v in heads.state_dict().items()}}
+
+    @staticmethod
+    def _restore(nets, heads, state) -> None:
+        nets.load_state_dict(state["nets"])
+        heads.load_state_dict(state["heads"])
+
+    @torch.no_grad()
+    def _held_out_losses(self, nets, heads, halves, comm) -> dict:
+        """Held-out stage losses with the current heads (DESIGN §7), mean over held-out rows:
+
+        stage 1: ||target − F₁ V||², stage 2: ||Y − G(F₁ V) u||² (the projected risk plus noise).
+        """
+        if halves[0].n_val == 0:
+            return {}
+        sums, counts = np.zeros(2), np.zeros(2)
+        with _eval_mode(nets):
+            for b in halves[0].batches(4096, "val"):
+                sums[0] += float(squared_loss(self._stage1_features(nets, b), self._stage1_target(nets, b),
+                                              heads.V, 1))
+                counts[0] += b["Y"].shape[0]
+            for b in halves[1].batches(4096, "val"):
+                hat = self._stage1_features(nets, b) @ heads.V.float()
+                sums[1] += float(squared_loss(self._stage2_features(nets, b, hat, False), b["Y"], heads.u, 1))
+                counts[1] += b["Y"].shape[0]
+        sums, counts = [comm.sum_float(v) for v in sums], [comm.sum_float(v) for v in counts]
+        return {"val_stage1_loss": sums[0] / counts[0], "val_stage2_loss": sums[1] / counts[1]}
 
     def _step(self, nets, heads, opts, b1, b2, st, comm) -> np.ndarray:
         """One pair of minibatches through the three updates; returns (stage-1, stage-2) losses.
@@ -633,84 +800,273 @@ class TwoStageEstimator(ParamsMixin):
         return out
 
     # ---- prediction ---------------------------------------------------------------------------
+    def _members(self) -> list:
+        """The fitted members: ``estimators_`` for an ensemble, else the estimator itself."""
+        return getattr(self, "estimators_", None) or [self]
+
+    def _features_at(self, inputs: dict, summaries: Optional[dict] = None, size: int = 8192) -> torch.Tensor:
+        """This member's prediction features G at standardized ``inputs``: float64 (n, d₂)."""
+        n = next(iter(inputs.values())).shape[0]
+        summaries = self.summaries_ if summaries is None else summaries
+        with _eval_mode(self.nets_):
+            return torch.cat([
+                self._predict_features(self.nets_, {k: v[lo : lo + size] for k, v in inputs.items()},
+                                       summaries).double()
+                for lo in range(0, n, size)
+            ])
+
     def _predict_std(self, nets, heads, summaries, inputs: dict, size: int = 8192) -> np.ndarray:
+        """Predictions in outcome units with given networks, heads and summaries (used in training)."""
         n = next(iter(inputs.values())).shape[0]
         out = []
         with _eval_mode(nets):
             for lo in range(0, n, size):
-                b = {k: v[lo : lo + size] for k, v in inputs.items()}
-                G = self._predict_features(nets, b, summaries)
-                out.append((G @ heads.u.to(G.dtype)).cpu().numpy().astype(np.float64))
-        pred = np.concatenate(out)[:, 0]
-        return self.scalers_["Y"].inverse(pred[:, None])[:, 0]
+                G = self._predict_features(nets, {k: v[lo : lo + size] for k, v in inputs.items()}, summaries)
+                out.append((G.double() @ heads.u.to(device=G.device, dtype=torch.float64))[:, 0].cpu().numpy())
+        return self._to_outcome(np.concatenate(out))
+
+    def _to_outcome(self, z, level: bool = True) -> np.ndarray:
+        """Standardized outcome units → the outcome's units (``level=False`` for differences)."""
+        sc = self.scalers_["Y"]
+        return z * sc.scale[0] + (sc.mean[0] if level else 0.0)
+
+    def _linear_statistic(self, phi, heads: str = "fitted"):
+        """Each member's estimate of the statistic Φ u and its bootstrap deviations Φ (u_b − û).
+
+        Every quantity the estimators report (h at rows, averages over rows, effects, marginal
+        effects) is linear in the stage-2 head u, with Φ built from the member's features by
+        ``phi(member) -> (q, d₂) float64``. Returns (estimates (K, q), list of K (B, q) or None), in
+        standardized outcome units.
+        """
+        self._check_fitted()
+        if heads not in ("fitted", "current"):
+            raise ValueError(f"heads must be 'fitted' or 'current', got {heads!r}")
+        ests, devs = [], []
+        for m in self._members():
+            Phi = phi(m)
+            u = m._heads(heads).u.to(device=Phi.device, dtype=torch.float64)
+            Phi = Phi.detach()
+            ests.append((Phi @ u)[:, 0].cpu().numpy())
+            d = getattr(m, "head_draws_", None)
+            devs.append(None if d is None else (Phi @ d.to(Phi.device))[..., 0].cpu().numpy())
+        return np.stack(ests), devs
+
+    def _report(self, phi, level: bool, alpha=None, band: str = "pointwise", heads: str = "fitted") -> dict:
+        """Point estimate (the member average), and with ``alpha`` its standard error and band, in
+        the outcome's units."""
+        ests, devs = self._linear_statistic(phi, heads)
+        if alpha is None:
+            return {"estimate": self._to_outcome(ests.mean(axis=0), level)}
+        try:
+            out = combine_draws(ests, devs, check_alpha(alpha), band)
+        except ValueError as exc:
+            if "need" in str(exc):
+                raise ValueError(f"{exc}; refit with n_bootstrap >= 2 or n_estimators >= 2 to get intervals") from None
+            raise
+        scale = self.scalers_["Y"].scale[0]
+        return {"estimate": self._to_outcome(out["estimate"], level), "std_error": out["std_error"] * scale,
+                "lower": self._to_outcome(out["lower"], level), "upper": self._to_outcome(out["upper"], level)}
+
+    def _levels(self, inputs: dict):
+        return lambda m: m._features_at(inputs)
 
     def _predict(self, first, X=None, heads: str = "fitted") -> np.ndarray:
         self._check_fitted()
-        inputs = self._prediction_inputs(first, X)
-        return self._predict_std(self.nets_, self._heads(heads), self.summaries_, inputs)
+        return self._report(self._levels(self._prediction_inputs(first, X)), True, heads=heads)["estimate"]
 
     def _heads(self, heads: str) -> TwoStageHeads:
         if heads not in ("fitted", "current"):
             raise ValueError(f"heads must be 'fitted' or 'current', got {heads!r}")
         return self.heads_ if heads == "fitted" else self.current_heads_
 
-    def effect(self, X=None, *, T0, T1) -> np.ndarray:
-        """h(T1, X) − h(T0, X) per row (econml's ``effect``); scalar treatments broadcast over X's rows."""
+    def predict_interval(self, T, X=None, *, alpha=0.05, band="pointwise"):
+        """A 1 − ``alpha`` confidence band for h at each row: ``(lower, upper)`` arrays.
+
+        Takes the same inputs as ``predict`` (arrays or a DataFrame with the role columns).
+        ``band="uniform"`` makes the band simultaneous over the rows (sup-t).
+
+        The band accounts for the sampling noise of both linear stages (score bootstrap of the
+        heads, first-stage noise included) and, with ``n_estimators`` > 1, for the variability of
+        the split, the initialisation and the batch order (member spread). It does not account for
+        bias from regularisation, network capacity or training length. See
+        :mod:`deepcausal.inference`.
+        """
+        r = self._report(self._levels(self._prediction_inputs(T, X)), True, alpha, band)
+        return r["lower"], r["upper"]
+
+    # ---- effects ------------------------------------------------------------------------------
+    def _effect_phi(self, X, T0, T1, average: bool):
         self._check_fitted()
         n = None if X is None else len(X) if isinstance(X, pd.DataFrame) else as_2d_array(X, "X (covariates)").shape[0]
         t0, t1 = (self._broadcast_treatment(t, n, name) for t, name in ((T0, "T0"), (T1, "T1")))
         if t0.shape != t1.shape:
             raise ValueError(f"T0 and T1 have different shapes {t0.shape} and {t1.shape}")
-        return self._predict(t1, X) - self._predict(t0, X)
+        in0, in1 = self._prediction_inputs(t0, X), self._prediction_inputs(t1, X)
+
+        def phi(m):
+            D = m._features_at(in1) - m._features_at(in0)
+            return D.mean(dim=0, keepdim=True) if average else D
+
+        return phi
+
+    def effect(self, X=None, *, T0, T1) -> np.ndarray:
+        """h(T1, X) − h(T0, X) per row (econml's ``effect``); scalar treatments broadcast over X's rows."""
+        return self._report(self._effect_phi(X, T0, T1, False), False)["estimate"]
+
+    def effect_interval(self, X=None, *, T0, T1, alpha=0.05):
+        """A 1 − ``alpha`` band for ``effect`` per row: ``(lower, upper)`` (econml's signature).
+
+        Covers what :meth:`predict_interval` covers (not regularisation bias)."""
+        r = self._report(self._effect_phi(X, T0, T1, False), False, alpha)
+        return r["lower"], r["upper"]
+
+    def ate(self, X=None, *, T0, T1) -> float:
+        """Average over the rows of X of h(T1, x) − h(T0, x) (econml's ``ate``)."""
+        return float(self._report(self._effect_phi(X, T0, T1, True), False)["estimate"][0])
+
+    def ate_interval(self, X=None, *, T0, T1, alpha=0.05):
+        """A 1 − ``alpha`` interval for :meth:`ate`: ``(lower, upper)``."""
+        r = self._report(self._effect_phi(X, T0, T1, True), False, alpha)
+        return float(r["lower"][0]), float(r["upper"][0])
 
     def _broadcast_treatment(self, t, n, name) -> np.ndarray:
+        if isinstance(t, pd.DataFrame):
+            return t
         arr = as_2d_array(np.atleast_1d(np.asarray(t, dtype=np.float64)), name)
         d = self.dims_[self._predict_keys[0]]
         if arr.size == d and n is not None:
             arr = np.repeat(arr.reshape(1, d), n, axis=0)
         return arr
 
-    def dose_response(self, treatment_grid, X=None) -> pd.DataFrame:
+    # ---- marginal effects (autograd through the treatment network) ----------------------------
+    def _marginal_phi(self, T, X, average: bool):
+        """Φ = ∂G/∂t at each row (forward-mode autograd), one treatment column after another;
+        columns are stacked as (column, row). In outcome units per treatment unit after scaling."""
+        self._check_fitted()
+        inputs = self._prediction_inputs(T, X)
+        key = self._predict_keys[0]
+        t_scale = torch.as_tensor(self.scalers_[key].scale, dtype=torch.float64)
+
+        def phi(m):
+            out = []
+            with _eval_mode(m.nets_), torch.enable_grad():
+                for j in range(m.dims_[key]):
+                    tangent = torch.zeros_like(inputs[key])
+                    tangent[:, j] = 1.0
+
+                    def G(t):
+                        return m._predict_features(m.nets_, {**inputs, key: t}, m.summaries_)
+
+                    _, dG = torch.func.jvp(G, (inputs[key],), (tangent,))
+                    dG = dG.double() / t_scale[j].to(dG.device)  # per unit of the treatment, not per sd
+                    out.append(dG.mean(dim=0, keepdim=True) if average else dG)
+            return torch.cat(out)
+
+        return phi, inputs[key].shape[0], self.dims_[key]
+
+    def _marginal(self, T, X, average, alpha):
+        phi, n, d = self._marginal_phi(T, X, average)
+        r = self._report(phi, False, alpha)
+        rows = 1 if average else n
+        return {k: (v.reshape(d, rows).T[:, 0] if d == 1 else v.reshape(d, rows).T) for k, v in r.items()}
+
+    def marginal_effect(self, T, X=None) -> np.ndarray:
+        """∂h/∂t at each row, by autograd through the treatment network (econml's
+        ``marginal_effect``): shape (n,) for a one-column treatment, else (n, d_t)."""
+        return self._marginal(T, X, False, None)["estimate"]
+
+    def marginal_effect_interval(self, T, X=None, *, alpha=0.05):
+        """A 1 − ``alpha`` band for :meth:`marginal_effect`: ``(lower, upper)``."""
+        r = self._marginal(T, X, False, alpha)
+        return r["lower"], r["upper"]
+
+    def marginal_ate(self, T, X=None):
+        """The average marginal effect mean_i ∂h/∂t(tᵢ, xᵢ) over the given rows (econml's
+        ``marginal_ate``): the number to compare with a linear 2SLS slope."""
+        est = self._marginal(T, X, True, None)["estimate"]
+        return float(est[0]) if np.ndim(est) == 1 else est[0]
+
+    def marginal_ate_interval(self, T, X=None, *, alpha=0.05):
+        """A 1 − ``alpha`` interval for :meth:`marginal_ate`: ``(lower, upper)``."""
+        r = self._marginal(T, X, True, alpha)
+        if np.ndim(r["lower"]) == 1:
+            return float(r["lower"][0]), float(r["upper"][0])
+        return r["lower"][0], r["upper"][0]
+
+    # ---- dose-response --------------------------------------------------------------------------
+    def _treatment_names(self) -> list:
+        key = self._predict_keys[0]
+        d = self.dims_[key]
+        cols = self.columns_.get(key) or []
+        if len(cols) == d:
+            return list(cols)
+        return ["treatment"] if d == 1 else [f"treatment_{j}" for j in range(d)]
+
+    def _grid(self, treatment_grid) -> np.ndarray:
+        key = self._predict_keys[0]
+        d = self.dims_[key]
+        names = self._treatment_names()
+        if isinstance(treatment_grid, pd.DataFrame):
+            return self._role_array(treatment_grid, key, None)
+        grid = np.asarray(treatment_grid, dtype=np.float64)
+        if d > 1 and grid.ndim != 2:
+            raise ValueError(f"treatment_grid: the treatment has {d} columns {names}; give a 2-D grid with one row "
+                             f"per point and {d} columns, or a DataFrame with those columns")
+        grid = as_2d_array(grid.reshape(-1, 1) if grid.ndim <= 1 else grid, "treatment_grid")
+        if grid.shape[1] != d:
+            raise ValueError(f"treatment_grid has {grid.shape[1]} columns, the treatment has {d} {names}")
+        return grid
+
+    def dose_response(self, treatment_grid, X=None, *, alpha=None, band="pointwise") -> pd.DataFrame:
         """Estimated structural function on a grid of treatment values, as a tidy DataFrame.
 
-        With ``X`` (covariate rows), each grid value's estimate is the average of h(t, x) over the
-        rows of X: the average dose-response over that covariate distribution.
+        Parameters
+        ----------
+        treatment_grid : array-like (m,) or (m, d_t), or DataFrame
+            Treatment values. A multi-column treatment needs a 2-D grid (one row per point) or a
+            DataFrame with the treatment columns.
+        X : array-like or DataFrame, optional
+            Covariate rows: each grid value's estimate is the average of h(t, x) over them (the
+            average dose-response over that covariate distribution).
+        alpha : float in (0, 1), optional
+            With it, add ``std_error``, ``lower`` and ``upper``: a 1 − alpha confidence band.
+        band : {"pointwise", "uniform"}, default="pointwise"
+            ``"uniform"``: simultaneous over the grid (sup-t over the bootstrap and member draws).
+            The band covers what :meth:`predict_interval` covers; not regularisation bias.
 
         Returns
         -------
-        DataFrame with the treatment column (named as at fit time, else ``"treatment"``; for a
-        multi-column treatment ``"grid_index"``) and ``"estimate"``.
+        DataFrame with the treatment column(s) (named as at fit time), ``"estimate"`` and, with
+        ``alpha``, ``"std_error"``, ``"lower"``, ``"upper"``.
         """
         self._check_fitted()
         key = self._predict_keys[0]
-        d = self.dims_[key]
-        grid = np.asarray(treatment_grid, dtype=np.float64)
-        grid = grid.reshape(-1, d) if d > 1 or grid.ndim <= 1 else grid
-        grid = as_2d_array(grid, "treatment_grid")
-        if grid.shape[1] != d:
-            raise ValueError(f"treatment_grid has {grid.shape[1]} columns, the treatment has {d}")
+        grid = self._grid(treatment_grid)
+        names = self._treatment_names()
         lo, hi = self.treatment_range_
-        if d == 1 and ((grid < lo).any() or (grid > hi).any()):
-            warnings.warn(
-                f"treatment_grid extends outside the training range [{lo[0]:.4g}, {hi[0]:.4g}]: "
-                "the estimate there is an extrapolation",
-                UserWarning,
-                stacklevel=2,
-            )
-        m = grid.shape[0]
+        for j, name in enumerate(names):
+            if (grid[:, j] < lo[j]).any() or (grid[:, j] > hi[j]).any():
+                warnings.warn(
+                    f"treatment_grid: column {name!r} extends outside the training range [{lo[j]:.4g}, {hi[j]:.4g}]: "
+                    "the estimate there is an extrapolation", UserWarning, stacklevel=2)
         if X is None:
             if self.dims_.get("X") is not None and not self._covariates_optional_in_predict:
                 raise ValueError("X is required: the model was fitted with covariates; pass the rows to average over")
-            est = self._predict(grid)
+            r = self._report(self._levels(self._prediction_inputs(grid)), True, alpha, band)
         else:
-            # every grid value paired with every covariate row, then averaged over the rows
-            n_x = len(X)
-            X_rep = (pd.concat([X] * m, ignore_index=True) if isinstance(X, pd.DataFrame)
-                     else np.tile(as_2d_array(X, "X (covariates)"), (m, 1)))
-            est = self._predict(np.repeat(grid, n_x, axis=0), X_rep).reshape(m, n_x).mean(axis=1)
-        name = self.columns_[key][0] if d == 1 and self.columns_[key] else ("treatment" if d == 1 else "grid_index")
-        values = grid[:, 0] if d == 1 else np.arange(m)
-        return pd.DataFrame({name: values, "estimate": est})
+            n_x = len(X) if isinstance(X, pd.DataFrame) else as_2d_array(X, "X (covariates)").shape[0]
+            base = self._prediction_inputs(np.repeat(grid[:1], n_x, axis=0), X)
+            t_std = self._to_tensor(self.scalers_[key].transform(grid))
+
+            def phi(m):  # every grid value paired with every covariate row, averaged over the rows
+                return torch.stack([m._features_at({**base, key: t_std[g].expand(n_x, -1)}).mean(dim=0)
+                                    for g in range(grid.shape[0])])
+
+            r = self._report(phi, True, alpha, band)
+        frame = pd.DataFrame(grid, columns=names)
+        for k, v in r.items():
+            frame[k] = v
+        return frame
 
     # ---- persistence ----------------------------------------------------------------------------
     def save(self, path) -> None:

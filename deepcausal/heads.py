@@ -70,23 +70,25 @@ def check_coefficients(**coefficients: float) -> None:
 
 
 def add_intercept(x: torch.Tensor) -> torch.Tensor:
-    """Append a column of ones: (n, d) → (n, d + 1)."""
-    return torch.cat([x, x.new_ones(x.shape[0], 1)], dim=1)
+    """Append a column of ones: (..., n, d) → (..., n, d + 1)."""
+    return torch.cat([x, x.new_ones(*x.shape[:-1], 1)], dim=-1)
 
 
 def outer_features(a: torch.Tensor, b: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Row-wise outer product of intercept-augmented features, flattened.
 
     Row i is vec([a_i, 1] ⊗ [b_i, 1]) with the index of ``a`` varying slowest:
-    (n, p), (n, q) → (n, (p + 1)(q + 1)). Without ``b`` this is just [a, 1].
+    (n, p), (n, q) → (n, (p + 1)(q + 1)). Without ``b`` this is just [a, 1]. Leading dimensions
+    broadcast, e.g. (B, n, p) draws of ``a`` with one (n, q) ``b`` give (B, n, (p + 1)(q + 1)).
     """
     a1 = add_intercept(a)
     if b is None:
         return a1
-    if b.shape[0] != a.shape[0]:
-        raise ValueError(f"outer_features: a has {a.shape[0]} rows but b has {b.shape[0]}")
+    if b.shape[-2] != a.shape[-2]:
+        raise ValueError(f"outer_features: a has {a.shape[-2]} rows but b has {b.shape[-2]}")
     b1 = add_intercept(b)
-    return (a1.unsqueeze(2) * b1.unsqueeze(1)).reshape(a.shape[0], -1)
+    out = a1.unsqueeze(-1) * b1.unsqueeze(-2)
+    return out.reshape(*out.shape[:-2], -1)
 
 
 @dataclass

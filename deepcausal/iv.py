@@ -31,8 +31,9 @@ class DFIV(TwoStageEstimator):
         standardized input beside a ReLU MLP 64, 32 → 16; :class:`deepcausal.nets.SkipMLP`) for
         vectors and a spectral-normalised tanh MLP for inputs with ≥ 1024 columns (images).
     %(n_epochs_parameter)s
-    batch_size : int, default=512
-        Rows per stage half in one minibatch (proximal mode).
+    batch_size : int or "auto", default="auto"
+        Rows per stage half in one minibatch (proximal mode). "auto": 512, or the whole half
+        when it has fewer training rows.
     lam1, lam2 : float or None, default=None
         Proximal coefficients of the stage-1 and stage-2 head updates. None: 0.1 × 512 / batch_size,
         i.e. 0.1 at the default batch and inversely proportional to the batch size, as the Kalman
@@ -92,6 +93,7 @@ class DFIV(TwoStageEstimator):
         "covariate": ("covariate_net", ("X",), "covariate"),
     }
     _predict_keys = ("T", "X")
+    _default_batch = 512
 
     def __init__(
         self,
@@ -101,7 +103,7 @@ class DFIV(TwoStageEstimator):
         instrument_net=None,
         covariate_net=None,
         n_epochs=None,
-        batch_size=512,
+        batch_size="auto",
         lam1=None,
         lam2=None,
         lam12=0.0,
@@ -112,7 +114,13 @@ class DFIV(TwoStageEstimator):
         stage2_iter=None,
         lr=1e-3,
         split_ratio=0.5,
+        validation_fraction=0.1,
+        early_stopping=True,
+        n_iter_no_change=10,
         refit_heads=True,
+        n_estimators=1,
+        n_bootstrap=100,
+        n_jobs=None,
         random_state=None,
         device="cpu",
         verbose=False,
@@ -133,7 +141,13 @@ class DFIV(TwoStageEstimator):
         self.stage2_iter = stage2_iter
         self.lr = lr
         self.split_ratio = split_ratio
+        self.validation_fraction = validation_fraction
+        self.early_stopping = early_stopping
+        self.n_iter_no_change = n_iter_no_change
         self.refit_heads = refit_heads
+        self.n_estimators = n_estimators
+        self.n_bootstrap = n_bootstrap
+        self.n_jobs = n_jobs
         self.random_state = random_state
         self.device = device
         self.verbose = verbose
@@ -197,8 +211,11 @@ class DFIV(TwoStageEstimator):
     def _stage1_target(self, nets, b):
         return nets["treatment"](b["T"])  # ψ(T)
 
-    def _stage2_features(self, nets, b, target_hat, covariate_grad):
-        return outer_features(target_hat, self._covariate_features(nets, b, covariate_grad))  # [ψ̂,1]⊗[η,1]
+    def _stage2_parts(self, nets, b, covariate_grad):
+        return {"eta": self._covariate_features(nets, b, covariate_grad)}
+
+    def _stage2_combine(self, parts, target_hat):
+        return outer_features(target_hat, parts["eta"])  # [ψ̂, 1] ⊗ [η, 1]
 
     def _predict_features(self, nets, b, summaries):
         return outer_features(nets["treatment"](b["T"]), self._covariate_features(nets, b, False))

@@ -27,7 +27,7 @@ def _three_way(a: torch.Tensor, b: torch.Tensor, c) -> torch.Tensor:
     dropping it and letting ``outer_features`` append it again gives the three-way product.
     """
     ab = outer_features(a, b)
-    return ab if c is None else outer_features(ab[:, :-1], c)
+    return ab if c is None else outer_features(ab[..., :-1], c)
 
 
 class DFPV(TwoStageEstimator):
@@ -63,8 +63,9 @@ class DFPV(TwoStageEstimator):
         dimension and must return a module. Default: a ReLU MLP (64, 32 → 16) for vectors and a
         spectral-normalised tanh MLP (→ 32) for inputs with ≥ 1024 columns (images).
     %(n_epochs_parameter)s
-    batch_size : int, default=256
-        Rows per stage half in one minibatch (proximal mode).
+    batch_size : int or "auto", default="auto"
+        Rows per stage half in one minibatch (proximal mode). "auto": 256, or the whole half
+        when it has fewer training rows.
     lam1, lam2 : float or None, default=None
         Proximal coefficients of the stage-1 and stage-2 head updates. None: 0.1 × 256 / batch_size,
         i.e. 0.1 at the default batch and inversely proportional to the batch size, as the Kalman
@@ -143,6 +144,7 @@ class DFPV(TwoStageEstimator):
         "covariate": ("covariate_net", ("X",), "covariate"),
     }
     _predict_keys = ("A", "X")
+    _default_batch = 256
     # Plain MLPs for vectors: DFPV's defaults were chosen on a validation split with them.
     _default_net = staticmethod(partial(default_net, skip=False))
     _covariates_optional_in_predict = True  # without X, predict averages over the stage-2 covariates
@@ -163,7 +165,7 @@ class DFPV(TwoStageEstimator):
         outcome_proxy_net=None,
         covariate_net=None,
         n_epochs=None,
-        batch_size=256,
+        batch_size="auto",
         lam1=None,
         lam2=None,
         lam12=0.0,
@@ -174,7 +176,13 @@ class DFPV(TwoStageEstimator):
         stage2_iter=None,
         lr=1e-3,
         split_ratio=0.5,
+        validation_fraction=0.1,
+        early_stopping=True,
+        n_iter_no_change=10,
         refit_heads=True,
+        n_estimators=1,
+        n_bootstrap=100,
+        n_jobs=None,
         random_state=None,
         device="cpu",
         verbose=False,
@@ -197,7 +205,13 @@ class DFPV(TwoStageEstimator):
         self.stage2_iter = stage2_iter
         self.lr = lr
         self.split_ratio = split_ratio
+        self.validation_fraction = validation_fraction
+        self.early_stopping = early_stopping
+        self.n_iter_no_change = n_iter_no_change
         self.refit_heads = refit_heads
+        self.n_estimators = n_estimators
+        self.n_bootstrap = n_bootstrap
+        self.n_jobs = n_jobs
         self.random_state = random_state
         self.device = device
         self.verbose = verbose
@@ -280,7 +294,7 @@ class DFPV(TwoStageEstimator):
         inputs = self._prediction_inputs(A, X, extra={"W": W})
         if self.dims_.get("X") is not None and "X" not in inputs:
             raise ValueError("X (covariates) is required: the model was fitted with covariates")
-        return self._predict_std(self.nets_, self._heads(heads), {"bridge": True}, inputs)
+        return self._report(lambda m: m._features_at(inputs, {"bridge": True}), True, heads=heads)["estimate"]
 
     # ---- the feature maps of DESIGN §4 --------------------------------------------------------
     def _stage1_features(self, nets, b):
@@ -290,11 +304,14 @@ class DFPV(TwoStageEstimator):
     def _stage1_target(self, nets, b):
         return nets["outcome_proxy"](b["W"])  # ψ_W(W)
 
-    def _stage2_features(self, nets, b, target_hat, covariate_grad):
-        # [φ_A2(A), 1] ⊗ [Ŵ, 1] (⊗ [η(X), 1]); φ_A2 is a stage-2 net: no graph in the covariate step
+    def _stage2_parts(self, nets, b, covariate_grad):
+        # φ_A2 is a stage-2 net: no graph in the covariate step
         with torch.set_grad_enabled(not covariate_grad and torch.is_grad_enabled()):
             a2 = nets["treatment"](b["A"])
-        return _three_way(a2, target_hat, self._covariate_features(nets, b, covariate_grad))
+        return {"a2": a2, "eta": self._covariate_features(nets, b, covariate_grad)}
+
+    def _stage2_combine(self, parts, target_hat):
+        return _three_way(parts["a2"], target_hat, parts["eta"])  # [φ_A2(A), 1] ⊗ [Ŵ, 1] (⊗ [η(X), 1])
 
     def _summaries(self, nets, batches_s2, comm) -> dict:
         """Stage-2 means of ψ_W (and of [ψ_W,1] ⊗ [η,1], with the ridge of ψ_W on [η,1])."""

@@ -35,7 +35,6 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.exceptions import NotFittedError as SkNotFittedError
 from sklearn.metrics import r2_score
 from torch import nn
 
@@ -105,13 +104,6 @@ def _ndim(y) -> int:
     if isinstance(y, (pd.DataFrame, pd.Series)):
         return y.ndim
     return np.asarray(y.detach().cpu() if hasattr(y, "detach") else y).ndim
-
-
-class _RegressorNotFittedError(NotFittedError, SkNotFittedError):
-    """deepcausal's NotFittedError that scikit-learn's ``check_is_fitted`` callers also recognise."""
-
-
-_RegressorNotFittedError.__name__ = _RegressorNotFittedError.__qualname__ = "NotFittedError"
 
 
 class LastLayerRegressor(RegressorMixin, BaseEstimator):
@@ -518,7 +510,7 @@ class LastLayerRegressor(RegressorMixin, BaseEstimator):
 
     def _check_fitted(self):
         if not hasattr(self, "head_"):
-            raise _RegressorNotFittedError(f"this {type(self).__name__} is not fitted yet; call fit first")
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit first")
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "head_")

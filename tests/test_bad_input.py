@@ -123,7 +123,7 @@ def test_one_and_two_dimensional_arrays_give_the_same_fit():
 def test_fewer_rows_than_one_batch_warns_and_fits(case):
     name, frame, _ = case
     cls, _, roles, _ = CASES[name]
-    with pytest.warns(UserWarning, match="batch_size=512 exceeds the 50 rows"):
+    with pytest.warns(UserWarning, match="batch_size=512 exceeds the 40 training rows"):
         est = cls(n_epochs=1, batch_size=512, random_state=0).fit(frame.iloc[:100], **roles)
     assert np.isfinite(est.predict(frame.iloc[:5])).all()
 

@@ -119,7 +119,8 @@ def test_ridge_mode_equals_an_independent_exact_head_implementation(small):
     nets = (_tanh_net(1, 3, 0), _tanh_net(3, 4, 1), _tanh_net(2, 2, 2))  # ψ(T), φ(Z, X), η(X)
     est = DFIV(mode="ridge", treatment_net=nets[0], instrument_net=nets[1], covariate_net=nets[2],
                n_epochs=epochs, stage1_iter=5, covariate_iter=5, stage2_iter=2, beta1=beta, beta2=beta, lr=lr,
-               refit_heads=False, random_state=seed).fit(d.train, **d.fit_kwargs())
+               refit_heads=False, random_state=seed, validation_fraction=0.0,
+               early_stopping=False).fit(d.train, **d.fit_kwargs())
 
     # Independent preprocessing: per-column standardisation and the seeded split.
     cols = {"Y": ["sales"], "T": ["price"], "Z": ["cost"], "X": ["time", "customer_type"]}

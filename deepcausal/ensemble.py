@@ -1,0 +1,76 @@
+"""Ensembles of two-stage fits: member seeds, parallel fitting, and the threads each member uses.
+
+An ensemble of K members is K independent fits of the same estimator on the same data, each with
+its own seed, hence its own random S1/S2 split (so across members every row serves both stages:
+cross-fitting), its own initialisation and batch order. Predictions are the member average; the
+members' spread feeds the bands of :mod:`deepcausal.inference`.
+
+Members are fitted through joblib, so ``n_jobs`` runs them in parallel processes and a user can
+switch joblib's backend (dask, ray) without code changes. Each member fits with one torch thread
+whatever ``n_jobs`` is, so the result is bit-identical for a given ``random_state`` whether members
+run one after another or in parallel.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import List
+
+import numpy as np
+import torch
+from joblib import Parallel, delayed
+
+__all__ = ["member_seeds", "fit_members", "check_n_jobs"]
+
+
+def member_seeds(seed: int, n_members: int) -> List[int]:
+    """Independent 62-bit seeds for the members, derived from one seed (numpy ``SeedSequence``).
+
+    With a single member the seed is used as given, so ``n_estimators=1`` reproduces a plain fit.
+    """
+    if n_members == 1:
+        return [int(seed)]
+    children = np.random.SeedSequence(int(seed)).spawn(n_members)
+    return [int(c.generate_state(1, dtype=np.uint64)[0] >> np.uint64(2)) for c in children]
+
+
+def check_n_jobs(n_jobs) -> None:
+    """``n_jobs`` must be None or a non-zero integer (joblib's convention: −1 is every core)."""
+    if n_jobs is None:
+        return
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs == 0:
+        raise ValueError(f"n_jobs must be None, a positive integer or a negative one (-1: all cores), got {n_jobs!r}")
+
+
+@contextmanager
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _fit_one(member, prepared, seed, index, validation):
+    with _one_thread():
+        try:
+            return member._fit_member(prepared, seed, validation)
+        except FloatingPointError as exc:
+            raise FloatingPointError(f"ensemble member {index} (seed {seed}): {exc}") from exc
+
+
+def fit_members(estimator, prepared, seeds, validation, n_jobs, verbose: bool = False):
+    """Fit one member per seed: clones of ``estimator`` with one member each, in parallel.
+
+    A member that diverges raises a ``FloatingPointError`` naming the member and its seed.
+    """
+    from sklearn.base import clone
+
+    template = clone(estimator).set_params(n_estimators=1, n_jobs=None, verbose=False)
+    jobs = (delayed(_fit_one)(clone(template), prepared, s, i, validation) for i, s in enumerate(seeds))
+    if n_jobs in (None, 1) and verbose:
+        from tqdm.auto import tqdm
+
+        return [job[0](*job[1], **job[2]) for job in tqdm(list(jobs), desc=f"{type(estimator).__name__} members")]
+    return Parallel(n_jobs=n_jobs, verbose=10 if verbose else 0)(jobs)

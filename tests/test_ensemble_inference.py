@@ -1,0 +1,207 @@
+"""Ensembles, held-out stage losses, early stopping and confidence bands (issues 13 and 14)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from deepcausal import DFIV, DFPV
+from deepcausal.datasets import demand, demand_proxy, lowdim
+from deepcausal.ensemble import member_seeds
+from deepcausal.inference import combine_draws
+
+QUICK = dict(n_epochs=3, batch_size=128, n_bootstrap=50, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def small():
+    return demand(n=500, rho=0.5, seed=5)
+
+
+@pytest.fixture(scope="module")
+def ensemble(small):
+    return DFIV(**QUICK, n_estimators=3).fit(small.train, **small.fit_kwargs())
+
+
+def _linear_iv(n, seed, slope=1.5):
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, 2))
+    e = rng.normal(size=n)
+    t = z @ [1.0, -0.7] + e
+    return 2.0 * e + slope * t - 2.0, t, z
+
+
+# ---- ensembles ------------------------------------------------------------------------------------
+def test_ensemble_is_the_average_of_its_members_fitted_one_by_one(ensemble, small):
+    seeds = member_seeds(0, 3)
+    singles = [DFIV(**{**QUICK, "random_state": s}).fit(small.train, **small.fit_kwargs()) for s in seeds]
+    test = small.test_X.iloc[:40]
+    expected = np.mean([m.predict(test) for m in singles], axis=0)
+    np.testing.assert_allclose(ensemble.predict(test), expected, rtol=1e-10, atol=1e-10)
+    assert len(ensemble.estimators_) == 3
+    assert len({round(float(m.predict(test)[0]), 8) for m in ensemble.estimators_}) == 3  # members differ
+    assert set(ensemble.history_["member"]) == {0, 1, 2}
+
+
+def test_parallel_members_give_bit_identical_results(ensemble, small):
+    par = DFIV(**QUICK, n_estimators=3, n_jobs=2).fit(small.train, **small.fit_kwargs())
+    test = small.test_X.iloc[:40]
+    np.testing.assert_array_equal(par.predict(test), ensemble.predict(test))
+    lo1, hi1 = par.predict_interval(test)
+    lo2, hi2 = ensemble.predict_interval(test)
+    np.testing.assert_array_equal(lo1, lo2)
+    np.testing.assert_array_equal(hi1, hi2)
+
+
+@pytest.mark.parametrize("bad", [dict(n_estimators=0), dict(n_estimators=2.5), dict(n_jobs=0),
+                                 dict(n_bootstrap=1), dict(validation_fraction=0.7)])
+def test_bad_ensemble_settings_name_the_parameter(bad, small):
+    name = next(iter(bad))
+    with pytest.raises(ValueError, match=name):
+        DFIV(**{**QUICK, **bad}).fit(small.train, **small.fit_kwargs())
+
+
+# ---- intervals ------------------------------------------------------------------------------------
+def test_bands_contain_the_estimate_and_widen_with_confidence(ensemble, small):
+    X = small.train[["time", "customer_type"]].iloc[:30]
+    grid = [14.0, 18.0, 22.0]
+    narrow = ensemble.dose_response(grid, X, alpha=0.2)
+    wide = ensemble.dose_response(grid, X, alpha=0.01)
+    uniform = ensemble.dose_response(grid, X, alpha=0.2, band="uniform")
+    for f in (narrow, wide, uniform):
+        assert list(f.columns) == ["price", "estimate", "std_error", "lower", "upper"]
+        assert (f["lower"] <= f["estimate"]).all() and (f["estimate"] <= f["upper"]).all()
+    assert (wide["upper"] - wide["lower"] >= narrow["upper"] - narrow["lower"]).all()
+    assert (uniform["upper"] - uniform["lower"] >= narrow["upper"] - narrow["lower"] - 1e-12).all()
+    np.testing.assert_allclose(narrow["estimate"], ensemble.dose_response(grid, X)["estimate"])
+    lo, hi = ensemble.predict_interval(small.test_X.iloc[:10], alpha=0.1)
+    pred = ensemble.predict(small.test_X.iloc[:10])
+    assert (lo <= pred).all() and (pred <= hi).all()
+    lo, hi = ensemble.effect_interval(X, T0=15.0, T1=20.0)
+    eff = ensemble.effect(X, T0=15.0, T1=20.0)
+    assert (lo <= eff).all() and (eff <= hi).all()
+
+
+@pytest.mark.parametrize("alpha", [0, 1, -0.1, 1.5, "x"])
+def test_alpha_outside_the_unit_interval_is_rejected(ensemble, small, alpha):
+    with pytest.raises(ValueError, match="alpha"):
+        ensemble.predict_interval(small.test_X.iloc[:5], alpha=alpha)
+
+
+def test_intervals_of_a_model_without_draws_say_how_to_get_them(small):
+    est = DFIV(**{**QUICK, "n_bootstrap": 0}).fit(small.train, **small.fit_kwargs())
+    with pytest.raises(ValueError, match="n_bootstrap"):
+        est.predict_interval(small.test_X.iloc[:5])
+    est.predict(small.test_X.iloc[:5])  # point predictions still work
+
+
+def test_combine_draws_follows_rubins_rules():
+    rng = np.random.default_rng(0)
+    ests = rng.normal(size=(4, 3))
+    devs = [rng.normal(scale=2.0, size=(500, 3)) for _ in range(4)]
+    out = combine_draws(ests, devs, 0.05)
+    within = np.mean([d.var(axis=0, ddof=1) for d in devs], axis=0)
+    expected = np.sqrt(within + 1.25 * ests.var(axis=0, ddof=1))
+    np.testing.assert_allclose(out["std_error"], expected)
+    np.testing.assert_allclose(out["upper"] - out["estimate"], 1.959963984540054 * expected)
+
+
+def test_slope_interval_covers_the_truth_of_a_linear_iv_design_in_most_replications():
+    """Linear features (identity networks): the model is split-sample 2SLS, whose slope the
+    average marginal effect's interval should cover in about 95% of replications."""
+    covered, reps = 0, 12
+    for r in range(reps):
+        y, t, z = _linear_iv(1000, seed=100 + r)
+        est = DFIV(treatment_net=torch.nn.Identity(), instrument_net=torch.nn.Identity(), n_epochs=1,
+                   n_bootstrap=200, random_state=r, early_stopping=False).fit(y, t, Z=z)
+        lo, hi = est.marginal_ate_interval(t)
+        covered += lo <= 1.5 <= hi
+    assert covered >= 9
+
+
+def test_marginal_effect_matches_finite_differences(ensemble, small):
+    X = small.train[["time", "customer_type"]].iloc[:15]
+    T = small.train["price"].to_numpy()[:15]
+    h = 1e-3
+    fd = (ensemble.predict(T + h, X) - ensemble.predict(T - h, X)) / (2 * h)
+    me = ensemble.marginal_effect(T, X)
+    np.testing.assert_allclose(me, fd, rtol=1e-3, atol=1e-3 * np.abs(fd).max())
+    assert ensemble.marginal_ate(T, X) == pytest.approx(me.mean(), rel=1e-9)
+    lo, hi = ensemble.marginal_ate_interval(T, X)
+    assert lo <= me.mean() <= hi
+
+
+def test_dfpv_ensemble_intervals():
+    d = demand_proxy(n=500, seed=2)
+    est = DFPV(n_epochs=3, batch_size=128, n_bootstrap=30, n_estimators=2, random_state=0).fit(
+        d.train, **d.fit_kwargs())
+    curve = est.dose_response(d.test_X["price"], alpha=0.1)
+    assert (curve["lower"] <= curve["estimate"]).all() and (curve["estimate"] <= curve["upper"]).all()
+    np.testing.assert_allclose(curve["estimate"], est.predict(d.test_X))
+
+
+# ---- held-out stage losses and early stopping -----------------------------------------------------
+def test_held_out_losses_equal_an_independent_computation_from_the_saved_state(small):
+    d = small
+    est = DFIV(**{**QUICK, "n_bootstrap": 0, "refit_heads": False, "early_stopping": False}).fit(
+        d.train, **d.fit_kwargs())
+    # rebuild the split: the first validation rows of each half are held out
+    n = len(d.train)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(0)).numpy()
+    n1 = n // 2
+    n_val = est.settings_["n_val"]
+    val1, val2 = perm[:n_val], perm[n1 : n1 + n_val]
+    std = {k: est.scalers_[k].transform(d.train[c].to_numpy(dtype=float))
+           for k, c in (("Y", ["sales"]), ("T", ["price"]), ("Z", ["cost"]), ("X", ["time", "customer_type"]))}
+    V, u = est.heads_.V.numpy(), est.heads_.u.numpy()
+    with torch.no_grad():
+        nets = est.nets_.eval()
+
+        def F1(rows):
+            zx = torch.tensor(np.hstack([std["Z"][rows], std["X"][rows]]), dtype=torch.float32)
+            return np.hstack([nets["instrument"](zx).double().numpy(), np.ones((len(rows), 1))])
+
+        psi = nets["treatment"](torch.tensor(std["T"][val1], dtype=torch.float32)).double().numpy()
+        s1 = ((psi - F1(val1) @ V) ** 2).sum(axis=1).mean()
+        hat = np.hstack([F1(val2) @ V, np.ones((n_val, 1))])
+        eta = np.hstack([nets["covariate"](torch.tensor(std["X"][val2], dtype=torch.float32)).double().numpy(),
+                         np.ones((n_val, 1))])
+        G = (hat[:, :, None] * eta[:, None, :]).reshape(n_val, -1)
+        s2 = ((std["Y"][val2] - G @ u) ** 2).mean()
+    last = est.history_.iloc[-1]
+    assert last["val_stage1_loss"] == pytest.approx(s1, rel=1e-5)
+    assert last["val_stage2_loss"] == pytest.approx(s2, rel=1e-5)
+
+
+def test_early_stopping_restores_exactly_the_kept_checks_predictions(monkeypatch):
+    """The held-out loss is scripted to fall, then rise: training must stop and keep the minimum."""
+    script = iter([1.0, 0.8, 0.6, 0.5, 0.9, 1.2, 1.5, 1.9, 2.4, 3.0] + [4.0] * 100)
+    original = DFIV._held_out_losses
+
+    def scripted(self, *args):
+        out = original(self, *args)
+        out["val_stage2_loss"] = next(script)
+        return out
+
+    monkeypatch.setattr(DFIV, "_held_out_losses", scripted)
+    d = lowdim(600, g="sin", seed=3)
+    est = DFIV(batch_size=64, n_epochs=40, n_iter_no_change=2, n_bootstrap=0, refit_heads=False,
+               random_state=0).fit(d.train, **d.fit_kwargs(), validation=(d.test_X, d.test_truth))
+    h = est.history_
+    assert est.stopping_["reason"] == "early_stopping"
+    assert len(h) < 40
+    kept = h.loc[h["kept"]].iloc[0]
+    assert kept["step"] == est.stopping_["kept_step"] < h["step"].iloc[-1]
+    # running medians of the last 2 losses: 1.0, 0.9, 0.7, 0.55 (best), 0.7, 1.05 → stop; keep check 3
+    assert kept.name == 3
+    mse = np.mean((est.predict(d.test_X, heads="current") - d.test_truth) ** 2)
+    assert mse == pytest.approx(kept["val_mse_current"], rel=1e-9)
+    assert h["val_mse_current"].iloc[-1] != pytest.approx(mse, rel=1e-6)  # training did move on
+
+
+def test_too_few_held_out_rows_is_a_clear_error():
+    d = lowdim(150, g="sin", seed=0)
+    with pytest.raises(ValueError, match=r"holding out 14 \(validation_fraction=0.45\) leaves 16 to train on"):
+        DFIV(validation_fraction=0.45).fit(d.train.iloc[:60], **d.fit_kwargs())
+    with pytest.raises(ValueError, match="at least 20"):
+        DFIV().fit(d.train.iloc[:40], **d.fit_kwargs())
