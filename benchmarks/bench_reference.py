@@ -387,7 +387,7 @@ def run_dfpv(repo: Path, seeds, n: int, n_epochs=None):
 
 def _row(design, impl, seed, n, sec, value, their_mse, steps) -> dict:
     row = dict(design=design, implementation=impl, seed=seed, n=n, fit_s=sec, mse=value,
-               mse_by_their_evaluate=their_mse, **steps)
+               mse_by_their_evaluate=their_mse, **steps, load_1min=os.getloadavg()[0])
     row["steps_per_s"] = row["steps"] / sec
     row["updates_per_s"] = row["updates"] / sec
     theirs = "" if not math.isfinite(their_mse) else f" (their own evaluation: {their_mse:.3f})"
@@ -415,7 +415,8 @@ def design_markdown(df: pd.DataFrame, design: str) -> str:
     ratio = ref["fit_s"].median() / ours["fit_s"].median()
     lines = [f"### {DESIGN_TITLE[design]}, n = {int(first['n']):,}", "",
              f"Command: `{first['command']}`; {first['date']}.",
-             f"Machine: {first['machine']}.",
+             f"Machine: {first['machine']}; 1-minute load average after each fit "
+             f"{d['load_1min'].min():.1f}–{d['load_1min'].max():.1f} (2 = both cores busy).",
              f"deepcausal: {first['deepcausal']}.",
              f"Original code: {first['reference']}. Test set: {first['test_set']}.", "",
              "| implementation | median fit s | median MSE | speed ratio (original s / deepcausal s) | "

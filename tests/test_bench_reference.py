@@ -51,7 +51,7 @@ def test_missing_checkout_is_a_clear_error(bench, tmp_path, capsys):
 
 def _rows(design, seeds, ref_s, ours_s):
     common = dict(design=design, n=5000, command="cmd", date="d", machine="m", deepcausal="v", reference="r",
-                  test_set="t", epochs=100, steps=100, steps_per_s=1.0, updates_per_s=1.0)
+                  test_set="t", load_1min=1.0, epochs=100, steps=100, steps_per_s=1.0, updates_per_s=1.0)
     return [dict(common, implementation=impl, seed=s, fit_s=sec, mse=float(s))
             for s, a, b in zip(seeds, ref_s, ours_s) for impl, sec in (("original", a), ("deepcausal", b))]
 
