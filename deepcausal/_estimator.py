@@ -54,7 +54,7 @@ _REFERENCE_HALF = 2500  # rows of a stage half of the 5,000-row designs the defa
 _REFERENCE_STEPS = 1000  # default step cap at that size; the cap grows as √n beyond it
 _MAX_EPOCHS = 200  # default epoch cap (small data)
 _CHECK_EVERY_STEPS = 200  # held-out losses at each epoch end, or this often within long epochs
-_PLATEAU_TOL = 0.05  # early stopping: a held-out loss median within 5% of its best counts as the best
+_PLATEAU_TOL = 0.10  # early stopping: a held-out loss median within 10% of its best counts as the best
 _MIN_STAGE_ROWS = 20  # fewer training rows per stage half is an error
 _MIN_VAL_ROWS = 10  # held-out rows per stage half are at least this many
 _FEW_STAGE_ROWS = 250  # fewer rows per stage half warns
@@ -158,16 +158,38 @@ def _diverged(stage: str):
         ) from exc
 
 
+def mode_matters(module: nn.Module) -> bool:
+    """Whether ``module``'s output may depend on train/eval mode (batch norm, dropout, spectral
+    norm's power iteration, or any module from outside torch.nn and deepcausal, which might read
+    ``self.training``). Without such layers the mode switches of training are skipped: they cost
+    about a tenth of a small network's fit."""
+    for m in module.modules():
+        cls = type(m)
+        if isinstance(m, (nn.modules.batchnorm._NormBase, nn.modules.dropout._DropoutNd)) \
+                or nn.utils.parametrize.is_parametrized(m) or cls.train is not nn.Module.train \
+                or not cls.__module__.startswith(("torch.nn", "deepcausal")):
+            return True
+    return False
+
+
 @contextmanager
 def _eval_mode(module: nn.Module):
-    """Eval mode (batch-norm running statistics) and no autograd, for head solves and prediction."""
+    """Eval mode (batch-norm running statistics) and no autograd, for head solves and prediction.
+
+    Modules without mode-dependent layers (:func:`mode_matters`, cached on the module) are left in
+    their mode."""
+    toggle = getattr(module, "_deepcausal_mode_matters", None)
+    if toggle is None:
+        toggle = mode_matters(module)
     was = module.training
-    module.eval()
+    if toggle:
+        module.eval()
     try:
         with torch.no_grad():
             yield
     finally:
-        module.train(was)
+        if toggle:
+            module.train(was)
 
 
 def _resolve_device(device: str) -> torch.device:
@@ -567,6 +589,7 @@ class TwoStageEstimator(BaseEstimator):
             net = build_net(getattr(self, param), d_in, param, self._default_net).to(device)
             output_dim(net, d_in, param, device)  # fail early, naming the role, if it does not fit
             nets[name] = net
+        nets._deepcausal_mode_matters = mode_matters(nets)  # cached for _eval_mode and the training loop
         return nets
 
     def _optimisers(self, nets: nn.ModuleDict) -> dict:
@@ -640,11 +663,13 @@ class TwoStageEstimator(BaseEstimator):
         """Update the early-stopping state with a new check; True when training should stop.
 
         Minibatch noise moves the held-out stage-2 loss by 5-10% from check to check, while the
-        structural error often keeps falling on a plateau of the projected risk (measured on demand
-        IV and demand PCL: benchmarks/RESULTS.md). So the criterion is the median of the last
-        ``patience`` held-out losses, and a state within 5% of the best median counts as best: the
-        latest such check is kept (on a plateau, the latest state). Training stops once the median has
-        been more than 5% above its best for ``patience`` checks in a row: the held-out loss rises.
+        structural error often keeps falling while the projected risk is flat or drifts up by a few
+        per cent (measured on demand IV and demand PCL, n = 5,000: the structural MSE fell from 270 to 64
+        and from 20 to 11 over steps where the held-out loss moved less than its noise). So the
+        criterion is the median of the last ``patience`` held-out losses, and a state within 10% of
+        the best median counts as best: the latest such check is kept (on a plateau, the latest
+        state). Training stops once the median has been more than 10% above its best for
+        ``patience`` checks in a row: the held-out loss clearly rises, the networks overfit.
         """
         track["recent"].append(row["val_stage2_loss"])
         del track["recent"][:-patience]
@@ -703,7 +728,8 @@ class TwoStageEstimator(BaseEstimator):
         """
         m1, m2 = (int(comm.sum_float(b["Y"].shape[0])) for b in (b1, b2))
         exact = self.mode == "ridge"
-        nets.train()
+        if nets._deepcausal_mode_matters:
+            nets.train()
         with _diverged("stage 1"):
             with torch.no_grad():
                 target1 = self._stage1_target(nets, b1)

@@ -102,15 +102,24 @@ class SufficientStats:
     FtF: torch.Tensor
     FtY: torch.Tensor
     n: int
+    low_precision: bool = False  # the products were formed in float32 (a solve that needs jitter warns)
 
     @classmethod
     def from_batch(cls, F: torch.Tensor, Y: torch.Tensor) -> "SufficientStats":
+        """One batch's statistics. The products FᵀF, FᵀY are formed in the inputs' precision — float32
+        features give float32 products, about twice as fast — and stored in float64, so sums over
+        batches and the solve are float64 (DESIGN §7). Float64 inputs keep the exact float64 path."""
         _check_matrix("F", F)
         _check_matrix("Y", Y)
         if F.shape[0] != Y.shape[0]:
             raise ValueError(f"F has {F.shape[0]} rows but Y has {Y.shape[0]}")
-        F64, Y64 = F.to(torch.float64), Y.to(torch.float64)
-        FtF, FtY = F64.T @ F64, F64.T @ Y64
+        low = F.dtype != torch.float64 or Y.dtype != torch.float64
+        if low:
+            dtype = torch.promote_types(F.dtype, Y.dtype)
+            F, Y = F.to(dtype), Y.to(dtype)
+            FtF, FtY = (F.T @ F).to(torch.float64), (F.T @ Y).to(torch.float64)
+        else:
+            FtF, FtY = F.T @ F, F.T @ Y
         # Finiteness is checked on the d × d statistics, not the n × d inputs (cheaper, same verdict):
         # a NaN or ±inf in row i of F makes the diagonal of FᵀF non-finite, and then one in Y (times
         # anything, even 0) makes FᵀY non-finite.
@@ -118,7 +127,7 @@ class SufficientStats:
             raise NonFiniteError("F contains NaN or infinite values (or its Gram matrix overflows)")
         if not torch.isfinite(FtY.detach()).all():
             raise NonFiniteError("Y contains NaN or infinite values")
-        return cls(FtF, FtY, int(F.shape[0]))
+        return cls(FtF, FtY, int(F.shape[0]), low)
 
     @classmethod
     def empty(cls, d: int, k: int, device=None) -> "SufficientStats":
@@ -136,6 +145,7 @@ class SufficientStats:
         self.FtF += batch.FtF
         self.FtY += batch.FtY
         self.n += batch.n
+        self.low_precision = self.low_precision or batch.low_precision
         return self
 
     def reduced(self, reducer: Optional[Callable[["SufficientStats"], "SufficientStats"]]):
@@ -165,14 +175,16 @@ class SufficientStats:
             if W_prev.shape != B.shape:
                 raise ValueError(f"W_prev has shape {tuple(W_prev.shape)}, expected {tuple(B.shape)}")
             B = B + lam * W_prev.to(torch.float64)
-        return solve_spd(A, B)
+        return solve_spd(A, B, warn_on_jitter=self.low_precision)
 
 
-def solve_spd(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+def solve_spd(A: torch.Tensor, B: torch.Tensor, warn_on_jitter: bool = False) -> torch.Tensor:
     """Solve A X = B for symmetric positive (semi-)definite A without forming A⁻¹.
 
     Cholesky first; on failure retry with a growing diagonal jitter (relative to the mean diagonal),
-    then fall back to least squares with a ``RuntimeWarning``. Differentiable in A and B.
+    then fall back to least squares with a ``RuntimeWarning``. ``warn_on_jitter`` (set for systems
+    built from float32 products) also warns when jitter was needed, so precision is never lost
+    silently. Differentiable in A and B.
     """
     L, info = torch.linalg.cholesky_ex(A)
     if int(info) == 0:
@@ -182,6 +194,10 @@ def solve_spd(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
     for rel in _JITTERS:
         L, info = torch.linalg.cholesky_ex(A + rel * scale * eye)
         if int(info) == 0:
+            if warn_on_jitter:
+                warnings.warn(f"Cholesky of a head system built from float32 products needed a jitter of {rel:g} "
+                              "× its mean diagonal: the features are nearly collinear; consider a larger ridge beta",
+                              RuntimeWarning, stacklevel=3)
             return torch.cholesky_solve(B, L)
     warnings.warn(
         "Cholesky failed even with jitter; falling back to least squares. "

@@ -12,9 +12,11 @@ import torch.multiprocessing as mp
 from deepcausal import DFIV, DFPV
 from deepcausal.datasets import demand, demand_proxy
 
-# One epoch = 4 global minibatches x (4 + 4 + 1) optimiser steps. The ranks' summed float32 gradients
-# differ from one process's in the last bits; Adam carries that forward, so agreement is ~1e-6 after one
-# epoch and drifts to ~2e-5 after two (measured), while the ranks always agree exactly with each other.
+# One epoch = 4 global minibatches x (4 + 4 + 1) optimiser steps. The ranks' summed float32 gradients and
+# their float32 Gram products (summed in float64) differ from one process's in the last bits; Adam carries
+# that forward, so single and multi-process fits agree to ~1e-4 relative after one epoch (measured: 5e-4 at
+# worst), while the ranks always agree exactly with each other.
+TOL = dict(rtol=2e-3, atol=2e-4)
 SETTINGS = dict(n_epochs=1, batch_size=64, random_state=3)
 SPLIT = 230  # rank 0 holds rows [0, 230), rank 1 the rest: unequal shards on purpose
 
@@ -51,11 +53,11 @@ def test_two_gloo_processes_match_single_process_fit(tmp_path, name):
 
     cls, frame, kwargs, test = _design(name)
     single = cls(**SETTINGS).fit(frame, **kwargs)  # rows in rank order = the global numbering
-    np.testing.assert_allclose(ranks[0]["V"], single.heads_.V.numpy(), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(ranks[0]["u"], single.heads_.u.numpy(), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(ranks[0]["Vc"], single.current_heads_.V.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ranks[0]["V"], single.heads_.V.numpy(), **TOL)
+    np.testing.assert_allclose(ranks[0]["u"], single.heads_.u.numpy(), **TOL)
+    np.testing.assert_allclose(ranks[0]["Vc"], single.current_heads_.V.numpy(), **TOL)
     scale = np.abs(single.predict(test)).max()
-    np.testing.assert_allclose(ranks[0]["pred"], single.predict(test), rtol=1e-5, atol=1e-5 * scale)
+    np.testing.assert_allclose(ranks[0]["pred"], single.predict(test), rtol=2e-3, atol=2e-3 * scale)
 
 
 def _unseeded_worker(rank, world, init_file, out_dir):
