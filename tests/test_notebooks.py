@@ -10,6 +10,7 @@ it), so each takes seconds; any cell error fails the test. They need the ``[note
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -55,11 +56,16 @@ def test_notebook_runs_small(source, monkeypatch):
     pytest.importorskip("ipykernel")
     monkeypatch.setenv("DEEPCAUSAL_NOTEBOOK_SMALL", "1")  # read by each notebook's first cell
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    # the kernel imports this checkout's deepcausal, whatever else is installed
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TUTORIALS.parent), os.getenv("PYTHONPATH")])))
     nb = jupytext.read(source)
+    nb.cells.append(nbformat.v4.new_code_cell("import deepcausal; print(deepcausal.__file__)"))
     client = nbclient.NotebookClient(
         nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(TUTORIALS)}}
     )
     client.execute()  # raises CellExecutionError on the first failing cell
+    where = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
+    assert where.startswith(str(TUTORIALS.parent / "deepcausal")), f"the kernel imported {where}"
     first = "".join(o.get("text", "") for o in _code_cells(nb)[0].outputs)
     assert "size: small" in first, "the notebook did not pick up DEEPCAUSAL_NOTEBOOK_SMALL=1"
     for cell in _code_cells(nb):

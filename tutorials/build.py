@@ -33,8 +33,11 @@ def build(source: Path, execute: bool = True, timeout: int = 1800) -> Path:
 
     nb = jupytext.read(source)
     if execute:
-        os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the kernel: small networks run fastest on one thread
-        os.environ.pop("DEEPCAUSAL_NOTEBOOK_SMALL", None)  # the committed notebooks are full size
+        # The kernel inherits the environment: one thread (small networks run fastest so), full size,
+        # and this checkout's deepcausal ahead of any other installed copy.
+        os.environ["OMP_NUM_THREADS"] = "1"
+        os.environ.pop("DEEPCAUSAL_NOTEBOOK_SMALL", None)
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")]))
         NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(HERE)}}).execute()
     target = source.with_suffix(".ipynb")
     jupytext.write(nb, target)
