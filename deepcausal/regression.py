@@ -40,7 +40,8 @@ from sklearn.metrics import r2_score
 from torch import nn
 
 from ._data import Standardizer, as_2d_array
-from ._estimator import NotFittedError, _eval_mode, _resolve_device
+from ._estimator import NotFittedError as _NotFittedError
+from ._estimator import _eval_mode, _resolve_device
 from ._persist import load_estimator, save_estimator
 from .heads import SufficientStats, add_intercept, check_coefficients, proximal_head, ridge_head
 from .nets import mlp
@@ -107,11 +108,8 @@ def _ndim(y) -> int:
     return np.asarray(y.detach().cpu() if hasattr(y, "detach") else y).ndim
 
 
-class _RegressorNotFittedError(NotFittedError, SkNotFittedError):
-    """deepcausal's NotFittedError that scikit-learn's ``check_is_fitted`` callers also recognise."""
-
-
-_RegressorNotFittedError.__name__ = _RegressorNotFittedError.__qualname__ = "NotFittedError"
+class NotFittedError(_NotFittedError, SkNotFittedError):
+    """deepcausal's NotFittedError that code catching scikit-learn's NotFittedError also recognises."""
 
 
 class LastLayerRegressor(RegressorMixin, BaseEstimator):
@@ -518,7 +516,7 @@ class LastLayerRegressor(RegressorMixin, BaseEstimator):
 
     def _check_fitted(self):
         if not hasattr(self, "head_"):
-            raise _RegressorNotFittedError(f"this {type(self).__name__} is not fitted yet; call fit first")
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit first")
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "head_")
