@@ -1131,9 +1131,33 @@ class TwoStageEstimator(BaseEstimator):
         save_estimator(self, path)
 
     @classmethod
-    def load(cls, path, device: str = "cpu"):
-        """Read an estimator written by :meth:`save`, onto ``device`` (CPU by default)."""
-        est = load_estimator(cls, path)
-        est.device_ = _resolve_device(device)
-        est.nets_.to(est.device_)
-        return est
+    def load(cls, path, device: str = "cpu", *, nets=None, trusted: bool = False):
+        """Read an estimator written by :meth:`save`, with all its networks and tensors on ``device``.
+
+        Loading never runs code from the file: it holds only tensors and plain data (see
+        :mod:`deepcausal._persist`), and the default networks are rebuilt from the saved weights.
+
+        Parameters
+        ----------
+        path : str or path-like
+        device : {"cpu", "cuda", "auto"}, default="cpu"
+        nets : dict, optional
+            For a model fitted with user-supplied networks: parameter name → the same module (or factory)
+            as at fit, e.g. ``{"treatment_net": my_net}``; the saved weights are loaded into a copy.
+        trusted : bool, default=False
+            Also unpickle what a safe load refuses: files written by deepcausal's first format (which
+            pickled the whole estimator) and user-supplied networks pickled into the file. **Unpickling
+            can run arbitrary code chosen by whoever wrote the file**: use it only for files you trust,
+            e.g. to re-save an old model in the safe format (``DFIV.load(p, trusted=True).save(p)``).
+
+        Raises
+        ------
+        FileNotFoundError
+            No file at ``path``.
+        ValueError
+            Not a model file, a model of another class, an old-format file (the message says how to
+            re-save it), or user-supplied networks missing from ``nets``.
+        pickle.UnpicklingError
+            A file holding Python objects other than tensors and plain data (refused unless ``trusted``).
+        """
+        return load_estimator(cls, path, device=_resolve_device(device), nets=nets, trusted=trusted)

@@ -39,7 +39,8 @@ from sklearn.metrics import r2_score
 from torch import nn
 
 from ._data import Standardizer, as_2d_array
-from ._estimator import NotFittedError, _eval_mode, _resolve_device
+from ._estimator import NotFittedError
+from ._estimator import _eval_mode, _resolve_device
 from ._persist import load_estimator, save_estimator
 from .heads import SufficientStats, add_intercept, check_coefficients, proximal_head, ridge_head
 from .nets import mlp
@@ -562,10 +563,19 @@ class LastLayerRegressor(RegressorMixin, BaseEstimator):
         save_estimator(self, path)
 
     @classmethod
-    def load(cls, path, device: str = "cpu") -> "LastLayerRegressor":
-        """Read a regressor written by :meth:`save`, onto ``device`` (CPU by default)."""
-        est = load_estimator(cls, path)
-        est.device_ = _resolve_device(device)
-        est.backbone_.to(est.device_)
-        est.head_, est.current_head_ = est.head_.to(est.device_), est.current_head_.to(est.device_)
-        return est
+    def load(cls, path, device: str = "cpu", *, nets=None, trusted: bool = False) -> "LastLayerRegressor":
+        """Read a regressor written by :meth:`save`, onto ``device`` (CPU by default).
+
+        Loading never runs code from the file: the default backbone is rebuilt and given the saved
+        weights. A user-supplied ``backbone`` must be passed again as ``nets={"backbone": module}``;
+        ``trusted=True`` instead unpickles what the file holds (the backbone object, or a file of the
+        first format), **which can run arbitrary code**: only for files you trust. See
+        :meth:`deepcausal.DFIV.load`.
+        """
+        return load_estimator(cls, path, device=_resolve_device(device), nets=nets, trusted=trusted)
+
+    def _rebuild_modules(self, states: dict, device) -> dict:
+        """The backbone, built as at fit (from the parameters and ``n_features_in_``), with the saved weights."""
+        backbone = self._build_backbone().to(device=device, dtype=self.dtype_)
+        backbone.load_state_dict(states["backbone_"])
+        return {"backbone_": backbone}
