@@ -22,8 +22,8 @@ from .baselines import NotApplicableError
 
 __all__ = ["DESIGNS", "make_design", "run", "resolve_methods", "single_thread", "summary", "plot", "method_styles"]
 
-DESIGNS = ("demand", "lowdim", "lowdim_abs", "lowdim_linear", "lowdim_sin", "lowdim_step", "demand_proxy",
-           "dsprites", "dsprites_proxy")
+DESIGNS = ("demand", "lowdim", "lowdim_abs", "lowdim_linear", "lowdim_sin", "lowdim_step", "linear_binary_iv",
+           "demand_proxy", "dsprites", "dsprites_proxy")
 """Design names :func:`make_design` knows (``lowdim`` is ``lowdim_sin``)."""
 
 COLUMNS = ["design", "parameters", "method", "seed", "mse", "fit_seconds", "peak_rss_mb"]
@@ -43,6 +43,8 @@ def make_design(name: str, *, n: int = 5000, rho: float = 0.5, seed: int = 0):
         if g not in ("abs", "linear", "sin", "step"):
             raise ValueError(f"unknown design {name!r}; known designs: {', '.join(DESIGNS)}")
         return datasets.lowdim(n, g=g, seed=seed), f"n={n}, g={g}"
+    if name == "linear_binary_iv":
+        return datasets.linear_binary_iv(n, seed=seed), f"n={n}"
     if name == "demand_proxy":
         return datasets.demand_proxy(n, seed=seed), f"n={n}"
     if name == "dsprites":
@@ -315,7 +317,9 @@ def plot(df: pd.DataFrame, predictions: dict, designs: dict, path):
                 mask = np.isclose(tx["time"], t_fix) & np.isclose(tx["customer_type"], 4.0)
                 title = f" (time={t_fix:.2f}, customer_type=4)"
             elif design.roles["covariates"]:
-                mask = np.arange(len(tx)) < 0
+                # One curve when the covariates are fixed over the test set (linear_binary_iv); else none.
+                fixed = all(tx[c].nunique() == 1 for c in design.roles["covariates"])
+                mask = np.full(len(tx), fixed)
             order = np.argsort(tx[tcol].to_numpy()[mask])
             xs = tx[tcol].to_numpy()[mask][order]
             ax.plot(xs, design.test_truth[mask][order], "k-", lw=2.5, label="truth")

@@ -67,7 +67,7 @@ def test_cli_unknown_method_subprocess():
 def test_cli_list(capsys):
     assert cli.main(["bench", "--list"]) == 0
     out = capsys.readouterr().out
-    for name in ("dfiv", "dfpv", "kiv", "kpv", "pmmr", "demand_proxy", "lowdim"):
+    for name in ("dfiv", "dfpv", "kiv", "kpv", "pmmr", "demand_proxy", "lowdim", "linear_binary_iv"):
         assert name in out
 
 

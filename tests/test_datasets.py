@@ -21,6 +21,7 @@ REFERENCE = Path(__file__).parents[2] / "shared" / "reference" / "dsprites_gif_h
 SMALL = {
     "demand": lambda seed: ds.demand(300, rho=0.5, seed=seed),
     "lowdim": lambda seed: ds.lowdim(300, g="abs", seed=seed),
+    "linear_binary_iv": lambda seed: ds.linear_binary_iv(300, seed=seed),
     "dsprites": lambda seed: ds.dsprites(60, seed=seed),
     "dsprites_area": lambda seed: ds.dsprites(60, seed=seed, structural="area"),
     "demand_proxy": lambda seed: ds.demand_proxy(300, seed=seed),
@@ -29,6 +30,7 @@ SMALL = {
 N_TEST = {
     "demand": 2800,
     "lowdim": 1000,
+    "linear_binary_iv": 15,
     "dsprites": 588,
     "dsprites_area": 588,
     "demand_proxy": 10,
@@ -210,6 +212,65 @@ def test_demand_confounding_biases_ols():
         mse[rho] = d.score(basis(d.test_X) @ coef)
     assert mse[0.9] > 10 * mse[0.0]
     assert mse[0.9] > 0.05
+
+
+def _schooling_fits(d):
+    """(2SLS slope, OLS slope, first-stage F) of lwage on educ with the covariates (and exper²) as controls."""
+    tr = d.train
+    n = len(tr)
+    controls = np.column_stack([np.ones(n), tr["exper"], tr["exper"] ** 2, tr["south"], tr["parent_educ"]])
+    regs = np.column_stack([tr["educ"], controls])
+    inst = np.column_stack([tr["nearc4"], controls])
+    fitted = inst @ np.linalg.lstsq(inst, regs, rcond=None)[0]
+    tsls = np.linalg.lstsq(fitted, tr["lwage"], rcond=None)[0][0]
+    ols = np.linalg.lstsq(regs, tr["lwage"], rcond=None)[0][0]
+    r_full = tr["educ"] - fitted[:, 0]
+    r_restricted = tr["educ"] - controls @ np.linalg.lstsq(controls, tr["educ"], rcond=None)[0]
+    f_stat = (r_restricted @ r_restricted - r_full @ r_full) / (r_full @ r_full / (n - inst.shape[1]))
+    return tsls, ols, f_stat
+
+
+def test_linear_binary_iv_grid_truth_and_info():
+    d = ds.linear_binary_iv(200, slope=0.07, seed=3)
+    assert d.roles == {"outcome": ["lwage"], "treatment": ["educ"], "instruments": ["nearc4"],
+                       "covariates": ["exper", "south", "parent_educ"]}
+    assert list(d.test_X.columns) == ["educ", "exper", "south", "parent_educ"]
+    np.testing.assert_allclose(d.test_X["educ"], np.linspace(9, 16, 15))
+    ref = d.info["reference_covariates"]
+    for col, value in ref.items():
+        assert (d.test_X[col] == value).all()
+    # h(12, 8, 0, 10) = 5 + 12·slope + 0.64 − 0.128.
+    assert d.structural_function(12.0, 8.0, 0.0, 10.0) == pytest.approx(5.0 + 0.84 + 0.64 - 0.128, abs=1e-12)
+    np.testing.assert_allclose(np.diff(d.test_truth), 0.07 * 0.5, atol=1e-12)
+    assert d.info["true_slope"] == 0.07
+    assert set(np.unique(d.train["nearc4"])) == {0.0, 1.0} and set(np.unique(d.train["south"])) == {0.0, 1.0}
+    assert d.score(d.test_truth + 0.1) == pytest.approx(0.01)
+    with pytest.raises(ValueError, match="first_stage"):
+        ds.linear_binary_iv(10, first_stage=float("nan"))
+    with pytest.raises(ValueError, match="slope"):
+        ds.linear_binary_iv(10, slope="steep")
+
+
+def test_linear_binary_iv_ols_biased_2sls_consistent_first_stage_modest():
+    fits = np.array([_schooling_fits(ds.linear_binary_iv(3000, seed=s)) for s in range(12)])
+    tsls, ols, f_stat = fits.T
+    # Ability bias: OLS ≈ 0.18 in every draw (its sd is ~0.003); 2SLS is centred on 0.1 (sd ~0.04 per draw).
+    assert (ols > 0.16).all()
+    assert abs(tsls.mean() - 0.1) < 0.03
+    # Weak-ish but identified: the F of single draws scatter around the expected ~21.
+    assert 10 < np.median(f_stat) < 30
+    assert 15 < ds.linear_binary_iv(3000).info["expected_first_stage_F"] < 30
+    # At a large n 2SLS is close (se ~0.008) and OLS still is not.
+    tsls_big, ols_big, f_big = _schooling_fits(ds.linear_binary_iv(100_000, seed=0))
+    assert abs(tsls_big - 0.1) < 0.025 and ols_big - 0.1 > 0.06 and f_big > 300
+
+
+def test_linear_binary_iv_knobs_move_what_they_say():
+    # No confounding: OLS is unbiased. No first stage: F is noise (about 1).
+    _, ols, _ = _schooling_fits(ds.linear_binary_iv(20_000, confounding=0.0, seed=1))
+    assert abs(ols - 0.1) < 0.01
+    f_null = [_schooling_fits(ds.linear_binary_iv(3000, first_stage=0.0, seed=s))[2] for s in range(8)]
+    assert np.median(f_null) < 4
 
 
 # ----------------------------------------------------------------------- demand PCL truth

@@ -9,6 +9,7 @@ generator                 kind   story
 ========================  =====  ============================================================
 :func:`demand`            IV     ticket sales vs price; fuel cost instruments a demand shock
 :func:`lowdim`            IV     y = g(t) + e, t = z₁ + e + γ: confounding dominates
+:func:`linear_binary_iv`  IV     log wage linear in schooling; one binary instrument, covariates
 :func:`dsprites`          IV     outcome of a 64×64 heart image; hidden vertical position
 :func:`demand_proxy`      proxy  sales vs price; hidden demand level with cost and views proxies
 :func:`dsprites_proxy`    proxy  heart image; hidden vertical position scales the effect
@@ -35,6 +36,7 @@ from ._dsprites import (
 )
 from .hearts import dsprites_index, load_archive_images, render_hearts
 from ._lowdim import lowdim, lowdim_structural
+from ._schooling import linear_binary_iv, linear_binary_iv_structural
 
 __all__ = [
     "Design",
@@ -43,6 +45,7 @@ __all__ = [
     "dsprites",
     "dsprites_proxy",
     "lowdim",
+    "linear_binary_iv",
     "render_hearts",
     "dsprites_index",
     "load_archive_images",
@@ -52,5 +55,6 @@ __all__ = [
     "dsprites_area_structural",
     "area_matrix",
     "lowdim_structural",
+    "linear_binary_iv_structural",
     "psi",
 ]
