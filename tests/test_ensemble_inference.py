@@ -206,3 +206,15 @@ def test_too_few_held_out_rows_is_a_clear_error():
         DFIV(validation_fraction=0.45).fit(d.train.iloc[:60], **d.fit_kwargs())
     with pytest.raises(ValueError, match="at least 20"):
         DFIV().fit(d.train.iloc[:40], **d.fit_kwargs())
+
+
+def test_saved_ensemble_predicts_and_bands_identically(ensemble, small, tmp_path):
+    path = tmp_path / "ens.pt"
+    ensemble.save(path)
+    loaded = DFIV.load(path)
+    X = small.train[["time", "customer_type"]].iloc[:20]
+    a = ensemble.dose_response([15.0, 20.0], X, alpha=0.1, band="uniform")
+    b = loaded.dose_response([15.0, 20.0], X, alpha=0.1, band="uniform")
+    pd.testing.assert_frame_equal(a, b)
+    assert len(loaded.estimators_) == 3
+    pd.testing.assert_frame_equal(loaded.history_, ensemble.history_)

@@ -1,0 +1,200 @@
+"""Coverage and width of the confidence bands, and ensemble against single-fit accuracy (issue 13).
+
+For each design with a known structural function and each data replication (a fresh seed), fit the
+default estimator as an ensemble of ``--members`` members and score, on the design's test inputs:
+
+* the structural MSE of the ensemble of the first k members, k = 1, 3, ..., and of one member alone;
+* the mean pointwise coverage of the 95% band (share of test points whose truth lies in the band);
+* the rate of full coverage of the 95% uniform (sup-t) band;
+* the mean band width divided by the standard deviation of the truth over the test inputs;
+* for the linear binary-instrument design, whether the average marginal effect's 95% interval covers
+  the true slope;
+* the fit seconds.
+
+Sub-ensembles reuse the members of the largest one (member seeds are nested: the first k children
+of one seed), so K = 1, 3, 5 are compared on the same fits. Beside ours, the ``npiv`` baseline
+(moderndid, if installed) is scored the same way.
+
+Command: ``OMP_NUM_THREADS=1 python benchmarks/bench_coverage.py [--reps 20] [--members 5] [--designs ...]``
+(from the repository root). Rows are written to ``benchmarks/coverage.csv`` as they finish, so an
+interrupted run can be summarised with ``--summarise-only``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _results import machine, single_thread, write_section  # noqa: E402
+
+from deepcausal import DFIV, DFPV  # noqa: E402
+from deepcausal import datasets  # noqa: E402
+
+CSV = Path(__file__).resolve().parent / "coverage.csv"
+
+# design name → (generator, training rows, default replications)
+DESIGNS = {
+    "lowdim_abs": (lambda n, s: datasets.lowdim(n, g="abs", seed=s), 1000, 20),
+    "lowdim_linear": (lambda n, s: datasets.lowdim(n, g="linear", seed=s), 1000, 20),
+    "lowdim_sin": (lambda n, s: datasets.lowdim(n, g="sin", seed=s), 1000, 20),
+    "lowdim_step": (lambda n, s: datasets.lowdim(n, g="step", seed=s), 1000, 20),
+    "linear_binary_iv": (lambda n, s: datasets.linear_binary_iv(n, seed=s), 3000, 20),
+    "demand": (lambda n, s: datasets.demand(n, rho=0.5, seed=s), 5000, 5),
+    "demand_proxy": (lambda n, s: datasets.demand_proxy(n, seed=s), 5000, 5),
+}
+
+
+def _sub_ensemble(est, k):
+    if k == 1:
+        return est.estimators_[0] if hasattr(est, "estimators_") else est
+    sub = copy.copy(est)
+    sub.estimators_ = est.estimators_[:k]
+    return sub
+
+
+def _band_scores(lo, hi, truth):
+    inside = (lo <= truth) & (truth <= hi)
+    return float(inside.mean()), bool(inside.all()), float(np.mean(hi - lo) / np.std(truth))
+
+
+def score_fit(model, d, method, k, rep, seconds):
+    truth = d.test_truth
+    pred = model.predict(d.test_X)
+    lo, hi = model.predict_interval(d.test_X, alpha=0.05)
+    cov, _, width = _band_scores(lo, hi, truth)
+    ulo, uhi = model.predict_interval(d.test_X, alpha=0.05, band="uniform")
+    _, full, uwidth = _band_scores(ulo, uhi, truth)
+    row = dict(design=d.name, method=method, members=k, rep=rep, n=d.n, mse=d.score(pred), pointwise_coverage=cov,
+               pointwise_width_sd=width, uniform_full_coverage=full, uniform_width_sd=uwidth, fit_s=seconds)
+    if "true_slope" in d.info:
+        kw = d.fit_kwargs()
+        T, X = d.train[kw["treatment"]], d.train[kw["covariates"]]
+        a_lo, a_hi = model.marginal_ate_interval(T, X, alpha=0.05)
+        row.update(ame=model.marginal_ate(T, X), ame_covers=bool(a_lo <= d.info["true_slope"] <= a_hi),
+                   ame_width=a_hi - a_lo)
+    return row
+
+
+def score_npiv(d, rep):
+    from deepcausal import baselines
+
+    try:
+        t = time.perf_counter()
+        est = baselines.get("npiv").fit(d)
+        seconds = time.perf_counter() - t
+        pred = est.predict(d)
+        lo, hi = est.predict_interval(d, alpha=0.05, band="pointwise")
+        ulo, uhi = est.predict_interval(d, alpha=0.05, band="uniform")
+    except Exception as exc:  # not installed, or not applicable to this design
+        return dict(design=d.name, method="npiv", rep=rep, note=f"{type(exc).__name__}: {exc}"[:160])
+    cov, _, width = _band_scores(lo, hi, d.test_truth)
+    _, full, uwidth = _band_scores(ulo, uhi, d.test_truth)
+    return dict(design=d.name, method="npiv", members=0, rep=rep, n=d.n, mse=d.score(pred), pointwise_coverage=cov,
+                pointwise_width_sd=width, uniform_full_coverage=full, uniform_width_sd=uwidth, fit_s=seconds)
+
+
+def run(designs, reps, members, n_jobs, with_npiv):
+    done = pd.read_csv(CSV) if CSV.exists() else pd.DataFrame()
+    for name in designs:
+        make, n, default_reps = DESIGNS[name]
+        for rep in range(reps or default_reps):
+            have = (done["design"] == name) & (done["rep"] == rep) if len(done) else pd.Series(dtype=bool)
+            need_ours = not (len(done) and (have & (done["method"] != "npiv")).any())
+            d = make(n, 1000 + rep)
+            need_npiv = with_npiv and d.kind == "iv" and not (len(done) and (have & (done["method"] == "npiv")).any())
+            rows = []
+            if need_ours:
+                cls = DFPV if d.kind == "proxy" else DFIV
+                t = time.perf_counter()
+                est = cls(n_estimators=members, n_jobs=n_jobs, random_state=rep).fit(d.train, **d.fit_kwargs())
+                seconds = time.perf_counter() - t
+                method = cls.__name__.lower()
+                rows += [score_fit(_sub_ensemble(est, k), d, method, k, rep, seconds if k == members else np.nan)
+                         for k in sorted({1, 3, members}) if k <= members]
+            if need_npiv:
+                rows.append(score_npiv(d, rep))
+            if not rows:
+                continue
+            done = pd.concat([done, pd.DataFrame(rows)], ignore_index=True)
+            done.to_csv(CSV, index=False)
+            print(f"{name} rep {rep}: " + ", ".join(f"{r.get('method')} K={r.get('members')} mse {r.get('mse', np.nan):.4g} "
+                                                    f"cov {r.get('pointwise_coverage', np.nan):.2f}" for r in rows),
+                  flush=True)
+    return done
+
+
+def summarise(df, command):
+    ok = df[df["mse"].notna()] if "mse" in df else df
+    agg = dict(reps=("rep", "nunique"), mse_median=("mse", "median"), coverage=("pointwise_coverage", "mean"),
+               width_sd=("pointwise_width_sd", "mean"), uniform_full=("uniform_full_coverage", "mean"),
+               uniform_width_sd=("uniform_width_sd", "mean"), fit_s=("fit_s", "median"))
+    table = ok.groupby(["design", "method", "members"], sort=False).agg(**agg).reset_index()
+    lines = [
+        "## Confidence bands: coverage and width",
+        "",
+        f"Command: `{command}` (from the repository root; raw rows in `benchmarks/coverage.csv`).",
+        f"Machine: {machine()}; load average at the end {os.getloadavg()[0]:.1f}.",
+        "",
+        "Default estimators fitted as an ensemble; `members` = k uses the first k members of that fit (k = 1 is a "
+        "single fit). Coverage: mean over replications of the share of test points inside the 95% pointwise band; "
+        "`uniform full`: share of replications whose 95% uniform (sup-t) band covers every test point. Widths are "
+        "mean band widths divided by the sd of the truth over the test inputs. `fit s`: median seconds of the whole "
+        "ensemble fit. MSE: median over replications.",
+        "",
+        "| design | method | members | reps | MSE (median) | pointwise coverage | width / sd | uniform full coverage "
+        "| uniform width / sd | fit s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in table.itertuples():
+        fit = "–" if pd.isna(r.fit_s) else f"{r.fit_s:.1f}"
+        lines.append(f"| {r.design} | {r.method} | {r.members} | {r.reps} | {r.mse_median:.4g} | {r.coverage:.3f} | "
+                     f"{r.width_sd:.3f} | {r.uniform_full:.2f} | {r.uniform_width_sd:.3f} | {fit} |")
+    if "ame_covers" in ok:
+        ame = ok[ok["ame_covers"].notna()].groupby(["design", "method", "members"]).agg(
+            reps=("rep", "nunique"), covers=("ame_covers", "mean"), width=("ame_width", "mean"),
+            ame=("ame", "median")).reset_index()
+        lines += ["", "Average marginal effect (true slope 0.1) and its 95% interval:", "",
+                  "| design | method | members | reps | median AME | interval covers the slope | mean width |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in ame.itertuples():
+            lines.append(f"| {r.design} | {r.method} | {r.members} | {r.reps} | {r.ame:.4f} | {r.covers:.2f} | "
+                         f"{r.width:.4f} |")
+    notes = df[df.get("note", pd.Series(dtype=object)).notna()] if "note" in df else pd.DataFrame()
+    if len(notes):
+        lines += ["", "Where npiv could not run:", ""]
+        for (design, note), _ in notes.groupby(["design", "note"]):
+            lines.append(f"- {design}: {note}")
+    write_section(lines[0], "\n".join(lines) + "\n")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--designs", default=",".join(DESIGNS))
+    ap.add_argument("--reps", type=int, default=0, help="replications per design (0: the design's default)")
+    ap.add_argument("--members", type=int, default=5)
+    ap.add_argument("--n-jobs", type=int, default=-1)
+    ap.add_argument("--no-npiv", action="store_true")
+    ap.add_argument("--summarise-only", action="store_true")
+    args = ap.parse_args(argv)
+    single_thread()
+    warnings.simplefilter("ignore")
+    command = "OMP_NUM_THREADS=1 python benchmarks/bench_coverage.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.summarise_only:
+        summarise(pd.read_csv(CSV), command.replace(" --summarise-only", ""))
+        return
+    df = run(args.designs.split(","), args.reps, args.members, args.n_jobs, not args.no_npiv)
+    summarise(df, command)
+
+
+if __name__ == "__main__":
+    main()
