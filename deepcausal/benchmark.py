@@ -89,6 +89,8 @@ def resolve_methods(design_names: Iterable[str], methods) -> dict:
                 raise NotApplicableError(f"method {m!r} needs tabular data; {dname!r} has an image treatment")
             if baselines.requires_econml(m) and not baselines.econml_available():
                 raise ImportError(f"method {m!r} needs econml: pip install deepcausal[econml]")
+            if not cls.installed():
+                raise ImportError(cls.install_hint)
             chosen.append(m)
         out[dname] = chosen
     return out

@@ -50,6 +50,8 @@ def _list() -> str:
         notes = []
         if baselines.requires_econml(name):
             notes.append("econml" + ("" if has else ", NOT INSTALLED"))
+        if cls.requires:
+            notes.append(cls.requires + ("" if cls.installed() else ", NOT INSTALLED"))
         if cls.requires_covariates:
             notes.append("needs covariates")
         if getattr(cls, "single_instrument", False):

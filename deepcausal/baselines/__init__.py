@@ -18,6 +18,7 @@ name               kind   method
 ``driv``           iv     econml LinearDRIV (needs econml, one instrument)
 ``forest_driv``    iv     econml ForestDRIV (needs econml, one instrument, covariates)
 ``sieve_tsls``     iv     econml SieveTSLS (needs econml)
+``npiv``           iv     sieve 2SLS, CCK (2024) adaptive dimension and uniform bands (needs moderndid)
 ``dfpv``           proxy  :class:`deepcausal.DFPV`, default settings
 ``naive_proxy``    proxy  gradient boosting of y on a, proxies ignored
 ``kpv``            proxy  kernel proxy variable (Mastouri et al. 2021)
@@ -51,6 +52,7 @@ from ._econml import (
     econml_available,
 )
 from ._kernel import KIV, KPV, PMMR
+from ._npiv import NPIV, moderndid_available
 
 __all__ = [
     "Baseline",
@@ -60,6 +62,7 @@ __all__ = [
     "available",
     "requires_econml",
     "econml_available",
+    "moderndid_available",
     "Naive",
     "NaiveProxy",
     "Sieve2SLS",
@@ -75,6 +78,7 @@ __all__ = [
     "DRIVBaseline",
     "ForestDRIVBaseline",
     "SieveTSLSBaseline",
+    "NPIV",
 ]
 
 REGISTRY: dict[str, type[Baseline]] = {
@@ -82,6 +86,7 @@ REGISTRY: dict[str, type[Baseline]] = {
     for cls in (
         DFIVMethod, Naive, Sieve2SLS, KIV, DeepIV,
         DMLIVBaseline, OrthoIVBaseline, NonParamDMLIVBaseline, DRIVBaseline, ForestDRIVBaseline, SieveTSLSBaseline,
+        NPIV,
         DFPVMethod, NaiveProxy, KPV, PMMR,
     )
 }
@@ -108,16 +113,18 @@ def get(name: str, **params) -> Baseline:
     ValueError
         For an unknown name.
     ImportError
-        For an econml adapter when econml is not installed.
+        For an econml adapter when econml is not installed, or ``npiv`` without moderndid.
     """
     cls = _lookup(name)
     if issubclass(cls, _EconmlIV) and not econml_available():
         raise ImportError(f"method {name!r} needs econml: pip install deepcausal[econml]")
+    if not cls.installed():
+        raise ImportError(cls.install_hint)
     return cls(**params)
 
 
 def available(kind: str | None = None, design=None) -> list[str]:
-    """Names of the methods that can run here (econml adapters only when econml is installed).
+    """Names of the methods that can run here (econml adapters and ``npiv`` only when their packages are installed).
 
     Parameters
     ----------
@@ -132,6 +139,8 @@ def available(kind: str | None = None, design=None) -> list[str]:
     out = []
     for name, cls in REGISTRY.items():
         if issubclass(cls, _EconmlIV) and not has_econml:
+            continue
+        if not cls.installed():
             continue
         if kind is not None and kind not in cls.kinds:
             continue

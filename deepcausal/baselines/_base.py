@@ -38,12 +38,23 @@ class Baseline(ParamsMixin):
         True when the method cannot take image treatments.
     requires_covariates : bool
         True when the method needs at least one covariate column.
+    requires : str
+        The optional package the method needs ("" for none).
+    install_hint : str
+        What to install when :meth:`installed` is False.
     """
 
     name = ""
     kinds: frozenset = frozenset()
     tabular_only = True
     requires_covariates = False
+    requires = ""
+    install_hint = ""
+
+    @classmethod
+    def installed(cls) -> bool:
+        """True when the method's optional dependencies can be imported (always, for most methods)."""
+        return True
 
     # ---- applicability -----------------------------------------------------------------------
     @classmethod
