@@ -11,5 +11,6 @@ from ._estimator import NotFittedError  # noqa: E402
 from .iv import DFIV  # noqa: E402
 from .proxy import DFPV  # noqa: E402
 from .regression import LastLayerRegressor  # noqa: E402
+from .plotting import plot_dose_response  # noqa: E402
 
-__all__ = ["DFIV", "DFPV", "LastLayerRegressor", "NotFittedError"]
+__all__ = ["DFIV", "DFPV", "LastLayerRegressor", "NotFittedError", "plot_dose_response"]

@@ -141,6 +141,22 @@ def test_image_design_is_refused():
     assert "kiv" not in baselines.available(design=d)
 
 
+def test_npiv_without_moderndid_names_the_extra(monkeypatch, linear_iv):
+    import sys
+
+    from deepcausal.baselines import _npiv
+
+    monkeypatch.setitem(sys.modules, "moderndid", None)  # as if not installed: find_spec refuses it
+    assert "npiv" not in baselines.available("iv")
+    with pytest.raises(ImportError, match=r"pip install \"?deepcausal\[npiv\]"):
+        baselines.get("npiv")
+    monkeypatch.delitem(sys.modules, "moderndid")
+    # Built directly, the fit says the same thing when the import fails.
+    monkeypatch.setitem(sys.modules, "moderndid.didcont.npiv", None)
+    with pytest.raises(ImportError, match=r"pip install deepcausal\[npiv\]"):
+        _npiv.NPIV().fit(linear_iv)
+
+
 # ---- econml adapters (skipped without econml) -----------------------------------------------
 def test_econml_adapters_recover_linear(linear_iv):
     pytest.importorskip("econml")

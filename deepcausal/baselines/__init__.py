@@ -18,6 +18,7 @@ name               kind   method
 ``driv``           iv     econml LinearDRIV (needs econml, one instrument)
 ``forest_driv``    iv     econml ForestDRIV (needs econml, one instrument, covariates)
 ``sieve_tsls``     iv     econml SieveTSLS (needs econml)
+``npiv``           iv     sieve 2SLS, CCK (2024) adaptive dimension and uniform bands (needs moderndid)
 ``dfpv``           proxy  :class:`deepcausal.DFPV`, default settings
 ``naive_proxy``    proxy  gradient boosting of y on a, proxies ignored
 ``kpv``            proxy  kernel proxy variable (Mastouri et al. 2021)
@@ -52,6 +53,7 @@ from ._econml import (
     econml_available,
 )
 from ._kernel import KIV, KPV, PMMR
+from ._npiv import NPIV, moderndid_available
 
 __all__ = [
     "Baseline",
@@ -64,6 +66,8 @@ __all__ = [
     "dependency_error",
     "install_command",
     "econml_available",
+    "moderndid_available",
+    "NPIV",
     "Naive",
     "NaiveProxy",
     "Sieve2SLS",
@@ -86,14 +90,14 @@ REGISTRY: dict[str, type[Baseline]] = {
     for cls in (
         DFIVMethod, Naive, Sieve2SLS, KIV, DeepIV,
         DMLIVBaseline, OrthoIVBaseline, NonParamDMLIVBaseline, DRIVBaseline, ForestDRIVBaseline, SieveTSLSBaseline,
-        DFPVMethod, NaiveProxy, KPV, PMMR,
+        NPIV, DFPVMethod, NaiveProxy, KPV, PMMR,
     )
 }
 """Method name → class."""
 
 
 # Where a missing module comes from: the pip requirement that brings it.
-_PIP_NAMES = {"econml": '"deepcausal[econml]"', "sklearn": "scikit-learn"}
+_PIP_NAMES = {"econml": '"deepcausal[econml]"', "moderndid": '"deepcausal[npiv]"', "sklearn": "scikit-learn"}
 
 
 def _module_missing(module: str) -> bool:
