@@ -40,7 +40,7 @@ from torch import nn
 from sklearn.base import BaseEstimator
 from tqdm.auto import tqdm
 
-from ._data import Standardizer, as_2d_array, frame_to_array, is_image_like, roles_from_frame
+from ._data import Standardizer, as_2d_array, encode_frame, is_image_like, role_input, roles_from_frame
 from ._persist import load_estimator, save_estimator
 from .distributed import Communicator
 from .ensemble import check_n_jobs, fit_members, member_seeds
@@ -358,19 +358,23 @@ class TwoStageEstimator(BaseEstimator):
                           "trains on minibatches with memory independent of n", ResourceWarning, stacklevel=4)
 
     # ---- input handling ---------------------------------------------------------------------
-    def _collect(self, first, arrays: dict, role_columns: dict) -> Tuple[dict, dict, dict]:
+    def _collect(self, first, arrays: dict, role_columns: dict) -> Tuple[dict, dict, dict, dict]:
         """Arrays (econml style) or a DataFrame with role column names → key → float64 array.
 
         Also returns each role's column names (kept exactly as given, so integer labels stay
-        integers and predict matches by name) and whether the role is an image batch (pooled
-        standardisation, see :func:`deepcausal._data.is_image_like`).
+        integers and predict matches by name), whether the role is an image batch (pooled
+        standardisation, see :func:`deepcausal._data.is_image_like`) and, per role with
+        categorical columns, their levels (one-hot encoded, see :func:`deepcausal._data.encode_frame`).
         """
         names = {role: key for role, key, _ in self._roles}
+        encoders = {}
         if role_columns.get(self._roles[0][0]) is not None:  # DataFrame mode: fit(df, outcome=...)
             required = [role for role, _, req in self._roles if req]
-            parsed = roles_from_frame(first, role_columns, required)
-            data = {names[r]: arr for r, (arr, _) in parsed.items()}
-            columns = {names[r]: cols for r, (_, cols) in parsed.items()}
+            parsed = roles_from_frame(first, role_columns, required,
+                                      [r for r, k, _ in self._roles if k in self._categorical_keys()])
+            data = {names[r]: arr for r, (arr, _, _) in parsed.items()}
+            columns = {names[r]: cols for r, (_, cols, _) in parsed.items()}
+            encoders = {names[r]: levels for r, (_, _, levels) in parsed.items() if levels}
             images = {k: v is not None and is_image_like(v) for k, v in data.items()}
         else:
             data, columns, images = {}, {}, {}
@@ -382,7 +386,9 @@ class TwoStageEstimator(BaseEstimator):
                         raise ValueError(f"{key} ({role}) is required")
                     data[key], columns[key], images[key] = None, [], False
                     continue
-                arr = as_2d_array(value, f"{key} ({role})", n, rows_of="the outcome")
+                arr, levels = role_input(value, f"{key} ({role})", n, "the outcome", key in self._categorical_keys())
+                if levels:
+                    encoders[key] = levels
                 n = arr.shape[0] if n is None else n
                 data[key] = arr
                 images[key] = is_image_like(value)
@@ -392,7 +398,7 @@ class TwoStageEstimator(BaseEstimator):
                 )
         if data["Y"].shape[1] != 1:
             raise ValueError(f"outcome must be a single column, got {data['Y'].shape[1]}")
-        return data, columns, images
+        return data, columns, images, encoders
 
     def _role_array(self, value, key: str, n: Optional[int]) -> np.ndarray:
         """One role's prediction input: DataFrame columns by their fitted names (any order), else by
@@ -404,13 +410,14 @@ class TwoStageEstimator(BaseEstimator):
             if missing:
                 raise ValueError(f"{key} ({role}): column(s) {missing} not found; the model was fitted with "
                                  f"{list(cols)} and the DataFrame has {list(value.columns)}")
-            arr = frame_to_array(value, cols, role)
+            arr = self._frame_array(value, key)
         else:
-            arr = as_2d_array(value, f"{key} ({role})")
+            arr = self._array_input(value, key)
         if n is not None and arr.shape[0] != n:
             raise ValueError(f"{key} ({role}) has {arr.shape[0]} rows but the treatment has {n}")
         if arr.shape[1] != self.dims_[key]:
-            raise ValueError(f"{key} ({role}) has {arr.shape[1]} columns, the model was fitted with {self.dims_[key]}")
+            raise ValueError(f"{key} ({role}) has {arr.shape[1]} columns, the model was fitted with {self.dims_[key]}"
+                             + (f" {list(cols)}" if cols and len(cols) == self.dims_[key] else ""))
         return arr
 
     def _prediction_inputs(self, first, X=None, extra: Optional[dict] = None) -> dict:
@@ -432,7 +439,8 @@ class TwoStageEstimator(BaseEstimator):
             if value is None:
                 if k == "X" and self._covariates_optional_in_predict:
                     continue
-                raise ValueError(f"{k} ({self._role_name(k)}) is required: the model was fitted with it")
+                raise ValueError(f"{k} ({self._role_name(k)}) is required: the model was fitted with it"
+                                 + self._missing_columns_note(first, k))
             arr = self._role_array(value, k, n)
             n = arr.shape[0]
             out[k] = self._to_tensor(self.scalers_[k].transform(arr))
@@ -466,12 +474,12 @@ class TwoStageEstimator(BaseEstimator):
         for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
             delattr(self, name)
 
-    def _fit(self, data: dict, columns: dict, images: dict, validation=None):
+    def _fit(self, data: dict, columns: dict, images: dict, validation=None, encoders=None):
         # Fitting twice gives the same model: nothing from an earlier fit is reused; and a fit that
         # fails (bad settings, diverging loss) leaves the estimator unfitted, not half-fitted.
         self._clear_fitted()
         try:
-            prepared = self._prepare(data, columns, images)
+            prepared = self._prepare(data, columns, images, encoders)
             val = self._validation(validation)
             seeds = member_seeds(prepared["seed"], self.n_estimators)
             if self.n_estimators == 1:
@@ -487,7 +495,7 @@ class TwoStageEstimator(BaseEstimator):
             self._clear_fitted()
             raise
 
-    def _prepare(self, data: dict, columns: dict, images: dict) -> dict:
+    def _prepare(self, data: dict, columns: dict, images: dict, encoders=None) -> dict:
         """What every member shares: settings, seed, standardisation, diagnostics, data tensors."""
         device = _resolve_device(self.device)
         comm = Communicator(device)
@@ -522,6 +530,8 @@ class TwoStageEstimator(BaseEstimator):
             device_=device, dims_={k: (v.shape[1] if v is not None else None) for k, v in data.items()},
             scalers_=scalers, columns_=columns, n_train_=n, n_stage1_=n1, settings_=settings,
             treatment_range_=(comm.min(t.min(0)), comm.max(t.max(0))), **diagnostics,
+            encoders_=dict(encoders or {}), seeds_=member_seeds(seed, self.n_estimators),
+            **self._input_names(data, columns),
         )
         return dict(comm=comm, n=n, n1=n1, offset=offset, n_local=n_local, settings=settings, seed=seed,
                     tensors=tensors, shared=shared)
@@ -1093,6 +1103,57 @@ class TwoStageEstimator(BaseEstimator):
         for k, v in r.items():
             frame[k] = v
         return frame
+
+    # ---- conventions: input names, categorical inputs -------------------------------------------
+
+    def _categorical_keys(self) -> Tuple[str, ...]:
+        """Roles whose categorical columns are one-hot encoded: all but the outcome and the treatment."""
+        return tuple(k for _, k, _ in self._roles if k not in ("Y", self._predict_keys[0]))
+
+    def _input_names(self, data: dict, columns: dict) -> dict:
+        """``n_features_in_`` and, when every input role has column names, ``feature_names_in_``.
+
+        For a multi-role estimator the "features" are the columns ``fit`` reads besides the outcome,
+        role after role in the order of ``fit``'s signature (DFIV: treatment, instruments,
+        covariates; DFPV: treatment, treatment proxy, outcome proxy, covariates), counted before
+        encoding: a categorical column is one feature however many levels it has (``dims_`` counts
+        the encoded columns). Names are kept as given (integer labels stay integers).
+        """
+        names, count, named = [], 0, True
+        for _, key, _ in self._roles:
+            if key == "Y" or data.get(key) is None:
+                continue
+            cols = list(columns.get(key) or [])
+            named = named and bool(cols)
+            names += cols
+            count += len(cols) if cols else data[key].shape[1]
+        out = {"n_features_in_": count}
+        if named:
+            out["feature_names_in_"] = np.asarray(names, dtype=object)
+        return out
+
+    def _frame_array(self, value: pd.DataFrame, key: str) -> np.ndarray:
+        """A role's columns of a DataFrame at predict, one-hot encoded with the levels seen at fit."""
+        role = self._role_name(key)
+        levels = (getattr(self, "encoders_", None) or {}).get(key, {})
+        return encode_frame(value, self.columns_[key], role, levels=levels)[0]
+
+    def _missing_columns_note(self, frame, key: str) -> str:
+        """For a "role is required" error: which of the role's fitted columns a DataFrame lacks."""
+        cols = self.columns_.get(key) or []
+        if not isinstance(frame, pd.DataFrame) or not cols:
+            return ""
+        missing = [c for c in cols if c not in frame.columns]
+        return f"; the DataFrame lacks its column(s) {missing} (fitted with {list(cols)})" if missing else ""
+
+    def _array_input(self, value, key: str) -> np.ndarray:
+        """A role given as an array at predict: its columns must be the encoded columns."""
+        role = self._role_name(key)
+        levels = (getattr(self, "encoders_", None) or {}).get(key)
+        if levels:
+            raise ValueError(f"{key} ({role}): the model one-hot encoded the categorical column(s) {list(levels)} "
+                             f"at fit; pass a DataFrame with the columns {list(self.columns_[key])}")
+        return as_2d_array(value, f"{key} ({role})")
 
     # ---- persistence ----------------------------------------------------------------------------
     def save(self, path) -> None:

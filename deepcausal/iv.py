@@ -176,11 +176,11 @@ class DFIV(TwoStageEstimator):
         -------
         self
         """
-        data, columns, images = self._collect(
+        data, columns, images, encoders = self._collect(
             Y, {"T": T, "X": X, "Z": Z},
             {"outcome": outcome, "treatment": treatment, "instruments": instruments, "covariates": covariates},
         )
-        return self._fit(data, columns, images, validation)
+        return self._fit(data, columns, images, validation, encoders)
 
     def predict(self, T, X=None, *, heads="fitted"):
         """Structural function h(t, x) per row.

@@ -242,12 +242,12 @@ class DFPV(TwoStageEstimator):
         -------
         self
         """
-        data, columns, images = self._collect(
+        data, columns, images, encoders = self._collect(
             Y, {"A": A, "Z": Z, "W": W, "X": X},
             {"outcome": outcome, "treatment": treatment, "treatment_proxy": treatment_proxy,
              "outcome_proxy": outcome_proxy, "covariates": covariates},
         )
-        return self._fit(data, columns, images, validation)
+        return self._fit(data, columns, images, validation, encoders)
 
     def predict(self, A, X=None, *, heads="fitted"):
         """Dose-response f(a) per row (with covariates: see the class Notes).
