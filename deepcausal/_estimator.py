@@ -45,6 +45,7 @@ from ._persist import load_estimator, save_estimator
 from .distributed import Communicator
 from .ensemble import check_n_jobs, fit_members, member_seeds
 from .inference import check_alpha, combine_draws, score_bootstrap_heads
+from .results import FitSummary, record_fit_warnings
 from .heads import NonFiniteError, check_coefficients
 from .nets import build_net, default_net, output_dim
 from .twostage import TwoStageHeads, squared_loss
@@ -474,6 +475,7 @@ class TwoStageEstimator(BaseEstimator):
         for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
             delattr(self, name)
 
+    @record_fit_warnings
     def _fit(self, data: dict, columns: dict, images: dict, validation=None, encoders=None):
         # Fitting twice gives the same model: nothing from an earlier fit is reused; and a fit that
         # fails (bad settings, diverging loss) leaves the estimator unfitted, not half-fitted.
@@ -710,18 +712,23 @@ class TwoStageEstimator(BaseEstimator):
         """
         if halves[0].n_val == 0:
             return {}
-        sums, counts = np.zeros(2), np.zeros(2)
+        sums, counts, t_sq = np.zeros(2), np.zeros(2), 0.0
+        t_sum = torch.zeros(heads.V.shape[1], dtype=torch.float64, device=heads.V.device)  # target column sums
         with _eval_mode(nets):
             for b in halves[0].batches(4096, "val"):
-                sums[0] += float(squared_loss(self._stage1_features(nets, b), self._stage1_target(nets, b),
-                                              heads.V, 1))
+                target = self._stage1_target(nets, b)
+                sums[0] += float(squared_loss(self._stage1_features(nets, b), target, heads.V, 1))
                 counts[0] += b["Y"].shape[0]
+                t_sum, t_sq = t_sum + target.double().sum(0), t_sq + float((target.double() ** 2).sum())
             for b in halves[1].batches(4096, "val"):
                 hat = self._stage1_features(nets, b) @ heads.V.float()
                 sums[1] += float(squared_loss(self._stage2_features(nets, b, hat, False), b["Y"], heads.u, 1))
                 counts[1] += b["Y"].shape[0]
         sums, counts = [comm.sum_float(v) for v in sums], [comm.sum_float(v) for v in counts]
-        return {"val_stage1_loss": sums[0] / counts[0], "val_stage2_loss": sums[1] / counts[1]}
+        # R² of the stage-1 head: 1 − SSE / Σ (target − its held-out column mean)²
+        total = comm.sum_float(t_sq) - float((comm.sum(t_sum) ** 2).sum()) / counts[0]
+        return {"val_stage1_loss": sums[0] / counts[0], "val_stage2_loss": sums[1] / counts[1],
+                "val_stage1_r2": 1.0 - sums[0] / total if total > 0 else float("nan")}
 
     def _step(self, nets, heads, opts, b1, b2, st, comm) -> np.ndarray:
         """One pair of minibatches through the three updates; returns (stage-1, stage-2) losses.
@@ -1104,7 +1111,9 @@ class TwoStageEstimator(BaseEstimator):
             frame[k] = v
         return frame
 
-    # ---- conventions: input names, categorical inputs -------------------------------------------
+    # ---- conventions: summary, score, input names, categorical inputs ---------------------------
+    # Batch keys that ``score`` accepts but does not need (the stage-2 loss does not read them).
+    _unscored_keys: Tuple[str, ...] = ()
 
     def _categorical_keys(self) -> Tuple[str, ...]:
         """Roles whose categorical columns are one-hot encoded: all but the outcome and the treatment."""
@@ -1154,6 +1163,78 @@ class TwoStageEstimator(BaseEstimator):
             raise ValueError(f"{key} ({role}): the model one-hot encoded the categorical column(s) {list(levels)} "
                              f"at fit; pass a DataFrame with the columns {list(self.columns_[key])}")
         return as_2d_array(value, f"{key} ({role})")
+
+    def summary(self) -> FitSummary:
+        """A read-only report of the fit (:class:`deepcausal.results.FitSummary`).
+
+        It shows the rows per stage and held out, the ensemble members and their seeds, the
+        first-stage strength (linear F for DFIV, and the held-out R² of the learned stage-1 head), the
+        held-out stage losses, the hyper-parameters in force (defaults as resolved: λ at the batch
+        size used, the step cap), how training ended, and the warnings raised during fit.
+        ``print(est.summary())`` gives text; a notebook shows HTML.
+
+        Returns
+        -------
+        FitSummary
+        """
+        self._check_fitted()
+        return FitSummary(self)
+
+    def _projected(self, inputs: dict, size: int = 8192) -> torch.Tensor:
+        """This member's stage-2 prediction G(ψ̂, ·) û at standardized inputs (float64, (n,)), with ψ̂
+        the stage-1 prediction from the instruments (DFIV) / from treatment and proxy (DFPV)."""
+        n = next(iter(inputs.values())).shape[0]
+        out = []
+        with _eval_mode(self.nets_):
+            for lo in range(0, n, size):
+                b = {k: v[lo : lo + size] for k, v in inputs.items()}
+                hat = self._stage1_features(self.nets_, b) @ self.heads_.V.float()
+                G = self._stage2_features(self.nets_, b, hat, False)
+                out.append((G.double() @ self.heads_.u.to(device=G.device, dtype=torch.float64))[:, 0])
+        return torch.cat(out)
+
+    def _score(self, first, arrays: dict) -> float:
+        """``score``: arrays by role (``arrays`` key → value) or one DataFrame ``first`` with every role."""
+        self._check_fitted()
+        frame_mode = isinstance(first, pd.DataFrame) and all(v is None for v in arrays.values())
+        if frame_mode:
+            unnamed = [self._role_name(k) for _, k, _ in self._roles
+                       if self.dims_.get(k) is not None and k not in self._unscored_keys and not self.columns_.get(k)]
+            if unnamed:
+                raise ValueError(f"score(frame) needs the column names of every role, but the model was fitted on "
+                                 f"arrays without names for {unnamed}; pass the roles as arrays")
+        treatment = self._predict_keys[0]
+        order = [treatment] + [k for _, k, _ in self._roles if k != treatment]  # row errors speak of the treatment
+        inputs, n = {}, None
+        for key in order:
+            value = first if (key == "Y" or frame_mode) else arrays.get(key)
+            role = self._role_name(key)
+            if self.dims_.get(key) is None:
+                if value is not None and not frame_mode:
+                    raise ValueError(f"{key} was given but the model was fitted without {role}")
+                continue
+            if value is None or (frame_mode and key in self._unscored_keys and not self._frame_has(first, key)):
+                if key in self._unscored_keys:
+                    continue
+                raise ValueError(f"{key} ({role}) is required to score")
+            arr = self._role_array(value, key, n)
+            n = arr.shape[0]
+            if key not in self._unscored_keys:
+                inputs[key] = self._to_tensor(self.scalers_[key].transform(arr))
+        y = inputs.pop("Y").double()[:, 0]
+        pred = torch.stack([m._projected(inputs) for m in self._members()]).mean(dim=0)
+        mse = float(torch.mean((y - pred.to(y.device)) ** 2)) * float(self.scalers_["Y"].scale[0]) ** 2
+        return -mse
+
+    _SCORE_DOC = """The negative held-out-style stage-2 loss on these rows, in the outcome's units².
+
+        score = −mean((Y − G(ψ̂, X) û)²), with ψ̂ the stage-1 prediction of the treatment features
+        from the instruments (DFIV) or of the outcome-proxy features from treatment and treatment
+        proxy (DFPV), and û the fitted stage-2 head; an ensemble uses the average of its members'
+        predictions. This is the projected (IV) risk plus noise: the loss the held-out stage losses
+        (``history_``, ``summary()``) track, computable on any rows, so it compares fits of the same
+        data (higher is better), e.g. on rows kept out of ``fit``. A low loss does not imply a low
+        structural error when the problem is ill-posed: it measures fit, not identification."""
 
     # ---- persistence ----------------------------------------------------------------------------
     def save(self, path) -> None:

@@ -1,6 +1,6 @@
-"""Library conventions (issue 15): feature names, categorical inputs, messages.
+"""Library conventions (issue 15): summary(), score(), feature names, categorical inputs, messages.
 
-Each test failed on the code before issue 15 (no ``feature_names_in_``,
+Each test failed on the code before issue 15 (no ``summary``/``score``/``feature_names_in_``,
 categorical columns refused, messages without the column names), or pins a fix already on main that had no
 test of its own (tiny data, the treatment in row-count messages).
 """
@@ -10,9 +10,13 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from deepcausal import DFIV, DFPV
+from deepcausal._diagnostics import WeakInstrumentWarning
 from deepcausal.datasets import demand, demand_proxy
+from deepcausal.ensemble import member_seeds
+from deepcausal.results import FitSummary
 
 QUICK = dict(n_epochs=2, n_bootstrap=0, random_state=0)
 
@@ -46,6 +50,157 @@ def card_like(n=800, seed=0):
     df["lwage"] = (5 + 0.08 * df["educ"] + 0.03 * df["exper"] + 0.2 * (df["region"] == "south").astype(float)
                    + 0.3 * ability + 0.2 * rng.normal(size=n))
     return df
+
+
+# ---- summary() ---------------------------------------------------------------------------------------
+def test_summary_of_a_dfiv_fit_reports_rows_strength_losses_settings_and_training(iv, iv_fit):
+    est = iv_fit
+    s = est.summary()
+    assert isinstance(s, FitSummary)
+    n_val = est.settings_["n_val"]
+    assert s.data.loc["total", "rows"] == 600 and s.data.loc["stage 1", "rows"] == est.n_stage1_ == 300
+    assert s.data.loc["stage 2", "held_out"] == n_val and s.data.loc["stage 2", "trained_on"] == 300 - n_val
+    assert s.strength["linear first-stage F"] == pytest.approx(est.first_stage_f_)
+    kept = est.history_.loc[est.history_["kept"]].iloc[-1] if est.history_["kept"].any() else est.history_.iloc[-1]
+    row = s.members.iloc[0]
+    assert row["seed"] == 0 and row["stopped"] == est.stopping_["reason"] and row["steps"] == est.stopping_["steps"]
+    assert row["val_stage1_r2"] == pytest.approx(kept["val_stage1_r2"])
+    assert s.strength["held-out stage-1 R² (learned)"] == pytest.approx(kept["val_stage1_r2"])
+    assert row["val_stage2_mse"] == pytest.approx(kept["val_stage2_loss"] * est.scalers_["Y"].scale[0] ** 2)
+    # resolved defaults: λ at the batch size in force (the half's 270 training rows), the step cap
+    assert s.settings.loc["batch_size", "given"] == "auto"
+    assert s.settings.loc["batch_size", "in force"] == est.settings_["batch_size"] == 270
+    assert s.settings.loc["lam1", "given"] is None and s.settings.loc["lam1", "in force"] == est.settings_["lam1"]
+    assert s.settings.loc["max_steps", "in force"] == est.settings_["max_steps"]
+    text = str(s)
+    for part in ("DFIV summary", "Data (rows)", "First-stage strength", "held-out", "Hyper-parameters",
+                 "Warnings during fit (0)", "max_steps", "cost"):
+        assert part in text
+    assert "<table" in s._repr_html_() and "First-stage strength" in s._repr_html_()
+
+
+def test_summary_is_read_only(iv_fit):
+    s = iv_fit.summary()
+    with pytest.raises(AttributeError, match="read-only"):
+        s.data = None
+    table = s.members
+    table.loc[0, "steps"] = -1
+    assert s.members.loc[0, "steps"] != -1
+
+
+def test_summary_of_a_dfpv_ensemble_lists_its_members_and_seeds(pv):
+    est = DFPV(**{**QUICK, "n_estimators": 2}).fit(pv.train, **pv.fit_kwargs())
+    s = est.summary()
+    assert list(s.members["seed"]) == member_seeds(0, 2) == list(est.seeds_)
+    for i, m in enumerate(est.estimators_):
+        assert s.members.loc[i, "steps"] == m.stopping_["steps"]
+        assert s.members.loc[i, "val_stage2_loss"] == pytest.approx(m.history_.iloc[-1]["val_stage2_loss"])
+    assert "linear first-stage F" not in s.strength.index  # no instrument in DFPV
+    assert 0.0 < s.strength["held-out stage-1 R² (learned)"] < 1.0
+    assert "2 members" in str(s) and "outcome_proxy" in str(s)
+
+
+def test_fit_warnings_are_recorded_re_emitted_and_summarised():
+    rng = np.random.default_rng(0)
+    n = 400
+    frame = pd.DataFrame({"z": rng.normal(size=n), "t": rng.normal(size=n)})  # z does not move t
+    frame["y"] = frame["t"] + rng.normal(size=n)
+    with pytest.warns(WeakInstrumentWarning, match="weak instrument"):
+        est = DFIV(**QUICK).fit(frame, outcome="y", treatment="t", instruments="z")
+    assert any(w.startswith("WeakInstrumentWarning: instruments: weak instrument") for w in est.fit_warnings_)
+    assert est.summary().warnings == tuple(est.fit_warnings_)
+    assert "weak instrument" in str(est.summary())
+    # the user's filters apply to the re-emitted warnings; the record keeps them all the same
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        again = DFIV(**QUICK).fit(frame, outcome="y", treatment="t", instruments="z")
+    assert again.fit_warnings_ == est.fit_warnings_
+
+
+def test_held_out_stage1_r2_equals_an_independent_computation(iv):
+    est = DFIV(**{**QUICK, "refit_heads": False, "early_stopping": False}).fit(iv.train, **iv.fit_kwargs())
+    n = len(iv.train)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(0)).numpy()
+    val1 = perm[: est.settings_["n_val"]]
+    std = {k: est.scalers_[k].transform(iv.train[c].to_numpy(dtype=float))
+           for k, c in (("T", ["price"]), ("Z", ["cost"]), ("X", ["time", "customer_type"]))}
+    with torch.no_grad():
+        zx = torch.tensor(np.hstack([std["Z"][val1], std["X"][val1]]), dtype=torch.float32)
+        F1 = np.hstack([est.nets_["instrument"](zx).double().numpy(), np.ones((len(val1), 1))])
+        psi = est.nets_["treatment"](torch.tensor(std["T"][val1], dtype=torch.float32)).double().numpy()
+    r2 = 1.0 - ((psi - F1 @ est.heads_.V.numpy()) ** 2).sum() / ((psi - psi.mean(axis=0)) ** 2).sum()
+    assert est.history_.iloc[-1]["val_stage1_r2"] == pytest.approx(r2, rel=1e-5)
+
+
+# ---- score() -------------------------------------------------------------------------------------------
+def _manual_projection(m, frame):
+    """G(ψ̂(Z, X), X) û of one DFIV member on ``frame``'s rows, in outcome units, from its saved state."""
+    std = {k: m.scalers_[k].transform(frame[c].to_numpy(dtype=float))
+           for k, c in (("T", ["price"]), ("Z", ["cost"]), ("X", ["time", "customer_type"]))}
+    nets, V, u = m.nets_, m.heads_.V.numpy(), m.heads_.u.numpy()
+    rows = len(frame)
+    with torch.no_grad():
+        zx = torch.tensor(np.hstack([std["Z"], std["X"]]), dtype=torch.float32)
+        F1 = np.hstack([nets["instrument"](zx).double().numpy(), np.ones((rows, 1))])
+        eta = np.hstack([nets["covariate"](torch.tensor(std["X"], dtype=torch.float32)).double().numpy(),
+                         np.ones((rows, 1))])
+    hat = np.hstack([F1 @ V, np.ones((rows, 1))])
+    G = (hat[:, :, None] * eta[:, None, :]).reshape(rows, -1)
+    return G @ u[:, 0]
+
+
+@pytest.mark.parametrize("n_estimators", [1, 2])
+def test_score_is_the_negative_projected_loss_in_outcome_units(iv, n_estimators):
+    est = DFIV(**{**QUICK, "n_estimators": n_estimators}).fit(iv.train.iloc[:500], **iv.fit_kwargs())
+    new = iv.train.iloc[500:]
+    sc = est.scalers_["Y"]
+    pred = np.mean([_manual_projection(m, new) for m in est._members()], axis=0) * sc.scale[0] + sc.mean[0]
+    expected = -np.mean((new["sales"].to_numpy() - pred) ** 2)
+    assert est.score(new) == pytest.approx(expected, rel=1e-5)
+    by_arrays = est.score(new["sales"].to_numpy(), new["price"].to_numpy(), X=new[["time", "customer_type"]].to_numpy(),
+                          Z=new["cost"].to_numpy())
+    assert by_arrays == pytest.approx(est.score(new), rel=1e-9)
+    if n_estimators > 1:  # the average's loss is at most the members' average loss
+        assert est.score(new) >= np.mean([m.score(new) for m in est.estimators_]) - 1e-9
+
+
+@pytest.mark.parametrize("cls,make", [(DFIV, demand), (DFPV, demand_proxy)])
+def test_score_on_held_out_rows_ranks_a_fitted_model_above_an_under_trained_one(cls, make):
+    d = make(n=1500, seed=1)
+    train, held_out = d.train.iloc[:1000], d.train.iloc[1000:]
+    good = cls(n_epochs=30, n_bootstrap=0, random_state=0).fit(train, **d.fit_kwargs())
+    poor = cls(n_epochs=1, lr=1e-6, n_bootstrap=0, random_state=0).fit(train, **d.fit_kwargs())
+    assert good.score(held_out) > 1.5 * poor.score(held_out)  # both negative: good's loss is < 2/3 of poor's
+
+
+def test_dfpv_score_takes_arrays_or_a_frame_and_does_not_need_the_outcome_proxy(pv):
+    est = DFPV(**QUICK).fit(pv.train.iloc[:500], **pv.fit_kwargs())
+    new = pv.train.iloc[500:]
+    kw = pv.fit_kwargs()
+    y, a, z, w = (new[kw[r]].to_numpy() for r in ("outcome", "treatment", "treatment_proxy", "outcome_proxy"))
+    s = est.score(new)
+    assert s < 0
+    assert est.score(y, a, Z=z, W=w) == pytest.approx(s, rel=1e-9)
+    assert est.score(y, a, Z=z) == pytest.approx(s, rel=1e-9)  # W is not needed
+    with pytest.raises(ValueError, match=r"W \(outcome_proxy\) has 3 rows but the treatment has 100"):
+        est.score(y, a, Z=z, W=w[:3])
+    with pytest.raises(ValueError, match=r"Z \(treatment_proxy\) is required to score"):
+        est.score(y, a)
+
+
+def test_score_errors_name_the_role(iv, iv_fit):
+    new = iv.train.iloc[:50]
+    y, t, z, x = new["sales"].to_numpy(), new["price"].to_numpy(), new["cost"].to_numpy(), \
+        new[["time", "customer_type"]].to_numpy()
+    with pytest.raises(ValueError, match=r"Y \(outcome\) has 49 rows but the treatment has 50"):
+        iv_fit.score(y[:-1], t, X=x, Z=z)
+    with pytest.raises(ValueError, match=r"X \(covariates\) is required to score"):
+        iv_fit.score(y, t, Z=z)
+    with pytest.raises(ValueError, match=r"'cost'.*not found"):
+        iv_fit.score(new.drop(columns="cost"))
+    plain = DFIV(**QUICK).fit(iv.train["sales"].to_numpy(), iv.train["price"].to_numpy(), Z=iv.train["cost"].to_numpy())
+    with pytest.raises(ValueError, match="fitted on arrays without names"):
+        plain.score(new)
 
 
 # ---- feature_names_in_ / n_features_in_ ------------------------------------------------------------------
@@ -114,7 +269,7 @@ def test_object_string_bool_and_category_columns_among_instruments_and_proxies(k
     assert est.dims_["Z"] == levels and ("Z" in est.encoders_) == (kind != "bool")
     proxy = DFPV(**QUICK).fit(frame, outcome="y", treatment="t", treatment_proxy="g", outcome_proxy="w")
     assert proxy.dims_["Z"] == levels
-    assert np.isfinite(proxy.predict(frame)).all()
+    assert np.isfinite(proxy.score(frame))
 
 
 def test_categorical_covariates_in_array_mode():
@@ -156,7 +311,7 @@ def test_integer_column_names_work_end_to_end(iv):
     frame.columns = range(5)
     est = DFIV(**QUICK).fit(frame, outcome=0, treatment=1, instruments=2, covariates=[3, 4])
     assert list(est.feature_names_in_) == [1, 2, 3, 4]
-    assert np.isfinite(est.predict(frame)).all()
+    assert np.isfinite(est.score(frame)) and est.summary().model.loc["covariates", "columns"] == "3, 4"
     assert list(est.dose_response([15.0], X=frame[[3, 4]]).columns) == [1, "estimate"]
 
 
