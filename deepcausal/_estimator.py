@@ -1111,7 +1111,7 @@ class TwoStageEstimator(BaseEstimator):
             frame[k] = v
         return frame
 
-    # ---- conventions: summary, score, input names, categorical inputs ---------------------------
+    # ---- conventions: summary, score, input names, categorical inputs, formulas -----------------
     # Batch keys that ``score`` accepts but does not need (the stage-2 loss does not read them).
     _unscored_keys: Tuple[str, ...] = ()
 
@@ -1142,8 +1142,12 @@ class TwoStageEstimator(BaseEstimator):
         return out
 
     def _frame_array(self, value: pd.DataFrame, key: str) -> np.ndarray:
-        """A role's columns of a DataFrame at predict, one-hot encoded with the levels seen at fit."""
+        """A role's columns of a DataFrame at predict: through the formula when the model was built
+        by :meth:`from_formula`, else one-hot encoded with the levels seen at fit."""
         role = self._role_name(key)
+        formula = getattr(self, "formula_", None)
+        if formula is not None:
+            return formula.transform(value, key, role)
         levels = (getattr(self, "encoders_", None) or {}).get(key, {})
         return encode_frame(value, self.columns_[key], role, levels=levels)[0]
 
@@ -1235,6 +1239,47 @@ class TwoStageEstimator(BaseEstimator):
         (``history_``, ``summary()``) track, computable on any rows, so it compares fits of the same
         data (higher is better), e.g. on rows kept out of ``fit``. A low loss does not imply a low
         structural error when the problem is ill-posed: it measures fit, not identification."""
+
+    @classmethod
+    def from_formula(cls, formula: str, data: pd.DataFrame, **params):
+        """Fit from a formula through formulaic (linearmodels' syntax); returns the fitted estimator.
+
+        DFIV: ``"outcome ~ covariates + [treatment ~ instruments]"``; DFPV:
+        ``"outcome ~ covariates + [treatment ~ treatment_proxies | outcome_proxies]"``. See
+        :mod:`deepcausal.formula` for the rules (``C(...)`` and string columns, ignored intercept,
+        plain numeric treatment columns, no silent row dropping).
+
+        Parameters
+        ----------
+        formula : str
+        data : DataFrame
+            Read only; the formula's variables are its columns.
+        **params
+            Constructor parameters (``n_epochs``, ``random_state``, ...).
+
+        Returns
+        -------
+        The fitted estimator. It keeps the formula's specs in ``formula_``, so its predictions
+        accept DataFrames with the original columns (e.g. the training frame).
+
+        Examples
+        --------
+        >>> import numpy as np, pandas as pd
+        >>> from deepcausal import DFIV
+        >>> rng = np.random.default_rng(0)
+        >>> n = 600
+        >>> df = pd.DataFrame({"z": rng.normal(size=n), "region": rng.choice(["n", "s", "w"], n)})
+        >>> u = rng.normal(size=n)
+        >>> df["t"] = df["z"] + u + rng.normal(size=n)
+        >>> df["y"] = np.sin(df["t"]) + (df["region"] == "s") + u + 0.1 * rng.normal(size=n)
+        >>> est = DFIV.from_formula("y ~ C(region) + [t ~ z]", df, n_epochs=2, n_bootstrap=0,
+        ...                         random_state=0)
+        >>> est.predict(df).shape
+        (600,)
+        """
+        from .formula import fit_formula
+
+        return fit_formula(cls, formula, data, params)
 
     # ---- persistence ----------------------------------------------------------------------------
     def save(self, path) -> None:

@@ -1,6 +1,6 @@
-"""Library conventions (issue 15): summary(), score(), feature names, categorical inputs, messages.
+"""Library conventions (issue 15): summary(), score(), feature names, formulas, categorical inputs, messages.
 
-Each test failed on the code before issue 15 (no ``summary``/``score``/``feature_names_in_``,
+Each test failed on the code before issue 15 (no ``summary``/``score``/``from_formula``/``feature_names_in_``,
 categorical columns refused, messages without the column names), or pins a fix already on main that had no
 test of its own (tiny data, the treatment in row-count messages).
 """
@@ -16,6 +16,7 @@ from deepcausal import DFIV, DFPV
 from deepcausal._diagnostics import WeakInstrumentWarning
 from deepcausal.datasets import demand, demand_proxy
 from deepcausal.ensemble import member_seeds
+from deepcausal.formula import parse_formula
 from deepcausal.results import FitSummary
 
 QUICK = dict(n_epochs=2, n_bootstrap=0, random_state=0)
@@ -289,6 +290,69 @@ def test_non_numeric_treatment_or_outcome_is_an_error_naming_the_column(role):
         DFIV(**QUICK).fit(card, **roles)
     with pytest.raises(ValueError, match=r"T \(treatment\): column 'educ' has non-numeric dtype"):
         DFIV(**QUICK).fit(card["lwage"], card[["educ"]].astype(str), Z=card["nearc4"])
+
+
+# ---- formula interface ---------------------------------------------------------------------------------
+def test_from_formula_fits_card_like_data_and_predicts_on_the_original_frame():
+    card = card_like()
+    original = card.copy()
+    est = DFIV.from_formula("lwage ~ exper + C(region) + [educ ~ nearc4 + nearc2]", card, **QUICK)
+    pd.testing.assert_frame_equal(card, original)
+    assert isinstance(est, DFIV) and est.formula_.formula.startswith("lwage ~")
+    assert est.columns_ == {"Y": ["lwage"], "T": ["educ"], "Z": ["nearc4", "nearc2"], "X": ["exper", "region"]}
+    assert est.dims_["X"] == 1 + 3  # C(region): treatment contrasts, the first level dropped
+    assert list(est.feature_names_in_) == ["educ", "nearc4", "nearc2", "exper", "region"]
+    pred = est.predict(card)
+    assert pred.shape == (len(card),) and np.isfinite(pred).all()
+    # a frame of new rows: the same encoding, whatever the dtype of region now is
+    new = card.iloc[:20].assign(region=card["region"].iloc[:20].astype(str))
+    np.testing.assert_allclose(est.predict(new), pred[:20], rtol=1e-6)
+    curve = est.dose_response([10.0, 12.0, 14.0], X=card)
+    assert list(curve.columns) == ["educ", "estimate"]
+    assert est.ate(card, T0=12, T1=16) == pytest.approx(est.effect(card, T0=12, T1=16).mean(), rel=1e-6)
+    assert np.isfinite(est.score(card))
+    with pytest.raises(ValueError, match=r"column 'region' has level\(s\) 'atlantis' not seen at fit"):
+        est.predict(new.assign(region="atlantis"))
+    with pytest.raises(ValueError, match=r"lacks its column\(s\) \['exper'\]"):
+        est.predict(card.drop(columns="exper"))
+    assert "formula: lwage ~ exper + C(region)" in str(est.summary())
+
+
+def test_a_formula_of_plain_columns_is_the_same_fit_as_the_dataframe_mode(iv):
+    by_formula = DFIV.from_formula("sales ~ time + customer_type + [price ~ cost]", iv.train, **QUICK)
+    by_frame = DFIV(**QUICK).fit(iv.train, **iv.fit_kwargs())
+    np.testing.assert_array_equal(by_formula.predict(iv.test_X), by_frame.predict(iv.test_X))
+
+
+def test_dfpv_from_formula(pv):
+    est = DFPV.from_formula("sales ~ [price ~ cost1 + cost2 | views]", pv.train, **QUICK)
+    ref = DFPV(**QUICK).fit(pv.train, **pv.fit_kwargs())
+    np.testing.assert_array_equal(est.predict(pv.test_X), ref.predict(pv.test_X))
+    assert est.columns_["W"] == ["views"] and est.columns_["Z"] == ["cost1", "cost2"]
+
+
+def test_formula_parsing_and_its_errors():
+    assert parse_formula("y ~ [t ~ z1 + z2]", ["instruments"]) == {
+        "outcome": "y", "treatment": "t", "instruments": "z1 + z2", "covariates": "1"}
+    parts = parse_formula("y ~ [a ~ z | w1 + w2] + x", ["treatment_proxy", "outcome_proxy"])
+    assert parts["treatment_proxy"] == "z" and parts["outcome_proxy"] == "w1 + w2" and parts["covariates"] == "1 + x"
+    with pytest.raises(ValueError, match=r"exactly one bracket \[treatment ~ \.\.\.\], found 0"):
+        parse_formula("y ~ x + t", ["instruments"])
+    with pytest.raises(ValueError, match=r"needs 2 part\(s\) after '~'"):
+        parse_formula("y ~ [a ~ z]", ["treatment_proxy", "outcome_proxy"])
+    card = card_like(n=300)
+    with pytest.raises(ValueError, match="treatment must be plain numeric column names"):
+        DFIV.from_formula("lwage ~ [np.log(educ) ~ nearc4]", card, **QUICK)
+    with pytest.raises(ValueError, match="'region' is not numeric"):
+        DFIV.from_formula("lwage ~ [region ~ nearc4]", card, **QUICK)
+    with pytest.raises(ValueError, match="'nearc4' is used both as instruments and as covariates"):
+        DFIV.from_formula("lwage ~ nearc4 + [educ ~ nearc4]", card, **QUICK)
+    with pytest.raises(ValueError, match="covariates"):
+        DFIV.from_formula("lwage ~ no_such_column + [educ ~ nearc4]", card, **QUICK)
+    holes = card.copy()
+    holes.loc[3, "exper"] = np.nan
+    with pytest.raises(ValueError, match="null values"):  # rows are never dropped silently
+        DFIV.from_formula("lwage ~ exper + [educ ~ nearc4]", holes, **QUICK)
 
 
 # ---- messages and tiny data ----------------------------------------------------------------------------
