@@ -41,11 +41,12 @@ from torch import nn
 from sklearn.base import BaseEstimator
 from tqdm.auto import tqdm
 
-from ._data import Standardizer, as_2d_array, frame_to_array, is_image_like, roles_from_frame
+from ._data import Standardizer, as_2d_array, encode_frame, is_image_like, role_input, roles_from_frame
 from ._persist import load_estimator, save_estimator
 from .distributed import Communicator
 from .ensemble import check_n_jobs, fit_members, member_seeds
 from .inference import check_alpha, combine_draws, score_bootstrap_heads
+from .results import FitSummary, record_fit_warnings
 from .heads import NonFiniteError, check_coefficients
 from .nets import build_net, default_net, output_dim
 from .optim import Adam
@@ -362,19 +363,23 @@ class TwoStageEstimator(BaseEstimator):
                           "trains on minibatches with memory independent of n", ResourceWarning, stacklevel=4)
 
     # ---- input handling ---------------------------------------------------------------------
-    def _collect(self, first, arrays: dict, role_columns: dict) -> Tuple[dict, dict, dict]:
+    def _collect(self, first, arrays: dict, role_columns: dict) -> Tuple[dict, dict, dict, dict]:
         """Arrays (econml style) or a DataFrame with role column names → key → float64 array.
 
         Also returns each role's column names (kept exactly as given, so integer labels stay
-        integers and predict matches by name) and whether the role is an image batch (pooled
-        standardisation, see :func:`deepcausal._data.is_image_like`).
+        integers and predict matches by name), whether the role is an image batch (pooled
+        standardisation, see :func:`deepcausal._data.is_image_like`) and, per role with
+        categorical columns, their levels (one-hot encoded, see :func:`deepcausal._data.encode_frame`).
         """
         names = {role: key for role, key, _ in self._roles}
+        encoders = {}
         if role_columns.get(self._roles[0][0]) is not None:  # DataFrame mode: fit(df, outcome=...)
             required = [role for role, _, req in self._roles if req]
-            parsed = roles_from_frame(first, role_columns, required)
-            data = {names[r]: arr for r, (arr, _) in parsed.items()}
-            columns = {names[r]: cols for r, (_, cols) in parsed.items()}
+            parsed = roles_from_frame(first, role_columns, required,
+                                      [r for r, k, _ in self._roles if k in self._categorical_keys()])
+            data = {names[r]: arr for r, (arr, _, _) in parsed.items()}
+            columns = {names[r]: cols for r, (_, cols, _) in parsed.items()}
+            encoders = {names[r]: levels for r, (_, _, levels) in parsed.items() if levels}
             images = {k: v is not None and is_image_like(v) for k, v in data.items()}
         else:
             data, columns, images = {}, {}, {}
@@ -386,7 +391,9 @@ class TwoStageEstimator(BaseEstimator):
                         raise ValueError(f"{key} ({role}) is required")
                     data[key], columns[key], images[key] = None, [], False
                     continue
-                arr = as_2d_array(value, f"{key} ({role})", n, rows_of="the outcome")
+                arr, levels = role_input(value, f"{key} ({role})", n, "the outcome", key in self._categorical_keys())
+                if levels:
+                    encoders[key] = levels
                 n = arr.shape[0] if n is None else n
                 data[key] = arr
                 images[key] = is_image_like(value)
@@ -396,7 +403,7 @@ class TwoStageEstimator(BaseEstimator):
                 )
         if data["Y"].shape[1] != 1:
             raise ValueError(f"outcome must be a single column, got {data['Y'].shape[1]}")
-        return data, columns, images
+        return data, columns, images, encoders
 
     def _role_array(self, value, key: str, n: Optional[int]) -> np.ndarray:
         """One role's prediction input: DataFrame columns by their fitted names (any order), else by
@@ -408,13 +415,14 @@ class TwoStageEstimator(BaseEstimator):
             if missing:
                 raise ValueError(f"{key} ({role}): column(s) {missing} not found; the model was fitted with "
                                  f"{list(cols)} and the DataFrame has {list(value.columns)}")
-            arr = frame_to_array(value, cols, role)
+            arr = self._frame_array(value, key)
         else:
-            arr = as_2d_array(value, f"{key} ({role})")
+            arr = self._array_input(value, key)
         if n is not None and arr.shape[0] != n:
             raise ValueError(f"{key} ({role}) has {arr.shape[0]} rows but the treatment has {n}")
         if arr.shape[1] != self.dims_[key]:
-            raise ValueError(f"{key} ({role}) has {arr.shape[1]} columns, the model was fitted with {self.dims_[key]}")
+            raise ValueError(f"{key} ({role}) has {arr.shape[1]} columns, the model was fitted with {self.dims_[key]}"
+                             + (f" {list(cols)}" if cols and len(cols) == self.dims_[key] else ""))
         return arr
 
     def _prediction_inputs(self, first, X=None, extra: Optional[dict] = None) -> dict:
@@ -436,7 +444,8 @@ class TwoStageEstimator(BaseEstimator):
             if value is None:
                 if k == "X" and self._covariates_optional_in_predict:
                     continue
-                raise ValueError(f"{k} ({self._role_name(k)}) is required: the model was fitted with it")
+                raise ValueError(f"{k} ({self._role_name(k)}) is required: the model was fitted with it"
+                                 + self._missing_columns_note(first, k))
             arr = self._role_array(value, k, n)
             n = arr.shape[0]
             out[k] = self._to_tensor(self.scalers_[k].transform(arr))
@@ -470,12 +479,13 @@ class TwoStageEstimator(BaseEstimator):
         for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
             delattr(self, name)
 
-    def _fit(self, data: dict, columns: dict, images: dict, validation=None):
+    @record_fit_warnings
+    def _fit(self, data: dict, columns: dict, images: dict, validation=None, encoders=None):
         # Fitting twice gives the same model: nothing from an earlier fit is reused; and a fit that
         # fails (bad settings, diverging loss) leaves the estimator unfitted, not half-fitted.
         self._clear_fitted()
         try:
-            prepared = self._prepare(data, columns, images)
+            prepared = self._prepare(data, columns, images, encoders)
             val = self._validation(validation)
             seeds = member_seeds(prepared["seed"], self.n_estimators)
             if self.n_estimators == 1:
@@ -491,7 +501,7 @@ class TwoStageEstimator(BaseEstimator):
             self._clear_fitted()
             raise
 
-    def _prepare(self, data: dict, columns: dict, images: dict) -> dict:
+    def _prepare(self, data: dict, columns: dict, images: dict, encoders=None) -> dict:
         """What every member shares: settings, seed, standardisation, diagnostics, data tensors."""
         device = _resolve_device(self.device)
         comm = Communicator(device)
@@ -526,6 +536,8 @@ class TwoStageEstimator(BaseEstimator):
             device_=device, dims_={k: (v.shape[1] if v is not None else None) for k, v in data.items()},
             scalers_=scalers, columns_=columns, n_train_=n, n_stage1_=n1, settings_=settings,
             treatment_range_=(comm.min(t.min(0)), comm.max(t.max(0))), **diagnostics,
+            encoders_=dict(encoders or {}), seeds_=member_seeds(seed, self.n_estimators),
+            **self._input_names(data, columns),
         )
         return dict(comm=comm, n=n, n1=n1, offset=offset, n_local=n_local, settings=settings, seed=seed,
                     tensors=tensors, shared=shared)
@@ -707,18 +719,23 @@ class TwoStageEstimator(BaseEstimator):
         """
         if halves[0].n_val == 0:
             return {}
-        sums, counts = np.zeros(2), np.zeros(2)
+        sums, counts, t_sq = np.zeros(2), np.zeros(2), 0.0
+        t_sum = torch.zeros(heads.V.shape[1], dtype=torch.float64, device=heads.V.device)  # target column sums
         with _eval_mode(nets):
             for b in halves[0].batches(4096, "val"):
-                sums[0] += float(squared_loss(self._stage1_features(nets, b), self._stage1_target(nets, b),
-                                              heads.V, 1))
+                target = self._stage1_target(nets, b)
+                sums[0] += float(squared_loss(self._stage1_features(nets, b), target, heads.V, 1))
                 counts[0] += b["Y"].shape[0]
+                t_sum, t_sq = t_sum + target.double().sum(0), t_sq + float((target.double() ** 2).sum())
             for b in halves[1].batches(4096, "val"):
                 hat = self._stage1_features(nets, b) @ heads.V.float()
                 sums[1] += float(squared_loss(self._stage2_features(nets, b, hat, False), b["Y"], heads.u, 1))
                 counts[1] += b["Y"].shape[0]
         sums, counts = [comm.sum_float(v) for v in sums], [comm.sum_float(v) for v in counts]
-        return {"val_stage1_loss": sums[0] / counts[0], "val_stage2_loss": sums[1] / counts[1]}
+        # R² of the stage-1 head: 1 − SSE / Σ (target − its held-out column mean)²
+        total = comm.sum_float(t_sq) - float((comm.sum(t_sum) ** 2).sum()) / counts[0]
+        return {"val_stage1_loss": sums[0] / counts[0], "val_stage2_loss": sums[1] / counts[1],
+                "val_stage1_r2": 1.0 - sums[0] / total if total > 0 else float("nan")}
 
     def _step(self, nets, heads, opts, b1, b2, st, comm) -> np.ndarray:
         """One pair of minibatches through the three updates; returns (stage-1, stage-2) losses.
@@ -1124,6 +1141,176 @@ class TwoStageEstimator(BaseEstimator):
         for k, v in r.items():
             frame[k] = v
         return frame
+
+    # ---- conventions: summary, score, input names, categorical inputs, formulas -----------------
+    # Batch keys that ``score`` accepts but does not need (the stage-2 loss does not read them).
+    _unscored_keys: Tuple[str, ...] = ()
+
+    def _categorical_keys(self) -> Tuple[str, ...]:
+        """Roles whose categorical columns are one-hot encoded: all but the outcome and the treatment."""
+        return tuple(k for _, k, _ in self._roles if k not in ("Y", self._predict_keys[0]))
+
+    def _input_names(self, data: dict, columns: dict) -> dict:
+        """``n_features_in_`` and, when every input role has column names, ``feature_names_in_``.
+
+        For a multi-role estimator the "features" are the columns ``fit`` reads besides the outcome,
+        role after role in the order of ``fit``'s signature (DFIV: treatment, instruments,
+        covariates; DFPV: treatment, treatment proxy, outcome proxy, covariates), counted before
+        encoding: a categorical column is one feature however many levels it has (``dims_`` counts
+        the encoded columns). Names are kept as given (integer labels stay integers).
+        """
+        names, count, named = [], 0, True
+        for _, key, _ in self._roles:
+            if key == "Y" or data.get(key) is None:
+                continue
+            cols = list(columns.get(key) or [])
+            named = named and bool(cols)
+            names += cols
+            count += len(cols) if cols else data[key].shape[1]
+        out = {"n_features_in_": count}
+        if named:
+            out["feature_names_in_"] = np.asarray(names, dtype=object)
+        return out
+
+    def _frame_array(self, value: pd.DataFrame, key: str) -> np.ndarray:
+        """A role's columns of a DataFrame at predict: through the formula when the model was built
+        by :meth:`from_formula`, else one-hot encoded with the levels seen at fit."""
+        role = self._role_name(key)
+        formula = getattr(self, "formula_", None)
+        if formula is not None:
+            return formula.transform(value, key, role)
+        levels = (getattr(self, "encoders_", None) or {}).get(key, {})
+        return encode_frame(value, self.columns_[key], role, levels=levels)[0]
+
+    def _missing_columns_note(self, frame, key: str) -> str:
+        """For a "role is required" error: which of the role's fitted columns a DataFrame lacks."""
+        cols = self.columns_.get(key) or []
+        if not isinstance(frame, pd.DataFrame) or not cols:
+            return ""
+        missing = [c for c in cols if c not in frame.columns]
+        return f"; the DataFrame lacks its column(s) {missing} (fitted with {list(cols)})" if missing else ""
+
+    def _array_input(self, value, key: str) -> np.ndarray:
+        """A role given as an array at predict: its columns must be the encoded columns."""
+        role = self._role_name(key)
+        levels = (getattr(self, "encoders_", None) or {}).get(key)
+        if levels:
+            raise ValueError(f"{key} ({role}): the model one-hot encoded the categorical column(s) {list(levels)} "
+                             f"at fit; pass a DataFrame with the columns {list(self.columns_[key])}")
+        return as_2d_array(value, f"{key} ({role})")
+
+    def summary(self) -> FitSummary:
+        """A read-only report of the fit (:class:`deepcausal.results.FitSummary`).
+
+        It shows the rows per stage and held out, the ensemble members and their seeds, the
+        first-stage strength (linear F for DFIV, and the held-out R² of the learned stage-1 head), the
+        held-out stage losses, the hyper-parameters in force (defaults as resolved: λ at the batch
+        size used, the step cap), how training ended, and the warnings raised during fit.
+        ``print(est.summary())`` gives text; a notebook shows HTML.
+
+        Returns
+        -------
+        FitSummary
+        """
+        self._check_fitted()
+        return FitSummary(self)
+
+    def _projected(self, inputs: dict, size: int = 8192) -> torch.Tensor:
+        """This member's stage-2 prediction G(ψ̂, ·) û at standardized inputs (float64, (n,)), with ψ̂
+        the stage-1 prediction from the instruments (DFIV) / from treatment and proxy (DFPV)."""
+        n = next(iter(inputs.values())).shape[0]
+        out = []
+        with _eval_mode(self.nets_):
+            for lo in range(0, n, size):
+                b = {k: v[lo : lo + size] for k, v in inputs.items()}
+                hat = self._stage1_features(self.nets_, b) @ self.heads_.V.float()
+                G = self._stage2_features(self.nets_, b, hat, False)
+                out.append((G.double() @ self.heads_.u.to(device=G.device, dtype=torch.float64))[:, 0])
+        return torch.cat(out)
+
+    def _score(self, first, arrays: dict) -> float:
+        """``score``: arrays by role (``arrays`` key → value) or one DataFrame ``first`` with every role."""
+        self._check_fitted()
+        frame_mode = isinstance(first, pd.DataFrame) and all(v is None for v in arrays.values())
+        if frame_mode:
+            unnamed = [self._role_name(k) for _, k, _ in self._roles
+                       if self.dims_.get(k) is not None and k not in self._unscored_keys and not self.columns_.get(k)]
+            if unnamed:
+                raise ValueError(f"score(frame) needs the column names of every role, but the model was fitted on "
+                                 f"arrays without names for {unnamed}; pass the roles as arrays")
+        treatment = self._predict_keys[0]
+        order = [treatment] + [k for _, k, _ in self._roles if k != treatment]  # row errors speak of the treatment
+        inputs, n = {}, None
+        for key in order:
+            value = first if (key == "Y" or frame_mode) else arrays.get(key)
+            role = self._role_name(key)
+            if self.dims_.get(key) is None:
+                if value is not None and not frame_mode:
+                    raise ValueError(f"{key} was given but the model was fitted without {role}")
+                continue
+            if value is None or (frame_mode and key in self._unscored_keys and not self._frame_has(first, key)):
+                if key in self._unscored_keys:
+                    continue
+                raise ValueError(f"{key} ({role}) is required to score")
+            arr = self._role_array(value, key, n)
+            n = arr.shape[0]
+            if key not in self._unscored_keys:
+                inputs[key] = self._to_tensor(self.scalers_[key].transform(arr))
+        y = inputs.pop("Y").double()[:, 0]
+        pred = torch.stack([m._projected(inputs) for m in self._members()]).mean(dim=0)
+        mse = float(torch.mean((y - pred.to(y.device)) ** 2)) * float(self.scalers_["Y"].scale[0]) ** 2
+        return -mse
+
+    _SCORE_DOC = """The negative held-out-style stage-2 loss on these rows, in the outcome's units².
+
+        score = −mean((Y − G(ψ̂, X) û)²), with ψ̂ the stage-1 prediction of the treatment features
+        from the instruments (DFIV) or of the outcome-proxy features from treatment and treatment
+        proxy (DFPV), and û the fitted stage-2 head; an ensemble uses the average of its members'
+        predictions. This is the projected (IV) risk plus noise: the loss the held-out stage losses
+        (``history_``, ``summary()``) track, computable on any rows, so it compares fits of the same
+        data (higher is better), e.g. on rows kept out of ``fit``. A low loss does not imply a low
+        structural error when the problem is ill-posed: it measures fit, not identification."""
+
+    @classmethod
+    def from_formula(cls, formula: str, data: pd.DataFrame, **params):
+        """Fit from a formula through formulaic (linearmodels' syntax); returns the fitted estimator.
+
+        DFIV: ``"outcome ~ covariates + [treatment ~ instruments]"``; DFPV:
+        ``"outcome ~ covariates + [treatment ~ treatment_proxies | outcome_proxies]"``. See
+        :mod:`deepcausal.formula` for the rules (``C(...)`` and string columns, ignored intercept,
+        plain numeric treatment columns, no silent row dropping).
+
+        Parameters
+        ----------
+        formula : str
+        data : DataFrame
+            Read only; the formula's variables are its columns.
+        **params
+            Constructor parameters (``n_epochs``, ``random_state``, ...).
+
+        Returns
+        -------
+        The fitted estimator. It keeps the formula's specs in ``formula_``, so its predictions
+        accept DataFrames with the original columns (e.g. the training frame).
+
+        Examples
+        --------
+        >>> import numpy as np, pandas as pd
+        >>> from deepcausal import DFIV
+        >>> rng = np.random.default_rng(0)
+        >>> n = 600
+        >>> df = pd.DataFrame({"z": rng.normal(size=n), "region": rng.choice(["n", "s", "w"], n)})
+        >>> u = rng.normal(size=n)
+        >>> df["t"] = df["z"] + u + rng.normal(size=n)
+        >>> df["y"] = np.sin(df["t"]) + (df["region"] == "s") + u + 0.1 * rng.normal(size=n)
+        >>> est = DFIV.from_formula("y ~ C(region) + [t ~ z]", df, n_epochs=2, n_bootstrap=0,
+        ...                         random_state=0)
+        >>> est.predict(df).shape
+        (600,)
+        """
+        from .formula import fit_formula
+
+        return fit_formula(cls, formula, data, params)
 
     # ---- persistence ----------------------------------------------------------------------------
     def save(self, path) -> None:

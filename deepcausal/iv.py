@@ -181,11 +181,11 @@ class DFIV(TwoStageEstimator):
         -------
         self
         """
-        data, columns, images = self._collect(
+        data, columns, images, encoders = self._collect(
             Y, {"T": T, "X": X, "Z": Z},
             {"outcome": outcome, "treatment": treatment, "instruments": instruments, "covariates": covariates},
         )
-        return self._fit(data, columns, images, validation)
+        return self._fit(data, columns, images, validation, encoders)
 
     def predict(self, T, X=None, *, heads="fitted"):
         """Structural function h(t, x) per row.
@@ -205,6 +205,33 @@ class DFIV(TwoStageEstimator):
         ndarray (n,)
         """
         return self._predict(T, X, heads)
+
+    def score(self, Y, T=None, *, X=None, Z=None) -> float:
+        """%(score)s
+
+        Parameters
+        ----------
+        Y : array-like (n,), or a DataFrame holding every role's columns (named as at fit)
+            Outcome; ``score(frame)`` takes all roles from the frame.
+        T, X, Z : array-like or DataFrame
+            Treatment, covariates (when fitted with them) and instruments of the same rows.
+
+        Returns
+        -------
+        float
+            Higher is better; 0 is a perfect projected fit.
+
+        Examples
+        --------
+        >>> from deepcausal import DFIV
+        >>> from deepcausal.datasets import demand
+        >>> d = demand(n=1200, seed=0)
+        >>> train, new = d.train.iloc[:1000], d.train.iloc[1000:]
+        >>> est = DFIV(n_epochs=2, n_bootstrap=0, random_state=0).fit(train, **d.fit_kwargs())
+        >>> est.score(new) < 0
+        True
+        """
+        return self._score(Y, {"T": T, "X": X, "Z": Z})
 
     def _diagnose(self, data, reduce_sum):
         return {"first_stage_f_": warn_if_weak_instrument(data["T"], data["Z"], data.get("X"), reduce_sum)}
@@ -227,3 +254,4 @@ class DFIV(TwoStageEstimator):
 
 
 DFIV.__doc__ = fill_shared_docs(DFIV.__doc__)
+DFIV.score.__doc__ = DFIV.score.__doc__.replace("%(score)s", TwoStageEstimator._SCORE_DOC)

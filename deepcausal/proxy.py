@@ -148,6 +148,7 @@ class DFPV(TwoStageEstimator):
     # Plain MLPs for vectors: DFPV's defaults were chosen on a validation split with them.
     _default_net = staticmethod(partial(default_net, skip=False))
     _covariates_optional_in_predict = True  # without X, predict averages over the stage-2 covariates
+    _unscored_keys = ("W",)  # score's stage-2 loss reads the stage-1 prediction of ψ_W, not W
     # Proximal mode takes 5 stage-1 steps per minibatch: the conditional mean embedding must track
     # ψ_W, which the stage-2 loss keeps moving (chosen on a validation split, see the docstring).
     _mode_defaults = {
@@ -242,12 +243,12 @@ class DFPV(TwoStageEstimator):
         -------
         self
         """
-        data, columns, images = self._collect(
+        data, columns, images, encoders = self._collect(
             Y, {"A": A, "Z": Z, "W": W, "X": X},
             {"outcome": outcome, "treatment": treatment, "treatment_proxy": treatment_proxy,
              "outcome_proxy": outcome_proxy, "covariates": covariates},
         )
-        return self._fit(data, columns, images, validation)
+        return self._fit(data, columns, images, validation, encoders)
 
     def predict(self, A, X=None, *, heads="fitted"):
         """Dose-response f(a) per row (with covariates: see the class Notes).
@@ -268,6 +269,36 @@ class DFPV(TwoStageEstimator):
         ndarray (n,)
         """
         return self._predict(A, X, heads)
+
+    def score(self, Y, A=None, *, Z=None, W=None, X=None) -> float:
+        """%(score)s
+
+        Parameters
+        ----------
+        Y : array-like (n,), or a DataFrame holding every role's columns (named as at fit)
+            Outcome; ``score(frame)`` takes all roles from the frame.
+        A, Z, X : array-like or DataFrame
+            Treatment, treatment proxy and covariates (when fitted with them) of the same rows.
+        W : array-like or DataFrame, optional
+            Outcome proxy: accepted (and checked) so that ``score`` takes the roles of ``fit``, but
+            not needed: the stage-2 loss uses the stage-1 prediction of ψ_W from (A, Z, X).
+
+        Returns
+        -------
+        float
+            Higher is better; 0 is a perfect projected fit.
+
+        Examples
+        --------
+        >>> from deepcausal import DFPV
+        >>> from deepcausal.datasets import demand_proxy
+        >>> d = demand_proxy(n=1200, seed=0)
+        >>> train, new = d.train.iloc[:1000], d.train.iloc[1000:]
+        >>> est = DFPV(n_epochs=2, n_bootstrap=0, random_state=0).fit(train, **d.fit_kwargs())
+        >>> est.score(new) < 0
+        True
+        """
+        return self._score(Y, {"A": A, "Z": Z, "W": W, "X": X})
 
     def predict_bridge(self, A, W=None, X=None, *, heads="fitted"):
         """The bridge function h(a, w) (with covariates h(a, w, x)) per row.
@@ -350,3 +381,4 @@ class DFPV(TwoStageEstimator):
 
 
 DFPV.__doc__ = fill_shared_docs(DFPV.__doc__)
+DFPV.score.__doc__ = DFPV.score.__doc__.replace("%(score)s", TwoStageEstimator._SCORE_DOC)

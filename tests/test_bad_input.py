@@ -97,8 +97,10 @@ def test_same_column_in_two_roles(case):
         _fit(name, frame, outcome=treatment)
 
 
-def test_non_numeric_column_says_encode(case):
-    name, frame, col = case
+def test_non_numeric_treatment_says_encode(case):
+    # (strings among instruments and proxies are categorical and one-hot encoded: test_conventions.py)
+    name, frame, _ = case
+    col = CASES[name][2]["treatment"]
     frame[col] = ["a", "b"] * (N // 2)
     with pytest.raises(ValueError, match=f"'{col}' has non-numeric dtype.*encode"):
         _fit(name, frame)
