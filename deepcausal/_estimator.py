@@ -1316,6 +1316,11 @@ class TwoStageEstimator(BaseEstimator):
     def save(self, path) -> None:
         """Write the fitted estimator to ``path`` atomically (temporary file, then rename)."""
         self._check_fitted()
+        if hasattr(self, "formula_"):
+            # formulaic's model specs are Python objects, which the safe file format (tensors and plain data
+            # only) cannot hold.
+            raise ValueError("a model built with from_formula cannot be saved yet; fit it from the DataFrame with "
+                             "role column names instead (categorical columns are encoded automatically), then save")
         save_estimator(self, path)
 
     @classmethod

@@ -318,6 +318,13 @@ def test_from_formula_fits_card_like_data_and_predicts_on_the_original_frame():
     assert "formula: lwage ~ exper + C(region)" in str(est.summary())
 
 
+def test_saving_a_formula_model_says_how_to_get_a_savable_one(tmp_path):
+    est = DFIV.from_formula("lwage ~ exper + C(region) + [educ ~ nearc4]", card_like(), **QUICK)
+    with pytest.raises(ValueError, match="from_formula cannot be saved yet"):
+        est.save(tmp_path / "f.pt")
+    assert not (tmp_path / "f.pt").exists()
+
+
 def test_a_formula_of_plain_columns_is_the_same_fit_as_the_dataframe_mode(iv):
     by_formula = DFIV.from_formula("sales ~ time + customer_type + [price ~ cost]", iv.train, **QUICK)
     by_frame = DFIV(**QUICK).fit(iv.train, **iv.fit_kwargs())
