@@ -218,3 +218,8 @@ def test_saved_ensemble_predicts_and_bands_identically(ensemble, small, tmp_path
     pd.testing.assert_frame_equal(a, b)
     assert len(loaded.estimators_) == 3
     pd.testing.assert_frame_equal(loaded.history_, ensemble.history_)
+
+
+def test_a_diverging_member_is_named(small):
+    with pytest.raises(FloatingPointError, match=r"ensemble member 0 \(seed \d+\): stage"):
+        DFIV(**{**QUICK, "lr": 1e30, "n_estimators": 2}).fit(small.train, **small.fit_kwargs())

@@ -1,0 +1,159 @@
+"""What each speed lever buys: training steps per second with the lever on and off (issue 16).
+
+Each configuration fits the default estimator with a fixed number of epochs (no early stopping, no
+bootstrap draws, so only training is timed) and reports minibatch steps per second; the levers are
+switched off one at a time by patching the code path they replaced:
+
+* ``float64 Gram``: per-batch Gram products formed in float64 instead of float32 (sums and solves are
+  float64 either way);
+* ``mode toggles``: train/eval switches around every head solve, and two feature passes per update
+  (what networks with batch norm or dropout still need);
+* ``wide heads`` (DFIV): the former default widths, treatment and covariate networks with 16 learned
+  features each (a 342-column stage-2 head instead of 66);
+* ``torch Adam``: ``torch.optim.Adam`` instead of deepcausal's (whose only purpose is to avoid
+  importing ``torch._dynamo``; the start-up cost is measured separately, in a fresh process);
+* batch sizes: the default and a smaller one.
+
+Configurations are interleaved round by round so that a busy machine slows them alike; the table
+gives medians over rounds. Command: ``OMP_NUM_THREADS=1 python benchmarks/bench_levers.py [--rounds 3]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+import warnings
+from contextlib import ExitStack, contextmanager
+from functools import partial
+from unittest import mock
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _results import machine, single_thread, write_section  # noqa: E402
+
+import deepcausal._estimator as core  # noqa: E402
+from deepcausal import DFIV, DFPV  # noqa: E402
+from deepcausal.datasets import demand, demand_proxy  # noqa: E402
+from deepcausal.heads import SufficientStats  # noqa: E402
+from deepcausal.nets import SkipMLP  # noqa: E402
+
+_from_batch = SufficientStats.from_batch.__func__
+
+
+@contextmanager
+def float64_gram():
+    def from_batch(cls, F, Y):
+        return _from_batch(cls, F.double(), Y.double())
+
+    with mock.patch.object(SufficientStats, "from_batch", classmethod(from_batch)):
+        yield
+
+
+@contextmanager
+def mode_toggles():
+    with mock.patch.object(core, "mode_matters", lambda module: True):
+        yield
+
+
+@contextmanager
+def torch_adam():
+    with mock.patch.object(core, "Adam", lambda params, lr: torch.optim.Adam(params, lr=lr, foreach=False)):
+        yield
+
+
+LEVERS = {"float64 Gram": float64_gram, "mode toggles": mode_toggles, "torch Adam": torch_adam}
+
+
+def configs():
+    wide = dict(treatment_net=partial(SkipMLP, d_out=16), covariate_net=partial(SkipMLP, d_out=16))
+    return [
+        ("DFIV", "default (batch 512)", {}, []),
+        ("DFIV", "batch 128", dict(batch_size=128), []),
+        ("DFIV", "float64 Gram", {}, ["float64 Gram"]),
+        ("DFIV", "mode toggles, two passes", {}, ["mode toggles"]),
+        ("DFIV", "wide heads (16/16)", wide, []),
+        ("DFIV", "torch Adam", {}, ["torch Adam"]),
+        ("DFIV", "all levers off", wide, list(LEVERS)),
+        ("DFPV", "default (batch 256)", {}, []),
+        ("DFPV", "batch 64", dict(batch_size=64), []),
+        ("DFPV", "float64 Gram", {}, ["float64 Gram"]),
+        ("DFPV", "mode toggles, two passes", {}, ["mode toggles"]),
+        ("DFPV", "all levers off", {}, list(LEVERS)),
+    ]
+
+
+def time_fit(method, params, levers, data, epochs):
+    cls, d = (DFIV, data["iv"]) if method == "DFIV" else (DFPV, data["pcl"])
+    with ExitStack() as stack:
+        for lever in levers:
+            stack.enter_context(LEVERS[lever]())
+        est = cls(n_epochs=epochs, early_stopping=False, n_bootstrap=0, refit_heads=False, random_state=0, **params)
+        t = time.perf_counter()
+        est.fit(d.train, **d.fit_kwargs())
+        seconds = time.perf_counter() - t
+    return est.stopping_["steps"] / seconds
+
+
+def startup_seconds(which: str) -> float:
+    """Seconds from process start to the end of a 1-epoch fit, with deepcausal's or torch's Adam."""
+    code = ("import time; t = time.perf_counter(); import sys; sys.path.insert(0, %r); "
+            "from unittest import mock; import torch; import deepcausal._estimator as core; "
+            "from deepcausal import DFIV; from deepcausal.datasets import lowdim; d = lowdim(500, seed=0); "
+            "p = mock.patch.object(core, 'Adam', lambda ps, lr: torch.optim.Adam(ps, lr=lr, foreach=False)) "
+            "if %r == 'torch' else mock.patch.object(core, 'Adam', core.Adam); p.start(); "
+            "DFIV(n_epochs=1, n_bootstrap=0, random_state=0).fit(d.train, **d.fit_kwargs()); "
+            "print(time.perf_counter() - t)") % (os.path.dirname(os.path.dirname(os.path.abspath(__file__))), which)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=10)
+    args = ap.parse_args(argv)
+    single_thread()
+    warnings.simplefilter("ignore")
+    data = {"iv": demand(5000, rho=0.5, seed=0), "pcl": demand_proxy(5000, seed=0)}
+    rows = []
+    for r in range(args.rounds):
+        for method, name, params, levers in configs():
+            rows.append(dict(method=method, config=name, round=r, steps_per_s=time_fit(method, params, levers, data,
+                                                                                       args.epochs)))
+            print(rows[-1], flush=True)
+        for which in ("deepcausal", "torch"):
+            rows.append(dict(method="start-up", config=f"{which} Adam", round=r, seconds=startup_seconds(which)))
+            print(rows[-1], flush=True)
+    df = pd.DataFrame(rows)
+    fits = df[df["method"] != "start-up"].groupby(["method", "config"], sort=False)["steps_per_s"].median()
+    lines = ["## Speed levers: steps per second", "",
+             f"Command: `OMP_NUM_THREADS=1 python benchmarks/bench_levers.py --rounds {args.rounds} --epochs {args.epochs}` "
+             "(from the repository root).",
+             f"Machine: {machine()}; load average at the end {os.getloadavg()[0]:.1f} (other jobs shared the 2 cores: "
+             "compare rows, not absolute rates).", "",
+             f"Default estimators on demand IV / demand PCL (n = 5,000), {args.epochs} epochs, no early stopping, no "
+             "bootstrap, no final refit: minibatch steps per second (each step = the stage-1, covariate and stage-2 "
+             "updates of one pair of minibatches), median over rounds. `vs default` = default rate / this rate.", "",
+             "| method | configuration | steps / s | vs default |", "|---|---|---|---|"]
+    for method in ("DFIV", "DFPV"):
+        base = fits[(method, [c for m, c in fits.index if m == method][0])]
+        for (m, config), v in fits.items():
+            if m == method:
+                lines.append(f"| {m} | {config} | {v:.1f} | {base / v:.2f}× |")
+    st = df[df["method"] == "start-up"].groupby("config")["seconds"].median()
+    lines += ["", "Fresh-process start-up to the end of a 1-epoch fit (lowdim, n 500; median over rounds): "
+              + ", ".join(f"{k}: {v:.1f} s" for k, v in st.items()) + ". Every parallel ensemble member pays it once "
+              "per worker process.", ""]
+    write_section(lines[0], "\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
