@@ -59,7 +59,7 @@ def _rows(design, seeds, ref_s, ours_s):
 def test_ratio_is_median_original_over_median_ours(bench):
     df = pd.DataFrame(_rows("dfiv", [0, 1, 2], [30.0, 20.0, 10.0], [4.0, 5.0, 100.0]))
     text = bench.design_markdown(df, "dfiv")
-    assert "| deepcausal default | 5.0 | 1 | 4.00× |" in text  # 20 / 5
+    assert "| deepcausal, one default member | 5.0 | 1 | 4.00× |" in text  # 20 / 5
     assert "| 2 | 10.0 | 2 | 100.0 | 2 | 0.10× |" in text
 
 
@@ -70,4 +70,4 @@ def test_rerunning_one_design_keeps_the_other(bench):
     assert sorted(merged["design"]) == ["dfiv"] * 2 + ["dfpv"] * 4
     text = bench.section_markdown(merged)
     assert text.startswith(bench.TITLE + "\n")
-    assert "| deepcausal default | 5.0 | 0 | 2.00× |" in text and "| deepcausal default | 3.0 | 0.5 | 2.00× |" in text
+    assert "| deepcausal, one default member | 5.0 | 0 | 2.00× |" in text and "| deepcausal, one default member | 3.0 | 0.5 | 2.00× |" in text
