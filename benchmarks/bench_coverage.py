@@ -103,8 +103,8 @@ def score_npiv(d, rep):
                 pointwise_width_sd=width, uniform_full_coverage=full, uniform_width_sd=uwidth, fit_s=seconds)
 
 
-def run(designs, reps, members, n_jobs, with_npiv):
-    done = pd.read_csv(CSV) if CSV.exists() else pd.DataFrame()
+def run(designs, reps, members, n_jobs, with_npiv, csv=CSV):
+    done = pd.read_csv(csv) if csv.exists() else pd.DataFrame()
     for name in designs:
         make, n, default_reps = DESIGNS[name]
         for rep in range(reps or default_reps):
@@ -126,7 +126,7 @@ def run(designs, reps, members, n_jobs, with_npiv):
             if not rows:
                 continue
             done = pd.concat([done, pd.DataFrame(rows)], ignore_index=True)
-            done.to_csv(CSV, index=False)
+            done.to_csv(csv, index=False)
             print(f"{name} rep {rep}: " + ", ".join(f"{r.get('method')} K={r.get('members')} mse {r.get('mse', np.nan):.4g} "
                                                     f"cov {r.get('pointwise_coverage', np.nan):.2f}" for r in rows),
                   flush=True)
@@ -185,14 +185,16 @@ def main(argv=None):
     ap.add_argument("--n-jobs", type=int, default=-1)
     ap.add_argument("--no-npiv", action="store_true")
     ap.add_argument("--summarise-only", action="store_true")
+    ap.add_argument("--csv", default=str(CSV), help="raw rows (several files may be summarised together: comma-separated)")
     args = ap.parse_args(argv)
     single_thread()
     warnings.simplefilter("ignore")
     command = "OMP_NUM_THREADS=1 python benchmarks/bench_coverage.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    paths = [Path(p) for p in args.csv.split(",")]
     if args.summarise_only:
-        summarise(pd.read_csv(CSV), command.replace(" --summarise-only", ""))
+        summarise(pd.concat([pd.read_csv(p) for p in paths], ignore_index=True), command.replace(" --summarise-only", ""))
         return
-    df = run(args.designs.split(","), args.reps, args.members, args.n_jobs, not args.no_npiv)
+    df = run(args.designs.split(","), args.reps, args.members, args.n_jobs, not args.no_npiv, paths[0])
     summarise(df, command)
 
 

@@ -36,7 +36,11 @@ from scipy import stats
 
 from .heads import solve_spd
 
-__all__ = ["score_bootstrap_heads", "combine_draws", "check_alpha"]
+__all__ = ["score_bootstrap_heads", "combine_draws", "check_alpha", "NoDrawsError"]
+
+
+class NoDrawsError(ValueError):
+    """The fit kept neither bootstrap draws nor several members, so it cannot give an interval."""
 
 
 def check_alpha(alpha) -> float:
@@ -147,7 +151,7 @@ def combine_draws(estimates: np.ndarray, deviations: List[Optional[np.ndarray]],
     est = estimates.mean(axis=0)
     have_within = [d for d in deviations if d is not None and d.shape[0] > 1]
     if not have_within and K < 2:
-        raise ValueError("intervals need bootstrap draws (n_bootstrap > 0) or several members (n_estimators > 1)")
+        raise NoDrawsError("intervals need bootstrap draws (n_bootstrap > 0) or several members (n_estimators > 1)")
     within = np.mean([d.var(axis=0, ddof=1) for d in have_within], axis=0) if have_within else 0.0
     between = estimates.var(axis=0, ddof=1) if K > 1 else 0.0
     var = within + (1.0 + 1.0 / K) * between
@@ -156,7 +160,7 @@ def combine_draws(estimates: np.ndarray, deviations: List[Optional[np.ndarray]],
         crit = float(stats.norm.ppf(1.0 - alpha / 2.0))
     else:
         if not have_within:
-            raise ValueError("a uniform band needs bootstrap draws: set n_bootstrap > 0")
+            raise NoDrawsError("a uniform band needs bootstrap draws (n_bootstrap > 0)")
         # Pooled draws: each member's centred draws plus its scaled offset from the ensemble mean, so
         # that the mixture's variance is within + (1 + 1/K) between (the offsets' variance over k is
         # (K−1)/K × between, hence the factor (K+1)/(K−1)).

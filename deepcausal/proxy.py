@@ -145,6 +145,9 @@ class DFPV(TwoStageEstimator):
     }
     _predict_keys = ("A", "X")
     _default_batch = 256
+    # Widths stay 16: on demand PCL the held-out stage-2 loss preferred narrower networks (8, 4: 3% and 5% lower)
+    # while the structural error rose 2-5x (benchmarks/RESULTS.md, "Default network widths (DFPV)"), so the
+    # criterion is not trusted to shrink them (DESIGN §7: low projected risk need not mean low structural error).
     # Plain MLPs for vectors: DFPV's defaults were chosen on a validation split with them.
     _default_net = staticmethod(partial(default_net, skip=False))
     _covariates_optional_in_predict = True  # without X, predict averages over the stage-2 covariates
@@ -181,9 +184,9 @@ class DFPV(TwoStageEstimator):
         early_stopping=True,
         n_iter_no_change=10,
         refit_heads=True,
-        n_estimators=1,
+        n_estimators=5,
         n_bootstrap=100,
-        n_jobs=None,
+        n_jobs=-1,
         random_state=None,
         device="cpu",
         verbose=False,

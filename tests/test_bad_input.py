@@ -10,7 +10,7 @@ import torch
 from deepcausal import DFIV, DFPV
 from deepcausal._diagnostics import WeakInstrumentWarning
 
-TINY = dict(n_epochs=1, batch_size=64, random_state=0)
+TINY = dict(n_estimators=1, n_epochs=1, batch_size=64, random_state=0)
 rng = np.random.default_rng(0)
 N = 200
 
@@ -126,7 +126,7 @@ def test_fewer_rows_than_one_batch_warns_and_fits(case):
     name, frame, _ = case
     cls, _, roles, _ = CASES[name]
     with pytest.warns(UserWarning, match="batch_size=512 exceeds the 40 training rows"):
-        est = cls(n_epochs=1, batch_size=512, random_state=0).fit(frame.iloc[:100], **roles)
+        est = cls(n_estimators=1, n_epochs=1, batch_size=512, random_state=0).fit(frame.iloc[:100], **roles)
     assert np.isfinite(est.predict(frame.iloc[:5])).all()
 
 
@@ -157,7 +157,7 @@ def test_extrapolating_dose_response_warns(case):
 def test_diverging_training_stops_with_stage_and_remedy_and_leaves_estimator_unfitted(case):
     name, frame, _ = case
     cls, _, roles, _ = CASES[name]
-    est = cls(n_epochs=3, batch_size=64, random_state=0, lr=1e30)
+    est = cls(n_estimators=1, n_epochs=3, batch_size=64, random_state=0, lr=1e30)
     with pytest.raises(FloatingPointError, match=r"stage.*training diverged.*smaller lr"):
         est.fit(frame, **roles)
     assert not hasattr(est, "heads_") and not hasattr(est, "nets_")

@@ -19,7 +19,7 @@ from deepcausal.ensemble import member_seeds
 from deepcausal.formula import parse_formula
 from deepcausal.results import FitSummary
 
-QUICK = dict(n_epochs=2, n_bootstrap=0, random_state=0)
+QUICK = dict(n_estimators=1, n_epochs=2, n_bootstrap=0, random_state=0)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from sklearn.base import clone
 from deepcausal import DFIV, NotFittedError
 from deepcausal.datasets import demand, lowdim
 
-FAST = dict(n_epochs=3, batch_size=128, random_state=0)
+FAST = dict(n_estimators=1, n_epochs=3, batch_size=128, random_state=0)
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def _linear_iv(n=2000, seed=0):
 def test_identity_features_reduce_to_split_sample_2sls():
     """With identity 'networks' (nothing to train) and λ = β = 0, DFIV is 2SLS on the two halves."""
     y, t, z = _linear_iv()
-    est = DFIV(mode="ridge", treatment_net=torch.nn.Identity(), instrument_net=torch.nn.Identity(),
+    est = DFIV(n_estimators=1, mode="ridge", treatment_net=torch.nn.Identity(), instrument_net=torch.nn.Identity(),
                beta1=0.0, beta2=0.0, n_epochs=1, random_state=5, refit_heads=False,
                validation_fraction=0.0, early_stopping=False).fit(y, t, Z=z)
     # Independent computation on the same split, in the estimator's standardized units.
@@ -163,11 +163,11 @@ def test_unfitted_and_bad_settings_raise_clearly(small_demand):
     with pytest.raises(NotFittedError, match="not fitted"):
         DFIV().predict([1.0])
     with pytest.raises(ValueError, match="mode"):
-        DFIV(mode="sgd").fit(d.train, **d.fit_kwargs())
+        DFIV(n_estimators=1, mode="sgd").fit(d.train, **d.fit_kwargs())
     with pytest.raises(ValueError, match="lam2"):
-        DFIV(lam2=-1).fit(d.train, **d.fit_kwargs())
+        DFIV(n_estimators=1, lam2=-1).fit(d.train, **d.fit_kwargs())
     with pytest.raises(ValueError, match="'nope'"):
-        DFIV().fit(d.train, outcome="sales", treatment="price", instruments="nope")
+        DFIV(n_estimators=1).fit(d.train, outcome="sales", treatment="price", instruments="nope")
     est = DFIV(**FAST)
     with pytest.raises(ValueError, match="lam1"):
         est.set_params(lam1=-1).fit(d.train, **d.fit_kwargs())
@@ -188,7 +188,7 @@ def test_small_fit_beats_naive_regression_on_demand_under_strong_confounding(mod
     cols = ["price", "time", "customer_type"]
     naive = make_pipeline(PolynomialFeatures(3), LinearRegression()).fit(d.train[cols], d.train["sales"])
     naive_mse = d.score(naive.predict(d.test_X[cols]))
-    est = DFIV(mode=mode, random_state=0, **SMOKE[mode]).fit(d.train, **d.fit_kwargs())
+    est = DFIV(n_estimators=1, mode=mode, random_state=0, **SMOKE[mode]).fit(d.train, **d.fit_kwargs())
     assert d.score(est.predict(d.test_X)) < naive_mse
 
 
@@ -200,5 +200,5 @@ def test_small_fit_corrects_confounding_where_a_flexible_regression_cannot(mode)
     d = lowdim(n=2000, g="sin", seed=0)
     naive = HistGradientBoostingRegressor(random_state=0).fit(d.train[["t"]], d.train["y"])
     naive_mse = d.score(naive.predict(d.test_X[["t"]]))
-    est = DFIV(mode=mode, random_state=0, **SMOKE[mode]).fit(d.train, **d.fit_kwargs())
+    est = DFIV(n_estimators=1, mode=mode, random_state=0, **SMOKE[mode]).fit(d.train, **d.fit_kwargs())
     assert d.score(est.predict(d.test_X)) < 0.75 * naive_mse

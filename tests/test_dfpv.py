@@ -9,7 +9,7 @@ from deepcausal import NotFittedError
 from deepcausal.datasets import demand_proxy
 from deepcausal.proxy import DFPV
 
-FAST = dict(n_epochs=3, batch_size=128, random_state=0)
+FAST = dict(n_estimators=1, n_epochs=3, batch_size=128, random_state=0)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def test_dose_response_beats_confounded_regression(settings):
     d = demand_proxy(n=2000, seed=7)
     a, y = d.train["price"].to_numpy(), d.train["sales"].to_numpy()
     naive = d.score(np.polyval(np.polyfit(a, y, 3), d.test_X["price"].to_numpy()))
-    est = DFPV(n_epochs=30, random_state=0, **settings).fit(d.train, **d.fit_kwargs())
+    est = DFPV(n_estimators=1, n_epochs=30, random_state=0, **settings).fit(d.train, **d.fit_kwargs())
     mse = d.score(est.predict(d.test_X))
     assert mse < 0.5 * naive, (mse, naive)
 

@@ -17,7 +17,7 @@ from deepcausal.datasets import demand, demand_proxy
 # that forward, so single and multi-process fits agree to ~1e-4 relative after one epoch (measured: 5e-4 at
 # worst), while the ranks always agree exactly with each other.
 TOL = dict(rtol=2e-3, atol=2e-4)
-SETTINGS = dict(n_epochs=1, batch_size=64, random_state=3)
+SETTINGS = dict(n_estimators=1, n_epochs=1, batch_size=64, random_state=3)
 SPLIT = 230  # rank 0 holds rows [0, 230), rank 1 the rest: unequal shards on purpose
 
 
@@ -68,7 +68,7 @@ def _unseeded_worker(rank, world, init_file, out_dir):
         _, frame, kwargs, test = _design("DFIV")
         frame = frame.sort_values("price", ignore_index=True)  # each rank sees one end of the price range
         shard = frame.iloc[:SPLIT] if rank == 0 else frame.iloc[SPLIT:]
-        est = DFIV(n_epochs=1, batch_size=64).fit(shard, **kwargs)  # random_state=None
+        est = DFIV(n_estimators=1, n_epochs=1, batch_size=64).fit(shard, **kwargs)  # random_state=None
         np.savez(os.path.join(out_dir, f"unseeded{rank}.npz"), pred=est.predict(test), F=est.first_stage_f_,
                  lo=est.treatment_range_[0], hi=est.treatment_range_[1])
     finally:
@@ -82,7 +82,7 @@ def test_default_seed_is_shared_and_diagnostics_describe_all_rows(tmp_path):
     np.testing.assert_array_equal(ranks[0]["pred"], ranks[1]["pred"])  # one model, not two
 
     _, frame, kwargs, _ = _design("DFIV")
-    whole = DFIV(n_epochs=1, batch_size=64, random_state=0).fit(frame, **kwargs)
+    whole = DFIV(n_estimators=1, n_epochs=1, batch_size=64, random_state=0).fit(frame, **kwargs)
     for r in ranks:
         np.testing.assert_allclose(r["F"], whole.first_stage_f_, rtol=1e-8)
         np.testing.assert_array_equal(r["lo"], whole.treatment_range_[0])

@@ -10,7 +10,7 @@ from deepcausal.datasets import demand, demand_proxy, lowdim
 from deepcausal.ensemble import member_seeds
 from deepcausal.inference import combine_draws
 
-QUICK = dict(n_epochs=3, batch_size=128, n_bootstrap=50, random_state=0)
+QUICK = dict(n_epochs=3, batch_size=128, n_bootstrap=50, random_state=0, n_jobs=1, n_estimators=1)
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,7 @@ def small():
 
 @pytest.fixture(scope="module")
 def ensemble(small):
-    return DFIV(**QUICK, n_estimators=3).fit(small.train, **small.fit_kwargs())
+    return DFIV(**{**QUICK, "n_estimators": 3}).fit(small.train, **small.fit_kwargs())
 
 
 def _linear_iv(n, seed, slope=1.5):
@@ -44,7 +44,7 @@ def test_ensemble_is_the_average_of_its_members_fitted_one_by_one(ensemble, smal
 
 
 def test_parallel_members_give_bit_identical_results(ensemble, small):
-    par = DFIV(**QUICK, n_estimators=3, n_jobs=2).fit(small.train, **small.fit_kwargs())
+    par = DFIV(**{**QUICK, "n_estimators": 3, "n_jobs": 2}).fit(small.train, **small.fit_kwargs())
     test = small.test_X.iloc[:40]
     np.testing.assert_array_equal(par.predict(test), ensemble.predict(test))
     lo1, hi1 = par.predict_interval(test)
@@ -112,7 +112,7 @@ def test_slope_interval_covers_the_truth_of_a_linear_iv_design_in_most_replicati
     covered, reps = 0, 12
     for r in range(reps):
         y, t, z = _linear_iv(1000, seed=100 + r)
-        est = DFIV(treatment_net=torch.nn.Identity(), instrument_net=torch.nn.Identity(), n_epochs=1,
+        est = DFIV(n_estimators=1, treatment_net=torch.nn.Identity(), instrument_net=torch.nn.Identity(), n_epochs=1,
                    n_bootstrap=200, random_state=r, early_stopping=False).fit(y, t, Z=z)
         lo, hi = est.marginal_ate_interval(t)
         covered += lo <= 1.5 <= hi
@@ -133,7 +133,7 @@ def test_marginal_effect_matches_finite_differences(ensemble, small):
 
 def test_dfpv_ensemble_intervals():
     d = demand_proxy(n=500, seed=2)
-    est = DFPV(n_epochs=3, batch_size=128, n_bootstrap=30, n_estimators=2, random_state=0).fit(
+    est = DFPV(n_epochs=3, batch_size=128, n_bootstrap=30, n_estimators=2, n_jobs=1, random_state=0).fit(
         d.train, **d.fit_kwargs())
     curve = est.dose_response(d.test_X["price"], alpha=0.1)
     assert (curve["lower"] <= curve["estimate"]).all() and (curve["estimate"] <= curve["upper"]).all()
@@ -185,7 +185,7 @@ def test_early_stopping_restores_exactly_the_kept_checks_predictions(monkeypatch
 
     monkeypatch.setattr(DFIV, "_held_out_losses", scripted)
     d = lowdim(600, g="sin", seed=3)
-    est = DFIV(batch_size=64, n_epochs=40, n_iter_no_change=2, n_bootstrap=0, refit_heads=False,
+    est = DFIV(n_estimators=1, batch_size=64, n_epochs=40, n_iter_no_change=2, n_bootstrap=0, refit_heads=False,
                random_state=0).fit(d.train, **d.fit_kwargs(), validation=(d.test_X, d.test_truth))
     h = est.history_
     assert est.stopping_["reason"] == "early_stopping"
@@ -203,9 +203,9 @@ def test_early_stopping_restores_exactly_the_kept_checks_predictions(monkeypatch
 def test_too_few_held_out_rows_is_a_clear_error():
     d = lowdim(150, g="sin", seed=0)
     with pytest.raises(ValueError, match=r"holding out 14 \(validation_fraction=0.45\) leaves 16 to train on"):
-        DFIV(validation_fraction=0.45).fit(d.train.iloc[:60], **d.fit_kwargs())
+        DFIV(n_estimators=1, validation_fraction=0.45).fit(d.train.iloc[:60], **d.fit_kwargs())
     with pytest.raises(ValueError, match="at least 20"):
-        DFIV().fit(d.train.iloc[:40], **d.fit_kwargs())
+        DFIV(n_estimators=1).fit(d.train.iloc[:40], **d.fit_kwargs())
 
 
 def test_saved_ensemble_predicts_and_bands_identically(ensemble, small, tmp_path):

@@ -27,7 +27,7 @@ def test_matches_torch_adam_bit_for_bit():
 
 def test_a_fit_does_not_import_torch_dynamo():
     code = ("import sys; from deepcausal import DFIV; from deepcausal.datasets import lowdim; "
-            "d = lowdim(300, g='sin', seed=0); DFIV(n_epochs=2, n_bootstrap=0, random_state=0)"
+            "d = lowdim(300, g='sin', seed=0); DFIV(n_estimators=1, n_epochs=2, n_bootstrap=0, random_state=0)"
             ".fit(d.train, **d.fit_kwargs()); print('torch._dynamo' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "False"

@@ -19,7 +19,7 @@ from deepcausal.datasets import demand, demand_proxy
 from deepcausal.nets import mlp
 from deepcausal.twostage import TwoStageHeads
 
-FAST = dict(n_epochs=2, batch_size=128, random_state=0)
+FAST = dict(n_estimators=1, n_epochs=2, batch_size=128, random_state=0)
 
 
 @pytest.fixture(autouse=True)
@@ -79,7 +79,7 @@ def test_image_networks_with_spectral_norm_round_trip(tmp_path):
     from deepcausal.datasets import dsprites
 
     d = dsprites(120, seed=0)
-    est = DFIV(n_epochs=1, batch_size=32, random_state=0).fit(**d.array_kwargs())
+    est = DFIV(n_estimators=1, n_epochs=1, batch_size=32, random_state=0).fit(**d.array_kwargs())
     est.save(tmp_path / "img.pt")
     loaded = DFIV.load(tmp_path / "img.pt")
     T = d.test_X["treatment"][:20]

@@ -17,7 +17,7 @@ from deepcausal._data import Standardizer, is_image_like
 from deepcausal.datasets import demand, demand_proxy, lowdim
 from deepcausal.twostage import TwoStageHeads
 
-FAST = dict(n_epochs=2, batch_size=128, random_state=0)
+FAST = dict(n_estimators=1, n_epochs=2, batch_size=128, random_state=0)
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +117,7 @@ def _exact_head_dfiv(nets, S1, S2, epochs, iters, beta, lr):
 def test_ridge_mode_equals_an_independent_exact_head_implementation(small):
     d, seed, beta, lr, epochs = small, 4, 1e-2, 5e-3, 3
     nets = (_tanh_net(1, 3, 0), _tanh_net(3, 4, 1), _tanh_net(2, 2, 2))  # ψ(T), φ(Z, X), η(X)
-    est = DFIV(mode="ridge", treatment_net=nets[0], instrument_net=nets[1], covariate_net=nets[2],
+    est = DFIV(n_estimators=1, mode="ridge", treatment_net=nets[0], instrument_net=nets[1], covariate_net=nets[2],
                n_epochs=epochs, stage1_iter=5, covariate_iter=5, stage2_iter=2, beta1=beta, beta2=beta, lr=lr,
                refit_heads=False, random_state=seed, validation_fraction=0.0,
                early_stopping=False).fit(d.train, **d.fit_kwargs())
@@ -151,7 +151,7 @@ def test_predict_bridge_takes_w_columns_by_name():
     frame = d.train.copy()
     frame["views2"] = frame["views"] * 0.5 + rng.normal(size=len(frame))  # a second outcome-proxy column
     kw = {**d.fit_kwargs(), "outcome_proxy": ["views", "views2"]}
-    est = DFPV(n_epochs=2, batch_size=128, random_state=0).fit(frame, **kw)
+    est = DFPV(n_estimators=1, n_epochs=2, batch_size=128, random_state=0).fit(frame, **kw)
     rows = frame.iloc[:20]
     a = est.predict_bridge(rows[["price"]], rows[["views", "views2"]])
     b = est.predict_bridge(rows[["price"]], rows[["views2", "views"]])
@@ -188,7 +188,7 @@ def test_zero_steps_still_resolve_the_head_every_minibatch(which, monkeypatch):
 
         monkeypatch.setattr(TwoStageHeads, f"{name}_update", counted)
     settings = {"stage1_iter": 0} if which == "stage1" else {"stage2_iter": 0}
-    est = DFIV(n_epochs=3, batch_size=64, random_state=0, **settings)
+    est = DFIV(n_estimators=1, n_epochs=3, batch_size=64, random_state=0, **settings)
     est.fit(d.train, **d.fit_kwargs())
     minibatches = 3 * int(np.ceil(300 / 64))
     assert calls[which] >= minibatches
@@ -199,7 +199,7 @@ def test_fit_does_not_reseed_cuda_generators(small, monkeypatch):
     seeded = []
     monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda s: seeded.append(s))
     monkeypatch.setattr(torch.cuda, "manual_seed", lambda s: seeded.append(s))
-    DFIV(n_epochs=1, batch_size=128, random_state=0).fit(small.train, **small.fit_kwargs())
+    DFIV(n_estimators=1, n_epochs=1, batch_size=128, random_state=0).fit(small.train, **small.fit_kwargs())
     assert seeded == []
 
 
@@ -207,7 +207,7 @@ def test_unseeded_fit_leaves_the_global_torch_rng_alone(small):
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    DFIV(n_epochs=1, batch_size=128).fit(small.train, **small.fit_kwargs())
+    DFIV(n_estimators=1, n_epochs=1, batch_size=128).fit(small.train, **small.fit_kwargs())
     np.testing.assert_array_equal(torch.rand(3), expected)
 
 

@@ -63,7 +63,7 @@ from deepcausal.proxy import DFPV
 plt.rcParams["figure.dpi"] = 90
 
 N_ROWS = 1000 if SMALL else None       # rows of the CSV (None: all 5,000)
-EPOCHS = 3 if SMALL else None          # None: DFPV's default (100 epochs)
+EPOCHS = 3 if SMALL else None          # None: DFPV's default (at most 200 epochs, early stopping)
 
 
 # %%
@@ -117,7 +117,8 @@ val_prices = pd.DataFrame({"price": np.linspace(10, 30, 10)})
 val_truth = demand_proxy_structural(val_prices["price"])
 
 start = time.perf_counter()
-est = DFPV(n_epochs=EPOCHS, random_state=0).fit(
+# One member (n_estimators=1): this section looks inside a single training run; the default averages 5.
+est = DFPV(n_estimators=1, n_epochs=EPOCHS, random_state=0).fit(
     df, outcome="sales", treatment="price", treatment_proxy=["cost1", "cost2"], outcome_proxy="views",
     validation=(val_prices, val_truth),
 )
@@ -194,7 +195,7 @@ fig.tight_layout()
 design = demand_proxy(len(df), seed=0)
 same = np.allclose(design.train[df.columns].to_numpy(), df.to_numpy(), rtol=1e-8)
 print("the CSV is demand_proxy(n, seed=0):", same)
-dfpv = est if same else DFPV(n_epochs=EPOCHS, random_state=0).fit(design.train, **design.fit_kwargs())
+dfpv = est if same else DFPV(n_estimators=1, n_epochs=EPOCHS, random_state=0).fit(design.train, **design.fit_kwargs())
 
 preds = {"dfpv": dfpv.predict(design.test_X)}
 seconds = {"dfpv": dfpv_seconds if same else np.nan}
