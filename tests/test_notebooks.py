@@ -24,6 +24,7 @@ EXPECTED = [
     "02_dsprites_images",
     "03_proxy_causal_learning",
     "04_compare_with_econml",
+    "05_returns_to_schooling",
 ]
 SOURCES = [TUTORIALS / f"{name}.py" for name in EXPECTED]
 

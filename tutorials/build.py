@@ -5,7 +5,7 @@ code cell, ``# %% [markdown]`` a text cell). Each ``NN_*.ipynb`` is generated fr
 to bottom in a fresh kernel (working directory ``tutorials/``, one thread), outputs saved. Needs the
 ``[notebooks]`` extra (jupytext, nbclient, ipykernel). From the repository root::
 
-    python tutorials/build.py                # all four notebooks
+    python tutorials/build.py                # all the notebooks
     python tutorials/build.py 02 03          # those whose name contains 02 or 03
     python tutorials/build.py --no-execute   # regenerate without running (no outputs)
 """
