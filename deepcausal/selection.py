@@ -317,8 +317,6 @@ class StageLossSearch(BaseEstimator):
     def _candidates(self, args, kwargs, seed: int) -> List[tuple]:
         """Each grid point as (params, unfitted clone), every value checked against the data."""
         est = self.estimator
-        if not isinstance(est, TwoStageEstimator):
-            raise ValueError(f"estimator must be a DFIV or DFPV estimator, got {type(est).__name__}")
         check_n_jobs(self.n_jobs)
         grid = default_grid(est) if self.param_grid is None else _as_list_grid(self.param_grid)
         valid = est.get_params(deep=False)
@@ -383,6 +381,8 @@ class StageLossSearch(BaseEstimator):
         """
         for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
             delattr(self, name)
+        if not isinstance(self.estimator, TwoStageEstimator):
+            raise ValueError(f"estimator must be a DFIV or DFPV estimator, got {type(self.estimator).__name__}")
         seed = self.estimator.random_state
         if seed is None:
             seed = int(np.random.default_rng().integers(2**62))
