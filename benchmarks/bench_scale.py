@@ -107,7 +107,7 @@ def section(table) -> str:
         lines.append(f"- {est.upper()} median MSE by n {mses}: falls with n: {ok(falls)}.")
     return (
         "## Scale\n\n"
-        "Commands: " + ", ".join(f"`{c}`" for c in dict.fromkeys(table.command)) + " (each fit in its own process, one at a time; peak RSS is that process's "
+        "Commands (from the repository root, `PYTHONPATH=.`): " + ", ".join(f"`{c}`" for c in dict.fromkeys(table.command)) + " (each fit in its own process, one at a time; peak RSS is that process's "
         "`ru_maxrss` from `os.wait4`, data generation included; raw rows in `benchmarks/scale.csv`).\n"
         f"Machine: {machine()}; shared with other work, so fit seconds vary with the load (1-minute load "
         "average at the start and end of each fit in the table; 2 = both cores busy).\n\n"
@@ -129,6 +129,7 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds-1e6", default="0", help="seeds at n ≥ 10⁶")
     parser.add_argument("--only", choices=sorted(DESIGNS), help="one estimator")
     parser.add_argument("--time-limit", type=float, default=900.0, help="seconds before SIGINT ends training")
+    parser.add_argument("--report-only", action="store_true", help="write the section from the CSV, fit nothing")
     parser.add_argument("--no-write", action="store_true", help="do not write RESULTS.md")
     parser.add_argument("--child", nargs=3, metavar=("ESTIMATOR", "N", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -141,7 +142,7 @@ def main(argv=None) -> None:
     single_thread()  # for the machine line; each child process sets its own
     old = pd.read_csv(CSV) if CSV.exists() else None
     command = "python benchmarks/bench_scale.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    for n in (int(s) for s in args.sizes.split(",")):
+    for n in ([] if args.report_only else (int(s) for s in args.sizes.split(","))):
         seeds = args.seeds_1e6 if n >= 1_000_000 else args.seeds
         for seed in (int(s) for s in seeds.split(",")):
             for estimator in ([args.only] if args.only else DESIGNS):

@@ -120,7 +120,7 @@ def section(raw) -> str:
     missing = [d for d in DESIGNS if d not in set(raw["design"])]
     return (
         "## Selection\n\n"
-        "Commands: " + ", ".join(f"`{c}`" for c in dict.fromkeys(raw["command"])) + " (raw rows, one per grid "
+        "Commands (from the repository root, `PYTHONPATH=.`): " + ", ".join(f"`{c}`" for c in dict.fromkeys(raw["command"])) + " (raw rows, one per grid "
         "point: `benchmarks/selection.csv`).\n"
         f"Machine: {machine()}; shared with other work (1-minute load average {raw['load_start'].min():.1f}–"
         f"{raw['load_end'].max():.1f} during the runs; 2 = both cores busy).\n\n"
@@ -149,6 +149,7 @@ def main(argv=None) -> None:
     parser.add_argument("--n", type=int, default=5000, help="rows of the tabular designs")
     parser.add_argument("--n-image", type=int, default=2000, help="rows of the dSprites designs")
     parser.add_argument("--csv", default=str(CSV))
+    parser.add_argument("--report-only", action="store_true", help="write the section from the CSV, fit nothing")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
     import pandas as pd
@@ -157,7 +158,7 @@ def main(argv=None) -> None:
     command = ("python benchmarks/bench_selection.py " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
     csv = Path(args.csv)
     raw = pd.read_csv(csv) if csv.exists() else None
-    for seed in (int(s) for s in args.seeds.split(",")):
+    for seed in ([] if args.report_only else (int(s) for s in args.seeds.split(","))):
         for name in args.designs.split(","):
             rows = run_design(name, seed, args.n_jobs, command, args.n, args.n_image)
             print(rows.drop(columns=["command", "parameters"]).to_string(), flush=True)
