@@ -69,6 +69,7 @@ def run_design(name: str, seed: int, n_jobs: int, command: str, n_tab: int = 500
         mse = float("nan") if cand is None else design.score(cand.predict(inputs))
         rows.append({"design": name, "parameters": params + (", n_epochs=50" if extra else ""), "seed": seed,
                      "point": i, "setting": _label(res.params), "val_stage2_loss": res.val_stage2_loss,
+                     "val_stage2_median": getattr(res, "val_stage2_median", float("nan")),
                      "mse": mse, "selected": i == search.best_index_, "steps": res.steps, "stopped": res.stopped,
                      "fit_seconds": res.fit_seconds, "search_seconds": seconds, "load_start": load,
                      "load_end": os.getloadavg()[0], "command": command})

@@ -196,10 +196,12 @@ def _score(est) -> dict:
         if "val_stage2_loss" not in h:
             raise ValueError("the fit recorded no held-out loss (validation_fraction=0?)")
         kept = h[h["kept"]] if "kept" in h and h["kept"].any() else h.iloc[[-1]]
-        rows.append((float(kept["val_stage2_loss"].iloc[0]), float(kept["val_stage1_loss"].iloc[0]),
+        median = kept["val_stage2_median"].iloc[0] if "val_stage2_median" in kept else np.nan
+        rows.append((float(kept["val_stage2_loss"].iloc[0]), float(kept["val_stage1_loss"].iloc[0]), float(median),
                      int(m.stopping_["steps"]), m.stopping_["reason"]))
-    s2, s1, steps, reasons = zip(*rows)
+    s2, s1, med, steps, reasons = zip(*rows)
     return {"val_stage2_loss": float(np.mean(s2)), "val_stage1_loss": float(np.mean(s1)),
+            "val_stage2_median": float(np.mean(med)),
             "steps": float(np.mean(steps)), "stopped": ",".join(sorted(set(reasons)))}
 
 
@@ -268,7 +270,9 @@ class StageLossSearch(BaseEstimator):
         The winner's row in ``cv_results_``.
     cv_results_ : pandas.DataFrame
         One row per grid point: ``params``, one ``param_<name>`` column per grid parameter,
-        ``val_stage2_loss``, ``val_stage1_loss`` (mean over members for an ensemble), ``score``
+        ``val_stage2_loss``, ``val_stage1_loss`` (mean over members for an ensemble),
+        ``val_stage2_median`` (the running median of the held-out stage-2 loss that early stopping
+        compares, at the kept check; NaN without early stopping; recorded, not used), ``score``
         (= −val_stage2_loss), ``rank`` (1 = best), ``fit_seconds``, ``steps`` (training steps, mean
         over members), ``stopped`` (how training ended) and ``error`` (a diverged fit: its message;
         its loss is NaN and it ranks last).
@@ -397,7 +401,8 @@ class StageLossSearch(BaseEstimator):
         for (params, _), (_, info) in zip(candidates, results):
             rows.append({"params": params, **{f"param_{k}": v for k, v in params.items()}, **info})
         table = pd.DataFrame(rows)
-        for col, empty in (("val_stage2_loss", np.nan), ("val_stage1_loss", np.nan), ("steps", np.nan),
+        for col, empty in (("val_stage2_loss", np.nan), ("val_stage1_loss", np.nan), ("val_stage2_median", np.nan),
+                           ("steps", np.nan),
                            ("stopped", "")):
             table[col] = table[col].fillna(empty) if col in table else empty
         failed = table["error"] != ""
@@ -408,8 +413,8 @@ class StageLossSearch(BaseEstimator):
         table["score"] = -table["val_stage2_loss"]
         table["rank"] = table["val_stage2_loss"].rank(method="min", na_option="bottom").astype(int)
         param_cols = [c for c in table.columns if c.startswith("param_")]
-        self.cv_results_ = table[["params", *param_cols, "val_stage2_loss", "val_stage1_loss", "score", "rank",
-                                  "fit_seconds", "steps", "stopped", "error"]]
+        self.cv_results_ = table[["params", *param_cols, "val_stage2_loss", "val_stage1_loss", "val_stage2_median",
+                                  "score", "rank", "fit_seconds", "steps", "stopped", "error"]]
         best = int(np.nanargmin(table["val_stage2_loss"].to_numpy()))
         self.best_index_ = best
         self.best_params_ = dict(candidates[best][0])

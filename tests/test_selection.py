@@ -49,6 +49,7 @@ def test_score_is_the_held_out_loss_at_the_kept_check(tiny_search):
         assert h["kept"].sum() == 1
         assert row.val_stage2_loss == h.loc[h["kept"], "val_stage2_loss"].iloc[0]
         assert row.val_stage1_loss == h.loc[h["kept"], "val_stage1_loss"].iloc[0]
+        assert row.val_stage2_median == h.loc[h["kept"], "val_stage2_median"].iloc[0]
         assert row.steps == cand.stopping_["steps"]
         assert cand.random_state == 0
     assert list(tiny_search.cv_results_["param_lr"]) == [3e-4, 3e-3]
