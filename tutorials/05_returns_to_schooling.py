@@ -72,6 +72,7 @@ EPOCHS = 3 if SMALL else None           # None: DFIV's default (early stopping o
 N_BOOTSTRAP = 20 if SMALL else 100      # score-bootstrap draws per member (100 is the default)
 TWIN_SEEDS = [0] if SMALL else [0, 1]   # data seeds of the simulated twin of section 5
 TWIN_MEMBERS = 2 if SMALL else 3        # members of each twin fit
+N_JOBS = 1 if SMALL else -1             # -1: members in parallel processes (starting them costs seconds)
 
 
 # %% [markdown]
@@ -126,8 +127,8 @@ fig.tight_layout()
 # %% [markdown]
 # Men who grew up near a college have more schooling on average (13.5 against 12.7 years in the left
 # panel; about a third of a year once the covariates are held fixed, as the first stage below shows), and
-# that shift is all the instrument has to offer. Most men have 12 years (high school); fewer than 3% have less than 8, so
-# the curves below are drawn from 8 to 18 years.
+# that shift is all the instrument has to offer. Most men have 12 years (high school); fewer than 3%
+# have less than 8, so the curves below are drawn from 8 to 18 years.
 #
 # ## 2. Linear 2SLS, the first-stage F and a weak-instrument-robust interval
 #
@@ -153,8 +154,9 @@ print(f"first stage: nearc4 adds {tsls.first_stage.individual['educ'].params['ne
 # %% [markdown]
 # **Is the instrument strong enough?** The first-stage F statistic (here the robust Wald statistic of
 # `nearc4` in the regression of schooling on the instrument and the covariates) is 14.2 on the full
-# data; the classical statistic, which DFIV computes at fit, is 13.2. That clears the old rule of thumb of 10, but not by much: the instrument explains less than half a
-# percent of the variation in schooling that the covariates leave. With an F in this range the usual
+# data; the classical statistic, which DFIV computes at fit, is 13.2. That clears the old rule of thumb
+# of 10, but not by much: the instrument explains less than half a percent of the variation in schooling
+# that the covariates leave. With an F in this range the usual
 # "estimate ± 1.96 standard errors" interval of 2SLS is known to be too short (Lee, McCrary, Moreira and
 # Porter, 2022, show that a 5% test needs an F above 104.7 for 1.96 to be the right critical value).
 #
@@ -197,7 +199,7 @@ print(f"Anderson-Rubin 95% interval for the return: [{ar[0]:.3f}, {ar[1]:.3f}]")
 # say that the return is positive and tell us little more.
 #
 # Note that `exper` is age − educ − 6: holding experience fixed while schooling changes compares men of
-# different ages. Card instruments experience with age for that reason; like the textbook example, we
+# different ages. A common remedy is to instrument experience with age; like the textbook example, we
 # keep it as a covariate, and everything below is read with that convention.
 #
 # ## 3. A DFIV ensemble and its dose-response band
@@ -215,7 +217,7 @@ print(f"Anderson-Rubin 95% interval for the return: [{ar[0]:.3f}, {ar[1]:.3f}]")
 
 # %%
 start = time.perf_counter()
-est = DFIV(n_estimators=N_MEMBERS, n_epochs=EPOCHS, n_bootstrap=N_BOOTSTRAP, n_jobs=-1, random_state=0).fit(
+est = DFIV(n_estimators=N_MEMBERS, n_epochs=EPOCHS, n_bootstrap=N_BOOTSTRAP, n_jobs=N_JOBS, random_state=0).fit(
     df, outcome="lwage", treatment="educ", instruments="nearc4", covariates=COVARIATES)
 print(f"DFIV ensemble of {N_MEMBERS} members: {time.perf_counter() - start:.0f} s on {len(df)} rows")
 print(f"first-stage F (linear, computed by DFIV at fit): {est.first_stage_f_:.1f}")
@@ -294,8 +296,9 @@ comparison.round(3)
 # features). They are combined like multiple imputations (Rubin's rules).
 #
 # It does **not** account for bias: from the ridge penalties of the heads, the capacity and smoothness
-# of the networks, and where early stopping ends training. When the instruments pin the curve down, that
-# bias shrinks as the data grow. Here they do not, because of what one binary instrument can identify:
+# of the networks, and where early stopping ends training. How large that bias is depends on how firmly
+# the instruments pin the curve down. Here they do not, because of what one binary instrument can
+# identify:
 #
 # * For men with the same covariates, `nearc4` splits them into two groups. All the data can tell us is
 #   how much the two groups' wages differ relative to how much their schooling differs: one ratio. That
@@ -323,7 +326,7 @@ for first_stage in (0.294, 1.0):
                                    t_df).fit(cov_type="robust")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a draw with F < 10 warns: the F is in the table
-            t_est = DFIV(n_estimators=TWIN_MEMBERS, n_epochs=EPOCHS, n_bootstrap=N_BOOTSTRAP, n_jobs=-1,
+            t_est = DFIV(n_estimators=TWIN_MEMBERS, n_epochs=EPOCHS, n_bootstrap=N_BOOTSTRAP, n_jobs=N_JOBS,
                          random_state=0).fit(t_df, **twin.fit_kwargs())
         lo, hi = t_est.marginal_ate_interval(t_df, alpha=0.05)
         iv_lo, iv_hi = t_iv.conf_int().loc["educ"]
