@@ -360,7 +360,7 @@ class StageLossSearch(BaseEstimator):
         first = a[next(iter(inspect.signature(est.fit).parameters))]
         arrays = {key: a.get(key) for _, key, _ in est._roles if key != "Y"}
         role_columns = {role: a.get(role) for role, _, _ in est._roles}
-        data, _, _ = est._collect(first, arrays, role_columns)
+        data = est._collect(first, arrays, role_columns)[0]
         return data, {k: (v.shape[1] if v is not None else None) for k, v in data.items()}
 
     @staticmethod

@@ -12,7 +12,7 @@ from deepcausal.datasets import demand_proxy, lowdim
 from deepcausal.nets import SkipMLP
 from deepcausal.selection import ScaledWidth, StageLossSearch, default_grid
 
-TINY = dict(n_epochs=4, n_bootstrap=0, random_state=0)
+TINY = dict(n_estimators=1, n_epochs=4, n_bootstrap=0, random_state=0)
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def test_selection_picks_the_plainly_better_learning_rate():
     loss 0.41 against 0.30, structural MSE 0.21 against 0.10). The bad point comes first, so a tie
     or an inverted criterion would pick it."""
     d = lowdim(1000, g="abs", seed=0)
-    search = StageLossSearch(DFIV(n_epochs=50, n_bootstrap=0, random_state=0), {"lr": [1e-6, 1e-3]},
+    search = StageLossSearch(DFIV(n_estimators=1, n_epochs=50, n_bootstrap=0, random_state=0), {"lr": [1e-6, 1e-3]},
                              keep_candidates=True).fit(d.train, **d.fit_kwargs())
     res = search.cv_results_
     assert search.best_params_ == {"lr": 1e-3}
@@ -84,7 +84,7 @@ def test_selection_is_reproducible_and_independent_of_n_jobs(small, tiny_search)
 
 
 def test_a_missing_random_state_is_drawn_once_and_shared(small):
-    search = StageLossSearch(DFIV(n_epochs=2, n_bootstrap=0), {"lr": [1e-3, 2e-3]}, keep_candidates=True).fit(
+    search = StageLossSearch(DFIV(n_estimators=1, n_epochs=2, n_bootstrap=0), {"lr": [1e-3, 2e-3]}, keep_candidates=True).fit(
         small.train, **small.fit_kwargs())
     assert isinstance(search.random_state_, int)
     assert {c.random_state for c in search.candidates_} == {search.random_state_}
@@ -145,7 +145,7 @@ def test_a_diverging_candidate_is_reported_and_ranked_last(small, monkeypatch):
 
 def test_works_for_dfpv_and_delegates_its_queries():
     d = demand_proxy(800, seed=0)
-    est = DFPV(n_epochs=4, n_bootstrap=20, random_state=0)
+    est = DFPV(n_estimators=1, n_epochs=4, n_bootstrap=20, random_state=0)
     search = StageLossSearch(est, {"beta2": [1e-2, 1.0]}, keep_candidates=True).fit(d.train, **d.fit_kwargs())
     res = search.cv_results_
     assert search.best_index_ == int(np.argmin(res["val_stage2_loss"]))
@@ -187,11 +187,11 @@ def test_default_grid_is_small_and_centred_on_the_estimator():
     assert {"lam1": 0.03, "lam2": 0.03} in g_iv and {"lam1": 0.3, "lam2": 0.3} in g_iv
     assert {"beta1": 1e-2, "beta2": 1e-2} in g_iv and {"beta1": 1e-3, "beta2": 1e-3} not in g_iv  # default
     assert {"beta1": 1e-3, "beta2": 1e-3} in g_pv and {"beta1": 1e-2, "beta2": 1e-2} not in g_pv
-    assert {"treatment_net": ScaledWidth(2)} in g_iv and {"treatment_net": ScaledWidth(2, skip=False)} in g_pv
+    assert {"treatment_net": ScaledWidth(2, base=4)} in g_iv and {"treatment_net": ScaledWidth(2, skip=False)} in g_pv
     # λ follows the estimator's own batch rule; ridge mode has no λ; a given network has no width point
-    assert {"lam1": 0.24, "lam2": 0.24} in default_grid(DFIV(batch_size=64))  # 0.1 × 512/64 × 0.3
-    assert not any("lam1" in p for p in default_grid(DFIV(mode="ridge")))
-    assert not any("treatment_net" in p for p in default_grid(DFIV(treatment_net=SkipMLP(1))))
+    assert {"lam1": 0.24, "lam2": 0.24} in default_grid(DFIV(n_estimators=1, batch_size=64))  # 0.1 × 512/64 × 0.3
+    assert not any("lam1" in p for p in default_grid(DFIV(n_estimators=1, mode="ridge")))
+    assert not any("treatment_net" in p for p in default_grid(DFIV(n_estimators=1, treatment_net=SkipMLP(1))))
 
 
 def test_scaled_width_builds_wider_default_networks():
