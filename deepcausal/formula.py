@@ -250,5 +250,7 @@ def fit_formula(cls, formula: str, data: pd.DataFrame, params: dict):
     est = cls(**params)
     images = {k: False for k in arrays}
     est._fit(arrays, columns, images, None, None)
-    est.formula_ = ModelFormula(formula, {k: parts[r] for r, k, _ in roles if k in specs}, specs, matrix_cols)
+    model = ModelFormula(formula, {k: parts[r] for r, k, _ in roles if k in specs}, specs, matrix_cols)
+    for member in {id(m): m for m in [est, *est._members()]}.values():  # members predict from frames too
+        member.formula_ = model
     return est

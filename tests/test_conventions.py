@@ -318,6 +318,14 @@ def test_from_formula_fits_card_like_data_and_predicts_on_the_original_frame():
     assert "formula: lwage ~ exper + C(region)" in str(est.summary())
 
 
+def test_members_of_a_formula_ensemble_read_the_original_frame():
+    card = card_like()
+    est = DFIV.from_formula("lwage ~ exper + C(region) + [educ ~ nearc4]", card, **{**QUICK, "n_estimators": 2})
+    rows = card.iloc[:10]
+    np.testing.assert_allclose(np.mean([m.predict(rows) for m in est.estimators_], axis=0), est.predict(rows),
+                               rtol=1e-9)
+
+
 def test_saving_a_formula_model_says_how_to_get_a_savable_one(tmp_path):
     est = DFIV.from_formula("lwage ~ exper + C(region) + [educ ~ nearc4]", card_like(), **QUICK)
     with pytest.raises(ValueError, match="from_formula cannot be saved yet"):

@@ -190,9 +190,11 @@ ax.set(ylabel="median fit + predict seconds", yscale="log", title="cost of each 
 # * **DFIV** learns the treatment and covariate features itself, so it wins when h is nonlinear in the
 #   treatment and interacts with the covariates in ways a fixed basis misses, and it is the only option
 #   here for high-dimensional treatments such as images (notebook 2; the econml adapters are
-#   tabular-only). It is the slowest on small tabular data and gives point estimates only.
+#   tabular-only). It is the slowest on small tabular data (its default is an ensemble of 5 fits). Its
+#   bands (`dose_response(..., alpha=0.05)`, `effect_interval`, `marginal_ate_interval`; tutorial 05) cover
+#   sampling noise and the spread of the ensemble, not the bias of its regularisation.
 # * **econml** estimators are fast, well documented, and come with confidence intervals for effects
-#   (`effect_interval`), which DFIV does not provide. When the effect's form matches their final stage, or
+#   (`effect_interval`) under their own model assumptions. When the effect's form matches their final stage, or
 #   with a well-chosen featurizer, `nonparam_dmliv` or `dmliv` are strong, cheap choices; their accuracy
 #   depends a lot on that featurization.
 # * Always run the **naive regression** as a reference: if an IV estimate is not clearly better than it
