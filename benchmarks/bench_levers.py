@@ -94,7 +94,8 @@ def time_fit(method, params, levers, data, epochs):
     with ExitStack() as stack:
         for lever in levers:
             stack.enter_context(LEVERS[lever]())
-        est = cls(n_epochs=epochs, early_stopping=False, n_bootstrap=0, refit_heads=False, random_state=0, **params)
+        est = cls(n_estimators=1, n_epochs=epochs, early_stopping=False, n_bootstrap=0, refit_heads=False,
+                  random_state=0, **params)
         t = time.perf_counter()
         est.fit(d.train, **d.fit_kwargs())
         seconds = time.perf_counter() - t
@@ -108,7 +109,7 @@ def startup_seconds(which: str) -> float:
             "from deepcausal import DFIV; from deepcausal.datasets import lowdim; d = lowdim(500, seed=0); "
             "p = mock.patch.object(core, 'Adam', lambda ps, lr: torch.optim.Adam(ps, lr=lr, foreach=False)) "
             "if %r == 'torch' else mock.patch.object(core, 'Adam', core.Adam); p.start(); "
-            "DFIV(n_epochs=1, n_bootstrap=0, random_state=0).fit(d.train, **d.fit_kwargs()); "
+            "DFIV(n_estimators=1, n_epochs=1, n_bootstrap=0, random_state=0).fit(d.train, **d.fit_kwargs()); "
             "print(time.perf_counter() - t)") % (os.path.dirname(os.path.dirname(os.path.abspath(__file__))), which)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
