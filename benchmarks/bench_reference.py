@@ -127,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override the epochs of BOTH implementations (smoke tests; default: each one's own)")
     p.add_argument("--csv", type=Path, default=CSV, help=f"raw rows (default {CSV.relative_to(ROOT)})")
     p.add_argument("--no-write", action="store_true", help="print only; write neither RESULTS.md nor the CSV")
+    p.add_argument("--members-only", action="store_true",
+                   help="time one default member only, not the whole default (ensemble) fit")
     return p
 
 
@@ -268,7 +270,7 @@ def _timed(fn):
 
 
 # ---- DFIV, demand design ----------------------------------------------------------------------------------------
-def run_dfiv(repo: Path, seeds, n: int, n_epochs=None, rho: float = 0.5):
+def run_dfiv(repo: Path, seeds, n: int, n_epochs=None, rho: float = 0.5, members_only: bool = False):
     import deepcausal
 
     config = json.loads((repo / NEEDED["dfiv"][1]).read_text())
@@ -297,7 +299,7 @@ def run_dfiv(repo: Path, seeds, n: int, n_epochs=None, rho: float = 0.5):
             # deepcausal, same arrays: one default member (the like-for-like comparison), then the whole
             # default fit (an ensemble, members in parallel processes)
             kwargs = {} if n_epochs is None else {"n_epochs": n_epochs}
-            for impl, extra in (("deepcausal", {"n_estimators": 1}), ("deepcausal ensemble", {})):
+            for impl, extra in (("deepcausal", {"n_estimators": 1}), ("deepcausal ensemble", {}))[:1 if members_only else 2]:
                 est, sec = _timed(lambda: deepcausal.DFIV(random_state=seed, **kwargs, **extra).fit(
                     train.outcome, train.treatment, X=train.covariate, Z=Z))
                 rows.append(_row("dfiv", impl, seed, n, sec, mse(est.predict(test.treatment, test.covariate),
@@ -341,7 +343,7 @@ def _fit_reference_dfiv(trainer_mod, data_config, train_params, train, test, see
 
 
 # ---- DFPV, demand proxy design ------------------------------------------------------------------------------------
-def run_dfpv(repo: Path, seeds, n: int, n_epochs=None):
+def run_dfpv(repo: Path, seeds, n: int, n_epochs=None, members_only: bool = False):
     import deepcausal
 
     config = json.loads((repo / NEEDED["dfpv"][1]).read_text())
@@ -378,7 +380,7 @@ def run_dfpv(repo: Path, seeds, n: int, n_epochs=None):
             # deepcausal, same arrays
             kwargs = {} if n_epochs is None else {"n_epochs": n_epochs}
             extra = {} if train.backdoor is None else {"X": train.backdoor}
-            for impl, members in (("deepcausal", {"n_estimators": 1}), ("deepcausal ensemble", {})):
+            for impl, members in (("deepcausal", {"n_estimators": 1}), ("deepcausal ensemble", {}))[:1 if members_only else 2]:
                 est, sec = _timed(lambda: deepcausal.DFPV(random_state=seed, **kwargs, **members).fit(
                     train.outcome, train.treatment, Z=train.treatment_proxy, W=train.outcome_proxy, **extra))
                 rows.append(_row("dfpv", impl, seed, n, sec, mse(est.predict(test.treatment), test_org.structural),
@@ -484,11 +486,11 @@ def main(argv=None) -> pd.DataFrame:
         ref_info = f"[liyuan9988/{REPOS[design]}](https://github.com/liyuan9988/{REPOS[design]}) at {_git_head(repo)}"
         print(f"{design}: {ref_info}", flush=True)
         if design == "dfiv":
-            rows = run_dfiv(repo, args.seeds, args.n, args.n_epochs)
+            rows = run_dfiv(repo, args.seeds, args.n, args.n_epochs, members_only=args.members_only)
             params = json.loads((repo / NEEDED["dfiv"][1]).read_text())["train_params"]
             test_set = "their `generate_test_demand_design()`: 20 prices × 20 times × 7 customer types = 2,800 rows"
         else:
-            rows = run_dfpv(repo, args.seeds, args.n, args.n_epochs)
+            rows = run_dfpv(repo, args.seeds, args.n, args.n_epochs, members_only=args.members_only)
             params = {k: v for k, v in json.loads((repo / NEEDED["dfpv"][1]).read_text())["model"].items()
                       if k != "name"}
             test_set = ("their `generate_test_demand_pv()`: 10 prices in [10, 30], structural values by a "
