@@ -1,0 +1,81 @@
+"""Wall time and accuracy of one whole default fit: all ensemble members, default ``n_jobs`` (issues 13, 16).
+
+DFIV on demand IV (rho 0.5) and DFPV on demand PCL, n = 5,000, default settings, one process per seed (so
+every seed pays the worker start-up a user pays), structural MSE on the designs' test inputs.
+
+Command: ``OMP_NUM_THREADS=1 python benchmarks/bench_default_fit.py [--seeds 0,1,2] [--only dfiv|dfpv]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _results import machine, write_section  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CHILD = """
+import json, time, warnings, sys
+warnings.simplefilter("ignore")
+import torch; torch.set_num_threads(1)
+from deepcausal import DFIV, DFPV
+from deepcausal.datasets import demand, demand_proxy
+method, seed = sys.argv[1], int(sys.argv[2])
+d = demand(5000, rho=0.5, seed=seed) if method == "dfiv" else demand_proxy(5000, seed=seed)
+cls = DFIV if method == "dfiv" else DFPV
+t = time.perf_counter()
+est = cls(random_state=seed).fit(d.train, **d.fit_kwargs())
+seconds = time.perf_counter() - t
+members = est.estimators_
+print(json.dumps(dict(method=method, seed=seed, fit_s=seconds, mse=d.score(est.predict(d.test_X)),
+      member_mse=[d.score(m.predict(d.test_X)) for m in members], steps=[m.stopping_["steps"] for m in members],
+      load=__import__("os").getloadavg()[0])))
+"""
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--only", choices=["dfiv", "dfpv"])
+    args = ap.parse_args(argv)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    rows = []
+    for method in [m for m in ("dfiv", "dfpv") if args.only in (None, m)]:
+        for seed in [int(s) for s in args.seeds.split(",")]:
+            out = subprocess.run([sys.executable, "-c", CHILD, method, str(seed)], env=env, capture_output=True,
+                                 text=True, check=True)
+            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            print(rows[-1], flush=True)
+    import numpy as np
+
+    lines = ["## Whole default fit: wall time and accuracy", "",
+             f"Command: `OMP_NUM_THREADS=1 python benchmarks/bench_default_fit.py --seeds {args.seeds}"
+             + (f" --only {args.only}" if args.only else "") + "` (from the repository root).",
+             f"Machine: {machine()}; 1-minute load average after each fit "
+             f"{min(r['load'] for r in rows):.1f}–{max(r['load'] for r in rows):.1f} (2 = both cores busy).", "",
+             "Default estimators (5 members, n_jobs=-1: both cores), n = 5,000, a fresh process per fit (worker "
+             "start-up included). Targets: DFIV median MSE ≤ 40, DFPV ≤ 8; whole fit ≤ 15 s (issue 16), ≤ 30 s "
+             "(issue 13).", "",
+             "| method | seeds | median fit s | median MSE (ensemble) | median MSE (single members) | steps per member "
+             "(median) |", "|---|---|---|---|---|---|"]
+    for method in dict.fromkeys(r["method"] for r in rows):
+        rs = [r for r in rows if r["method"] == method]
+        lines.append(f"| {method.upper()} | {len(rs)} | {np.median([r['fit_s'] for r in rs]):.1f} | "
+                     f"{np.median([r['mse'] for r in rs]):.4g} | "
+                     f"{np.median([m for r in rs for m in r['member_mse']]):.4g} | "
+                     f"{np.median([s for r in rs for s in r['steps']]):.0f} |")
+    lines += ["", "Per seed: " + "; ".join(f"{r['method']} s{r['seed']}: {r['fit_s']:.1f} s, MSE {r['mse']:.4g}"
+                                          for r in rows), ""]
+    title = lines[0] + (f" ({args.only.upper()})" if args.only else "")
+    write_section(title, "\n".join([title] + lines[1:]))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
