@@ -697,8 +697,8 @@ class TwoStageEstimator(BaseEstimator):
         per cent (measured on demand IV and demand PCL, n = 5,000: the structural MSE fell from 270 to 64
         and from 20 to 11 over steps where the held-out loss moved less than its noise). So the
         criterion is the median of the last ``patience`` held-out losses, and a state within 10% of
-        the best median counts as best: the latest such check is kept (on a plateau, the latest
-        state). Training stops once the median has been more than 10% above its best for
+        the best median counts as best: the latest such check whose own loss is also within 10% is
+        kept (on a plateau, the latest state; never a check where the loss spiked). Training stops once the median has been more than 10% above its best for
         ``patience`` checks in a row: the held-out loss clearly rises, the networks overfit.
         """
         track["recent"].append(row["val_stage2_loss"])
@@ -706,8 +706,13 @@ class TwoStageEstimator(BaseEstimator):
         median = float(np.median(track["recent"]))
         row["val_stage2_median"] = median
         track["best"] = min(track["best"], median)
-        if median <= track["best"] * (1.0 + _PLATEAU_TOL):
+        near_best = median <= track["best"] * (1.0 + _PLATEAU_TOL)
+        # the kept state's own loss must be near the best too: a single spike (a check where training
+        # briefly blew up) leaves the median unmoved but must never be the state that is kept
+        if near_best and row["val_stage2_loss"] <= track["best"] * (1.0 + _PLATEAU_TOL):
             track.update(row=index, state=self._snapshot(nets, heads), worse=0)
+            return False
+        if near_best:
             return False
         track["worse"] += 1
         return track["worse"] >= patience

@@ -200,6 +200,26 @@ def test_early_stopping_restores_exactly_the_kept_checks_predictions(monkeypatch
     assert h["val_mse_current"].iloc[-1] != pytest.approx(mse, rel=1e-6)  # training did move on
 
 
+def test_a_spike_in_the_held_out_loss_is_never_the_kept_state(monkeypatch):
+    """Measured at n = 10⁵: one check's held-out loss jumped 5,000-fold while the running median stayed
+    low; that check must not be kept."""
+    script = iter([1.0, 0.9, 0.8, 0.8, 45.0, 0.8] + [0.8] * 100)
+    original = DFIV._held_out_losses
+
+    def scripted(self, *args):
+        out = original(self, *args)
+        out["val_stage2_loss"] = next(script)
+        return out
+
+    monkeypatch.setattr(DFIV, "_held_out_losses", scripted)
+    d = lowdim(600, g="sin", seed=3)
+    est = DFIV(n_estimators=1, batch_size=256, n_epochs=6, n_iter_no_change=3, n_bootstrap=0,
+               random_state=0).fit(d.train, **d.fit_kwargs())
+    h = est.history_
+    assert h["val_stage2_loss"].iloc[4] == 45.0 and not h["kept"].iloc[4]
+    assert h["kept"].iloc[5]  # the latest check near the best
+
+
 def test_too_few_held_out_rows_is_a_clear_error():
     d = lowdim(150, g="sin", seed=0)
     with pytest.raises(ValueError, match=r"holding out 14 \(validation_fraction=0.45\) leaves 16 to train on"):
