@@ -135,7 +135,7 @@ def run(designs, reps, members, n_jobs, with_npiv, csv=CSV):
 
 def summarise(df, command):
     ok = df[df["mse"].notna()] if "mse" in df else df
-    agg = dict(reps=("rep", "nunique"), mse_median=("mse", "median"), coverage=("pointwise_coverage", "mean"),
+    agg = dict(n=("n", "first"), reps=("rep", "nunique"), mse_median=("mse", "median"), coverage=("pointwise_coverage", "mean"),
                width_sd=("pointwise_width_sd", "mean"), uniform_full=("uniform_full_coverage", "mean"),
                uniform_width_sd=("uniform_width_sd", "mean"), fit_s=("fit_s", "median"))
     table = ok.groupby(["design", "method", "members"], sort=False).agg(**agg).reset_index()
@@ -151,13 +151,13 @@ def summarise(df, command):
         "mean band widths divided by the sd of the truth over the test inputs. `fit s`: median seconds of the whole "
         "ensemble fit. MSE: median over replications.",
         "",
-        "| design | method | members | reps | MSE (median) | pointwise coverage | width / sd | uniform full coverage "
+        "| design | n | method | members | reps | MSE (median) | pointwise coverage | width / sd | uniform full coverage "
         "| uniform width / sd | fit s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in table.itertuples():
         fit = "–" if pd.isna(r.fit_s) else f"{r.fit_s:.1f}"
-        lines.append(f"| {r.design} | {r.method} | {r.members} | {r.reps} | {r.mse_median:.4g} | {r.coverage:.3f} | "
+        lines.append(f"| {r.design} | {r.n:.0f} | {r.method} | {r.members} | {r.reps} | {r.mse_median:.4g} | {r.coverage:.3f} | "
                      f"{r.width_sd:.3f} | {r.uniform_full:.2f} | {r.uniform_width_sd:.3f} | {fit} |")
     if "ame_covers" in ok:
         ame = ok[ok["ame_covers"].notna()].groupby(["design", "method", "members"]).agg(
@@ -167,7 +167,7 @@ def summarise(df, command):
                   "| design | method | members | reps | median AME | interval covers the slope | mean width |",
                   "|---|---|---|---|---|---|---|"]
         for r in ame.itertuples():
-            lines.append(f"| {r.design} | {r.method} | {r.members} | {r.reps} | {r.ame:.4f} | {r.covers:.2f} | "
+            lines.append(f"| {r.design} | {r.n:.0f} | {r.method} | {r.members} | {r.reps} | {r.ame:.4f} | {r.covers:.2f} | "
                          f"{r.width:.4f} |")
     notes = df[df.get("note", pd.Series(dtype=object)).notna()] if "note" in df else pd.DataFrame()
     if len(notes):
