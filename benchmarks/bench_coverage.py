@@ -167,7 +167,7 @@ def summarise(df, command):
                   "| design | method | members | reps | median AME | interval covers the slope | mean width |",
                   "|---|---|---|---|---|---|---|"]
         for r in ame.itertuples():
-            lines.append(f"| {r.design} | {r.n:.0f} | {r.method} | {r.members} | {r.reps} | {r.ame:.4f} | {r.covers:.2f} | "
+            lines.append(f"| {r.design} | {r.method} | {r.members} | {r.reps} | {r.ame:.4f} | {r.covers:.2f} | "
                          f"{r.width:.4f} |")
     notes = df[df.get("note", pd.Series(dtype=object)).notna()] if "note" in df else pd.DataFrame()
     if len(notes):
