@@ -173,9 +173,9 @@ def test_held_out_losses_equal_an_independent_computation_from_the_saved_state(s
     assert last["val_stage2_loss"] == pytest.approx(s2, rel=1e-5)
 
 
-def test_early_stopping_restores_exactly_the_kept_checks_predictions(monkeypatch):
-    """The held-out loss is scripted to fall, then rise: training must stop and keep the minimum."""
-    script = iter([1.0, 0.8, 0.6, 0.5, 0.9, 1.2, 1.5, 1.9, 2.4, 3.0] + [4.0] * 100)
+def _script_held_out_loss(monkeypatch, values):
+    """Replace the held-out stage-2 loss of successive checks by ``values`` (the rest is computed)."""
+    script = iter(values)
     original = DFIV._held_out_losses
 
     def scripted(self, *args):
@@ -184,6 +184,11 @@ def test_early_stopping_restores_exactly_the_kept_checks_predictions(monkeypatch
         return out
 
     monkeypatch.setattr(DFIV, "_held_out_losses", scripted)
+
+
+def test_early_stopping_restores_exactly_the_kept_checks_predictions(monkeypatch):
+    """The held-out loss is scripted to fall, then rise: training must stop and keep the minimum."""
+    _script_held_out_loss(monkeypatch, [1.0, 0.8, 0.6, 0.5, 0.9, 1.2, 1.5, 1.9, 2.4, 3.0] + [4.0] * 100)
     d = lowdim(600, g="sin", seed=3)
     est = DFIV(n_estimators=1, batch_size=64, n_epochs=40, n_iter_no_change=2, n_bootstrap=0, refit_heads=False,
                random_state=0).fit(d.train, **d.fit_kwargs(), validation=(d.test_X, d.test_truth))
@@ -203,15 +208,7 @@ def test_early_stopping_restores_exactly_the_kept_checks_predictions(monkeypatch
 def test_a_spike_in_the_held_out_loss_is_never_the_kept_state(monkeypatch):
     """Measured at n = 10⁵: one check's held-out loss jumped 5,000-fold while the running median stayed
     low; that check must not be kept."""
-    script = iter([1.0, 0.9, 0.8, 0.8, 45.0, 0.8] + [0.8] * 100)
-    original = DFIV._held_out_losses
-
-    def scripted(self, *args):
-        out = original(self, *args)
-        out["val_stage2_loss"] = next(script)
-        return out
-
-    monkeypatch.setattr(DFIV, "_held_out_losses", scripted)
+    _script_held_out_loss(monkeypatch, [1.0, 0.9, 0.8, 0.8, 45.0, 0.8] + [0.8] * 100)
     d = lowdim(600, g="sin", seed=3)
     est = DFIV(n_estimators=1, batch_size=256, n_epochs=6, n_iter_no_change=3, n_bootstrap=0,
                random_state=0).fit(d.train, **d.fit_kwargs())
