@@ -45,11 +45,27 @@ def fit_once(estimator: str, n: int, seed: int) -> dict:
 
     design = demand(n=n, rho=0.5, seed=seed) if estimator == "dfiv" else demand_proxy(n=n, seed=seed)
     est = DFIV(random_state=seed) if estimator == "dfiv" else DFPV(random_state=seed)
+    # SIGINT (the time limit) ends training only: inside the training loop it is a KeyboardInterrupt,
+    # which the loop turns into a clean stop; before or after it (data, refit, bootstrap) it is ignored.
+    training = [False]
+
+    def on_sigint(signum, frame):
+        if training[0]:
+            raise KeyboardInterrupt
+
+    def train(*args, _original=est._train):
+        training[0] = True
+        try:
+            return _original(*args)
+        finally:
+            training[0] = False
+
+    est._train = train
     start, cpu = time.perf_counter(), time.process_time()
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGINT, on_sigint)
     est.fit(design.train, **design.fit_kwargs())
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    del est._train
     stop = est.stopping_
     return {"mse": design.score(est.predict(design.test_X)), "fit_seconds": seconds, "fit_cpu_seconds": cpu,
             "steps": int(stop["steps"]), "max_steps": int(est.settings_["max_steps"]),
