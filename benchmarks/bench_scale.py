@@ -96,7 +96,7 @@ def run_measured(estimator: str, n: int, seed: int, time_limit: float, command: 
             "load_start": load_start, "load_end": os.getloadavg()[0], "command": command}
 
 
-def section(table) -> str:
+def section(table, notes: str = "") -> str:
     for col in ("fit_cpu_seconds",):  # absent from rows measured before it was recorded
         if col not in table:
             table = table.assign(**{col: float("nan")})
@@ -139,7 +139,7 @@ def section(table) -> str:
         "step was finished and scored). `kept_step` is the check whose state was restored. Targets "
         "(issue 14): at n = 10⁶ DFIV MSE ≤ 30, DFPV MSE ≤ 3, fit ≤ 10 min on one thread, peak RSS ≤ 2 GiB; "
         "MSE falling from 10⁴ to 10⁵ to 10⁶.\n\n"
-        + "\n".join(lines) + "\n\nMedians over seeds:\n\n" + markdown_table(med)
+        + "\n".join(lines) + "\n\n" + (notes.strip() + "\n\n" if notes else "") + "Medians over seeds:\n\n" + markdown_table(med)
         + "\n\nEvery fit:\n\n" + markdown_table(per_fit) + "\n"
     )
 
@@ -151,6 +151,7 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds-1e6", default="0", help="seeds at n ≥ 10⁶")
     parser.add_argument("--only", choices=sorted(DESIGNS), help="one estimator")
     parser.add_argument("--time-limit", type=float, default=900.0, help="seconds before SIGINT ends training")
+    parser.add_argument("--notes", help="a markdown file of observations to print in the section")
     parser.add_argument("--report-only", action="store_true", help="write the section from the CSV, fit nothing")
     parser.add_argument("--no-write", action="store_true", help="do not write RESULTS.md")
     parser.add_argument("--child", nargs=3, metavar=("ESTIMATOR", "N", "SEED"), help=argparse.SUPPRESS)
@@ -176,7 +177,7 @@ def main(argv=None) -> None:
                     new = pd.concat([old[keep], new], ignore_index=True)
                 new.to_csv(CSV, index=False)
                 old = new
-    text = section(old)
+    text = section(old, Path(args.notes).read_text() if args.notes else "")
     print(text)
     if not args.no_write:
         write_section("## Scale", text)
