@@ -45,11 +45,27 @@ def fit_once(estimator: str, n: int, seed: int) -> dict:
 
     design = demand(n=n, rho=0.5, seed=seed) if estimator == "dfiv" else demand_proxy(n=n, seed=seed)
     est = DFIV(random_state=seed) if estimator == "dfiv" else DFPV(random_state=seed)
+    # SIGINT (the time limit) ends training only: inside the training loop it is a KeyboardInterrupt,
+    # which the loop turns into a clean stop; before or after it (data, refit, bootstrap) it is ignored.
+    training = [False]
+
+    def on_sigint(signum, frame):
+        if training[0]:
+            raise KeyboardInterrupt
+
+    def train(*args, _original=est._train):
+        training[0] = True
+        try:
+            return _original(*args)
+        finally:
+            training[0] = False
+
+    est._train = train
     start, cpu = time.perf_counter(), time.process_time()
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGINT, on_sigint)
     est.fit(design.train, **design.fit_kwargs())
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    del est._train
     stop = est.stopping_
     return {"mse": design.score(est.predict(design.test_X)), "fit_seconds": seconds, "fit_cpu_seconds": cpu,
             "steps": int(stop["steps"]), "max_steps": int(est.settings_["max_steps"]),
@@ -80,7 +96,7 @@ def run_measured(estimator: str, n: int, seed: int, time_limit: float, command: 
             "load_start": load_start, "load_end": os.getloadavg()[0], "command": command}
 
 
-def section(table) -> str:
+def section(table, notes: str = "") -> str:
     for col in ("fit_cpu_seconds",):  # absent from rows measured before it was recorded
         if col not in table:
             table = table.assign(**{col: float("nan")})
@@ -123,7 +139,7 @@ def section(table) -> str:
         "step was finished and scored). `kept_step` is the check whose state was restored. Targets "
         "(issue 14): at n = 10⁶ DFIV MSE ≤ 30, DFPV MSE ≤ 3, fit ≤ 10 min on one thread, peak RSS ≤ 2 GiB; "
         "MSE falling from 10⁴ to 10⁵ to 10⁶.\n\n"
-        + "\n".join(lines) + "\n\nMedians over seeds:\n\n" + markdown_table(med)
+        + "\n".join(lines) + "\n\n" + (notes.strip() + "\n\n" if notes else "") + "Medians over seeds:\n\n" + markdown_table(med)
         + "\n\nEvery fit:\n\n" + markdown_table(per_fit) + "\n"
     )
 
@@ -135,6 +151,7 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds-1e6", default="0", help="seeds at n ≥ 10⁶")
     parser.add_argument("--only", choices=sorted(DESIGNS), help="one estimator")
     parser.add_argument("--time-limit", type=float, default=900.0, help="seconds before SIGINT ends training")
+    parser.add_argument("--notes", help="a markdown file of observations to print in the section")
     parser.add_argument("--report-only", action="store_true", help="write the section from the CSV, fit nothing")
     parser.add_argument("--no-write", action="store_true", help="do not write RESULTS.md")
     parser.add_argument("--child", nargs=3, metavar=("ESTIMATOR", "N", "SEED"), help=argparse.SUPPRESS)
@@ -160,7 +177,7 @@ def main(argv=None) -> None:
                     new = pd.concat([old[keep], new], ignore_index=True)
                 new.to_csv(CSV, index=False)
                 old = new
-    text = section(old)
+    text = section(old, Path(args.notes).read_text() if args.notes else "")
     print(text)
     if not args.no_write:
         write_section("## Scale", text)

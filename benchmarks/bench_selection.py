@@ -108,7 +108,7 @@ def summarise(raw):
     return table.sort_values(["design", "seed"]).reset_index(drop=True), np
 
 
-def section(raw) -> str:
+def section(raw, notes: str = "") -> str:
     table, np = summarise(raw)
     k, total = int(table["within_20pct"].sum()), len(table)
     better = int((table["selected_mse"] < table["defaults_mse"]).sum())
@@ -143,7 +143,7 @@ def section(raw) -> str:
         f"max/min − 1) while the MSEs differ by a factor {table['mse_spread'].median():.2f} (median of max/min): "
         "the criterion separates settings by far less than the truth does (`loss_spread`, `mse_spread`).\n"
         + (f"- Not run (time): {', '.join(missing)}.\n" if missing else "")
-        + "\n" + markdown_table(shown) + "\n"
+        + "\n" + markdown_table(shown) + "\n" + ("\n" + notes.strip() + "\n" if notes else "")
     )
 
 
@@ -155,6 +155,7 @@ def main(argv=None) -> None:
     parser.add_argument("--n", type=int, default=5000, help="rows of the tabular designs")
     parser.add_argument("--n-image", type=int, default=2000, help="rows of the dSprites designs")
     parser.add_argument("--csv", default=str(CSV))
+    parser.add_argument("--notes", help="a markdown file of observations to print in the section")
     parser.add_argument("--report-only", action="store_true", help="write the section from the CSV, fit nothing")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
@@ -172,7 +173,7 @@ def main(argv=None) -> None:
                 raw = raw[~((raw["design"] == name) & (raw["seed"] == seed))]
             raw = pd.concat([raw, rows], ignore_index=True) if raw is not None else rows
             raw.to_csv(csv, index=False)
-    text = section(raw)
+    text = section(raw, Path(args.notes).read_text() if args.notes else "")
     print(text)
     if not args.no_write:
         write_section("## Selection", text)
