@@ -12,10 +12,19 @@ switched off one at a time by patching the code path they replaced:
   features each (a 342-column stage-2 head instead of 66);
 * ``torch Adam``: ``torch.optim.Adam`` instead of deepcausal's (whose only purpose is to avoid
   importing ``torch._dynamo``; the start-up cost is measured separately, in a fresh process);
+* ``per-tensor Adam``: the Adam update as a Python loop over parameter tensors (6 calls per tensor) instead
+  of one ``torch._foreach_*`` call per operation (bit-identical results);
+* ``previous iterations``: the gradient steps per minibatch before they were re-chosen by held-out losses
+  (DFIV 4, 4, 1 instead of 2, 2, 1; DFPV 5, 1, 1 instead of 1, 1, 1; ``bench_iters.py``);
+* ``before issue 16's second round``: both of the last two together, i.e. the defaults as they were;
 * batch sizes: the default and a smaller one.
 
+``--n 1000000 --epochs 1 --configs default,before`` measures the steps per second of the default against the
+former defaults at a million rows (the issue's "no lower than today's" target).
+
 Configurations are interleaved round by round so that a busy machine slows them alike; the table
-gives medians over rounds. Command: ``OMP_NUM_THREADS=1 python benchmarks/bench_levers.py [--rounds 3]``.
+gives medians over rounds. Command: ``OMP_NUM_THREADS=1 python benchmarks/bench_levers.py [--rounds 3] [--epochs 10] [--n 5000]
+[--configs SUBSTRINGS]``.
 """
 
 from __future__ import annotations
@@ -68,7 +77,36 @@ def torch_adam():
         yield
 
 
-LEVERS = {"float64 Gram": float64_gram, "mode toggles": mode_toggles, "torch Adam": torch_adam}
+class _PerTensorAdam(core.Adam):
+    """The former update: a Python loop over the parameter tensors."""
+
+    @torch.no_grad()
+    def step(self):
+        g = self.param_groups[0]
+        (b1, b2), lr, eps = g["betas"], g["lr"], g["eps"]
+        self.t += 1
+        step_size, bias2_sqrt = lr / (1.0 - b1**self.t), (1.0 - b2**self.t) ** 0.5
+        for p in g["params"]:
+            if p.grad is None:
+                continue
+            if p not in self.state:
+                self.state[p] = (torch.zeros_like(p), torch.zeros_like(p))
+            m, v = self.state[p]
+            m.lerp_(p.grad, 1.0 - b1)
+            v.mul_(b2).addcmul_(p.grad, p.grad, value=1.0 - b2)
+            p.addcdiv_(m, (v.sqrt() / bias2_sqrt).add_(eps), value=-step_size)
+
+
+@contextmanager
+def per_tensor_adam():
+    with mock.patch.object(core, "Adam", _PerTensorAdam):
+        yield
+
+
+LEVERS = {"float64 Gram": float64_gram, "mode toggles": mode_toggles, "torch Adam": torch_adam,
+          "per-tensor Adam": per_tensor_adam}
+PREVIOUS_ITERS = {"DFIV": dict(stage1_iter=4, covariate_iter=4, stage2_iter=1),
+                  "DFPV": dict(stage1_iter=5, covariate_iter=1, stage2_iter=1)}
 
 
 def configs():
@@ -80,12 +118,18 @@ def configs():
         ("DFIV", "mode toggles, two passes", {}, ["mode toggles"]),
         ("DFIV", "wide heads (16/16)", wide, []),
         ("DFIV", "torch Adam", {}, ["torch Adam"]),
-        ("DFIV", "all levers off", wide, list(LEVERS)),
+        ("DFIV", "per-tensor Adam", {}, ["per-tensor Adam"]),
+        ("DFIV", "previous iterations (4, 4, 1)", PREVIOUS_ITERS["DFIV"], []),
+        ("DFIV", "before issue 16's second round", PREVIOUS_ITERS["DFIV"], ["per-tensor Adam"]),
+        ("DFIV", "all levers off", {**wide, **PREVIOUS_ITERS["DFIV"]}, [k for k in LEVERS if k != "per-tensor Adam"]),
         ("DFPV", "default (batch 256)", {}, []),
         ("DFPV", "batch 64", dict(batch_size=64), []),
         ("DFPV", "float64 Gram", {}, ["float64 Gram"]),
         ("DFPV", "mode toggles, two passes", {}, ["mode toggles"]),
-        ("DFPV", "all levers off", {}, list(LEVERS)),
+        ("DFPV", "per-tensor Adam", {}, ["per-tensor Adam"]),
+        ("DFPV", "previous iterations (5, 1, 1)", PREVIOUS_ITERS["DFPV"], []),
+        ("DFPV", "before issue 16's second round", PREVIOUS_ITERS["DFPV"], ["per-tensor Adam"]),
+        ("DFPV", "all levers off", PREVIOUS_ITERS["DFPV"], [k for k in LEVERS if k != "per-tensor Adam"]),
     ]
 
 
@@ -119,27 +163,33 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--n", type=int, default=5000, help="rows of each design")
+    ap.add_argument("--configs", help="comma-separated substrings: only configurations whose name contains one")
+    ap.add_argument("--no-startup", action="store_true", help="skip the fresh-process start-up timing")
     args = ap.parse_args(argv)
     single_thread()
     warnings.simplefilter("ignore")
-    data = {"iv": demand(5000, rho=0.5, seed=0), "pcl": demand_proxy(5000, seed=0)}
+    data = {"iv": demand(args.n, rho=0.5, seed=0), "pcl": demand_proxy(args.n, seed=0)}
+    chosen = [c for c in configs() if not args.configs or any(k in c[1] for k in args.configs.split(","))]
     rows = []
     for r in range(args.rounds):
-        for method, name, params, levers in configs():
+        for method, name, params, levers in chosen:
             rows.append(dict(method=method, config=name, round=r, steps_per_s=time_fit(method, params, levers, data,
                                                                                        args.epochs)))
             print(rows[-1], flush=True)
-        for which in ("deepcausal", "torch"):
+        for which in () if args.no_startup else ("deepcausal", "torch"):
             rows.append(dict(method="start-up", config=f"{which} Adam", round=r, seconds=startup_seconds(which)))
             print(rows[-1], flush=True)
     df = pd.DataFrame(rows)
     fits = df[df["method"] != "start-up"].groupby(["method", "config"], sort=False)["steps_per_s"].median()
-    lines = ["## Speed levers: steps per second", "",
-             f"Command: `OMP_NUM_THREADS=1 python benchmarks/bench_levers.py --rounds {args.rounds} --epochs {args.epochs}` "
-             "(from the repository root).",
+    extra = (f" --n {args.n}" if args.n != 5000 else "") + (f" --configs {args.configs}" if args.configs else "") \
+        + (" --no-startup" if args.no_startup else "")
+    lines = ["## Speed levers: steps per second" + (f" at n = {args.n:,}" if args.n != 5000 else ""), "",
+             f"Command: `OMP_NUM_THREADS=1 python benchmarks/bench_levers.py --rounds {args.rounds} --epochs {args.epochs}"
+             f"{extra}` (from the repository root).",
              f"Machine: {machine()}; load average at the end {os.getloadavg()[0]:.1f} (other jobs shared the 2 cores: "
              "compare rows, not absolute rates).", "",
-             f"Default estimators on demand IV / demand PCL (n = 5,000), {args.epochs} epochs, no early stopping, no "
+             f"Default estimators on demand IV / demand PCL (n = {args.n:,}), {args.epochs} epochs, no early stopping, no "
              "bootstrap, no final refit: minibatch steps per second (each step = the stage-1, covariate and stage-2 "
              "updates of one pair of minibatches), median over rounds. `vs default` = default rate / this rate.", "",
              "| method | configuration | steps / s | vs default |", "|---|---|---|---|"]
@@ -148,8 +198,8 @@ def main(argv=None):
         for (m, config), v in fits.items():
             if m == method:
                 lines.append(f"| {m} | {config} | {v:.1f} | {base / v:.2f}× |")
-    st = df[df["method"] == "start-up"].groupby("config")["seconds"].median()
-    lines += ["", "Fresh-process start-up to the end of a 1-epoch fit (lowdim, n 500; median over rounds): "
+    st = df[df["method"] == "start-up"].groupby("config")["seconds"].median() if not args.no_startup else {}
+    lines += [] if args.no_startup else ["", "Fresh-process start-up to the end of a 1-epoch fit (lowdim, n 500; median over rounds): "
               + ", ".join(f"{k}: {v:.1f} s" for k, v in st.items()) + ". Every parallel ensemble member pays it once "
               "per worker process.", ""]
     write_section(lines[0], "\n".join(lines))
