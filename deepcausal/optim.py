@@ -21,6 +21,9 @@ __all__ = ["Adam"]
 class Adam:
     """Minimal Adam over a list of parameters: ``zero_grad``, ``step`` and ``param_groups`` (one group).
 
+    One step count for the group (torch counts per parameter): the two differ only for a parameter
+    that had no gradient in some steps, which the two-stage training loop never produces.
+
     Examples
     --------
     >>> import torch

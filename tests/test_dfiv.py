@@ -174,9 +174,7 @@ def test_unfitted_and_bad_settings_raise_clearly(small_demand):
     assert not hasattr(est, "heads_")  # a failed fit leaves the estimator unfitted
 
 
-# Short budgets, in epochs. Proximal: 60 epochs of 2 + 2 + 1 optimiser steps per minibatch pair (the
-# default since issue 16), as many network updates as the 30 epochs of 4 + 4 + 1 this test had before.
-SMOKE = {"proximal": dict(n_epochs=60), "ridge": dict(n_epochs=15)}
+SMOKE = {"proximal": dict(n_epochs=30), "ridge": dict(n_epochs=15)}
 
 
 @pytest.mark.parametrize("mode", ["proximal", "ridge"])

@@ -25,6 +25,24 @@ def test_matches_torch_adam_bit_for_bit():
     assert not torch.equal(next(net.parameters()), next(b.parameters()))  # it did train
 
 
+def test_parameters_without_gradients_do_not_move_and_the_others_match_torch():
+    """A step in which only some parameters have gradients moves only those, exactly as torch.optim.Adam does."""
+    torch.manual_seed(0)
+    net = torch.nn.ModuleList([torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)])
+    ref_net, before = copy.deepcopy(net), copy.deepcopy(net)
+    ref, ours = torch.optim.Adam(ref_net.parameters(), lr=1e-2, foreach=False), Adam(net.parameters(), lr=1e-2)
+    x = torch.randn(16, 3)
+    for _ in range(4):
+        for model, opt in ((ref_net, ref), (net, ours)):
+            opt.zero_grad()
+            model[0](x).pow(2).mean().backward()  # the second layer takes no part
+            opt.step()
+    assert torch.equal(net[1].weight, before[1].weight) and torch.equal(net[1].bias, before[1].bias)
+    assert not torch.equal(net[0].weight, before[0].weight)
+    for p, q in zip(ref_net[0].parameters(), net[0].parameters()):
+        assert torch.equal(p, q)
+
+
 def test_a_fit_does_not_import_torch_dynamo():
     code = ("import sys; from deepcausal import DFIV; from deepcausal.datasets import lowdim; "
             "d = lowdim(300, g='sin', seed=0); DFIV(n_estimators=1, n_epochs=2, n_bootstrap=0, random_state=0)"
