@@ -87,11 +87,15 @@ def score_bootstrap_heads(est, nets, halves, n_draws: int, seed: int, comm, batc
         u = torch.rand(m, n_draws, generator=gen, dtype=torch.float64)
         return (-torch.log1p(-u) - 1.0).to(device)
 
-    s1_batches = list(halves[0].batches(batch_size))
-    F1s = [(est._stage1_features(nets, b), est._stage1_target(nets, b)) for b in s1_batches]
-    A1, V_hat, n1 = _ridge_system(*_stream_stats(F1s), est.beta1, comm)
+    # Two passes over each half (the statistics, then the scores), with the features computed again in the
+    # second pass rather than kept: at a million rows DFPV's 289-column stage-1 features alone take 0.6 GB.
+    def stage1_pairs():
+        for b in halves[0].batches(batch_size):
+            yield est._stage1_features(nets, b), est._stage1_target(nets, b)
+
+    A1, V_hat, n1 = _ridge_system(*_stream_stats(stage1_pairs()), est.beta1, comm)
     s1 = 0.0
-    for F, T in F1s:
+    for F, T in stage1_pairs():
         F, T = F.double(), T.double()
         R = T - F @ V_hat
         s1 = s1 + torch.einsum("nb,nd,nk->bdk", weights(F.shape[0], F.device), F, R)
@@ -104,11 +108,10 @@ def score_bootstrap_heads(est, nets, halves, n_draws: int, seed: int, comm, batc
             parts = {k: (v.double() if v is not None else None) for k, v in est._stage2_parts(nets, b, False).items()}
             yield F1, parts, b["Y"].double()
 
-    rows = list(stage2_rows())
-    A2, u_hat, n2 = _ridge_system(*_stream_stats((est._stage2_combine(p, F1 @ V_hat), Y) for F1, p, Y in rows),
-                                  est.beta2, comm)
+    A2, u_hat, n2 = _ridge_system(
+        *_stream_stats((est._stage2_combine(p, F1 @ V_hat), Y) for F1, p, Y in stage2_rows()), est.beta2, comm)
     s2 = 0.0
-    for F1, parts, Y in rows:
+    for F1, parts, Y in stage2_rows():
         G = est._stage2_combine(parts, torch.einsum("nd,bdk->bnk", F1, V_draws))  # (B, n, d₂)
         R = Y.unsqueeze(0) - G @ u_hat  # (B, n, k)
         w = 1.0 + weights(F1.shape[0], F1.device).T  # (B, n)
