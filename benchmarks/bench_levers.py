@@ -191,7 +191,9 @@ def main(argv=None):
              "compare rows, not absolute rates).", "",
              f"Default estimators on demand IV / demand PCL (n = {args.n:,}), {args.epochs} epochs, no early stopping, no "
              "bootstrap, no final refit: minibatch steps per second (each step = the stage-1, covariate and stage-2 "
-             "updates of one pair of minibatches), median over rounds. `vs default` = default rate / this rate.", "",
+             "updates of one pair of minibatches), median over rounds. `vs default` = default rate / this rate. "
+             "Noise: on this machine one configuration's rate moves by 15-20% between runs (DFIV default: 54-72 "
+             "steps/s in three runs on 2026-11-28), so rows closer than that to the default are not resolved.", "",
              "| method | configuration | steps / s | vs default |", "|---|---|---|---|"]
     for method in ("DFIV", "DFPV"):
         base = fits[(method, [c for m, c in fits.index if m == method][0])]

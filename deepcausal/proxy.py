@@ -79,7 +79,7 @@ class DFPV(TwoStageEstimator):
         Ridge penalties of the stage-1 and stage-2 heads (on standardized data).
     stage1_iter, covariate_iter, stage2_iter : int, optional
         Gradient steps of each stage per minibatch. Defaults: 1, 1, 1 (proximal); 20, 20, 1 (ridge).
-        Chosen by the held-out stage-2 loss on demand PCL: 1, 1, 1 was 7% lower than 5, 1, 1 at half
+        Chosen by the held-out stage-2 loss on demand PCL: 1, 1, 1 was 6.5% lower than 5, 1, 1 at half
         the time (benchmarks/RESULTS.md, "Gradient steps per minibatch").
     %(training_parameters)s
 
