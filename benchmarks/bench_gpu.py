@@ -46,7 +46,8 @@ def _fit(cls, d, device, epochs, **kw):
     if device == "cuda":
         torch.cuda.synchronize()
     t = time.perf_counter()
-    est = cls(device=device, n_epochs=epochs, early_stopping=False, random_state=0, **kw).fit(*args, **fit_kw)
+    est = cls(device=device, n_estimators=1, n_epochs=epochs, early_stopping=False, random_state=0, **kw).fit(
+        *args, **fit_kw)
     if device == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t

@@ -24,8 +24,8 @@ switched off one at a time by patching the code path they replaced:
 former defaults at a million rows (the issue's "no lower than today's" target).
 
 Configurations are interleaved round by round so that a busy machine slows them alike; the table
-gives medians over rounds. Command: ``OMP_NUM_THREADS=1 python benchmarks/bench_levers.py [--rounds 3] [--epochs 10] [--n 5000]
-[--configs SUBSTRINGS]``.
+gives medians over rounds. Command: ``OMP_NUM_THREADS=1 python benchmarks/bench_levers.py [--rounds 3] [--epochs 10]
+[--n 5000] [--configs SUBSTRINGS]``.
 """
 
 from __future__ import annotations
@@ -185,12 +185,12 @@ def main(argv=None):
     extra = (f" --n {args.n}" if args.n != 5000 else "") + (f" --configs {args.configs}" if args.configs else "") \
         + (" --no-startup" if args.no_startup else "")
     lines = ["## Speed levers: steps per second" + (f" at n = {args.n:,}" if args.n != 5000 else ""), "",
-             f"Command: `OMP_NUM_THREADS=1 python benchmarks/bench_levers.py --rounds {args.rounds} --epochs {args.epochs}"
-             f"{extra}` (from the repository root).",
+             "Command: `OMP_NUM_THREADS=1 python benchmarks/bench_levers.py "
+             f"--rounds {args.rounds} --epochs {args.epochs}{extra}` (from the repository root).",
              f"Machine: {machine()}; load average at the end {os.getloadavg()[0]:.1f} (other jobs shared the 2 cores: "
              "compare rows, not absolute rates).", "",
-             f"Default estimators on demand IV / demand PCL (n = {args.n:,}), {args.epochs} epochs, no early stopping, no "
-             "bootstrap, no final refit: minibatch steps per second (each step = the stage-1, covariate and stage-2 "
+             f"Default estimators on demand IV / demand PCL (n = {args.n:,}), {args.epochs} epochs, no early stopping, "
+             "no bootstrap, no final refit: minibatch steps per second (each step = the stage-1, covariate and stage-2 "
              "updates of one pair of minibatches), median over rounds. `vs default` = default rate / this rate. "
              "Noise: on this machine one configuration's rate moves by 15-20% between runs (DFIV default: 54-72 "
              "steps/s in three runs on 2026-11-28), so rows closer than that to the default are not resolved.", "",
@@ -201,7 +201,8 @@ def main(argv=None):
             if m == method:
                 lines.append(f"| {m} | {config} | {v:.1f} | {base / v:.2f}× |")
     st = df[df["method"] == "start-up"].groupby("config")["seconds"].median() if not args.no_startup else {}
-    lines += [] if args.no_startup else ["", "Fresh-process start-up to the end of a 1-epoch fit (lowdim, n 500; median over rounds): "
+    lines += [] if args.no_startup else [
+        "", "Fresh-process start-up to the end of a 1-epoch fit (lowdim, n 500; median over rounds): "
               + ", ".join(f"{k}: {v:.1f} s" for k, v in st.items()) + ". Every parallel ensemble member pays it once "
               "per worker process.", ""]
     write_section(lines[0], "\n".join(lines))

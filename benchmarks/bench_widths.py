@@ -40,7 +40,7 @@ def dfiv_runs(seeds):
         for seed in seeds:
             d = demand(5000, rho=0.5, seed=seed) if design == "demand" else lowdim(5000, g="sin", seed=seed)
             for name, (wt, wc) in DFIV_WIDTHS.items():
-                est = DFIV(random_state=seed, n_bootstrap=0, treatment_net=partial(SkipMLP, d_out=wt),
+                est = DFIV(random_state=seed, n_estimators=1, n_bootstrap=0, treatment_net=partial(SkipMLP, d_out=wt),
                            covariate_net=partial(SkipMLP, d_out=wc))
                 yield "DFIV", design, seed, name, est, d
 
@@ -50,7 +50,7 @@ def dfpv_runs(seeds):
         d = demand_proxy(5000, seed=seed)
         for name, w in DFPV_WIDTHS.items():
             net = partial(mlp, d_out=w)
-            est = DFPV(random_state=seed, n_bootstrap=0, treatment_net=net, stage1_treatment_net=net,
+            est = DFPV(random_state=seed, n_estimators=1, n_bootstrap=0, treatment_net=net, stage1_treatment_net=net,
                        treatment_proxy_net=net, outcome_proxy_net=net)
             yield "DFPV", "demand_proxy", seed, name, est, d
 
