@@ -222,7 +222,7 @@ ax.legend();
 # %% [markdown]
 # How to read it: every proxy method removes most of the naive regression's bias (MSE about 180 here,
 # against 47 for a constant at the mean of the truth). On this small, one-dimensional design the kernel
-# methods beat DFPV on this data set: PMMR scores about 2.7, KPV about 6.5 and DFPV about 9 (DFPV misses
+# methods beat DFPV on this data set: PMMR scores about 2.7, KPV about 6.5 and DFPV about 10 (DFPV misses
 # the hump of the curve at low prices). DFPV's error also varies considerably with the random seed: see
 # `benchmarks/RESULTS.md`, section "DFPV", for five seeds (median about 20, one seed at 75). DFPV's
 # advantages are elsewhere: its cost grows linearly in n, whereas the kernel methods need n × n matrices
