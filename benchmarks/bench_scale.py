@@ -77,9 +77,9 @@ def fit_once(estimator: str, n: int, seed: int) -> dict:
 def run_measured(estimator: str, n: int, seed: int, time_limit: float, command: str = "") -> dict:
     """Fit in a child process; its peak RSS from ``wait4``; SIGINT after ``time_limit`` seconds."""
     load_start = os.getloadavg()[0]
-    with tempfile.TemporaryFile("w+") as out:
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen([sys.executable, __file__, "--child", estimator, str(n), str(seed)],
-                                stdout=out, stderr=subprocess.DEVNULL)
+                                stdout=out, stderr=err)
         timer = threading.Timer(time_limit, proc.send_signal, [signal.SIGINT])
         timer.start()
         start = time.perf_counter()
@@ -89,10 +89,14 @@ def run_measured(estimator: str, n: int, seed: int, time_limit: float, command: 
         proc.returncode = os.waitstatus_to_exitcode(status)  # already reaped by wait4
         out.seek(0)
         lines = out.read().strip().splitlines()
+        err.seek(0)
+        errors = [line for line in err.read().strip().splitlines() if line.strip()]
     if proc.returncode == 0 and lines:
         result = json.loads(lines[-1])
-    else:  # e.g. SIGINT outside training (imports, data, the bootstrap after training)
-        result = {"mse": float("nan"), "fit_seconds": float("nan"), "stopped": f"failed (exit {proc.returncode})"}
+    else:  # e.g. SIGINT outside training (imports, data, the bootstrap after training), or an exception
+        why = f": {errors[-1].strip()}" if errors else ""
+        result = {"mse": float("nan"), "fit_seconds": float("nan"), "stopped": f"failed (exit {proc.returncode}){why}"}
+        print(f"{estimator} n={n} seed={seed} failed{why}", file=sys.stderr, flush=True)
     return {"estimator": estimator.upper(), "n": n, "seed": seed, **result,
             "peak_rss_mib": usage.ru_maxrss / 1024, "process_seconds": wall,
             "load_start": load_start, "load_end": os.getloadavg()[0], "command": command}
