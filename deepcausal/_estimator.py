@@ -113,7 +113,9 @@ _SHARED_DOCS = {
     early_stopping : bool, default=True
         Stop when the held-out stage-2 loss has not improved for ``n_iter_no_change`` checks and
         restore the networks and heads of the best check. Checks happen at the end of each epoch, or
-        every 200 minibatch steps when an epoch is longer.
+        every 200 minibatch steps when an epoch is longer. If training diverges (a non-finite loss)
+        after a check was kept, that check's model is restored with a ``RuntimeWarning`` and
+        ``stopping_["reason"] == "diverged"``; before any check it is an error, as without early stopping.
     n_iter_no_change : int, default=10
         Patience of early stopping, in checks.
     refit_heads : bool, default=True
@@ -506,6 +508,11 @@ class TwoStageEstimator(BaseEstimator):
             # Members are separate processes' work unless this is already a distributed fit.
             n_jobs = 1 if prepared["comm"].active else self.n_jobs
             members = fit_members(self, prepared, seeds, val, n_jobs, self.verbose)
+            for i, m in enumerate(members):  # a member's own warning is lost when it ran in a worker process
+                if m.stopping_["reason"] == "diverged":
+                    warnings.warn(f"ensemble member {i} (seed {seeds[i]}): training diverged after step "
+                                  f"{m.stopping_['steps']}; the model of its check at step {m.stopping_['kept_step']}"
+                                  " is kept", RuntimeWarning, stacklevel=3)
             self._set_shared(prepared)
             self.estimators_ = members
             self.history_ = pd.concat([m.history_.assign(member=i) for i, m in enumerate(members)], ignore_index=True)
@@ -635,7 +642,9 @@ class TwoStageEstimator(BaseEstimator):
         """Minibatch epochs with a check every ``check_every`` steps: held-out stage losses into the
         history and, with early stopping, a copy of the best state, restored at the end.
 
-        Returns the history rows and a description of how training ended (``stopping_``).
+        Returns the history rows and a description of how training ended (``stopping_``): its
+        ``reason`` is "max_steps", "early_stopping", "interrupted" (Ctrl-C) or "diverged" (a non-finite
+        loss after early stopping had kept a state, which is restored, with a ``RuntimeWarning``).
         """
         n1, n2 = halves[0].n_train, halves[1].n_train
         steps_per_epoch, check_every = st["steps_per_epoch"], st["check_every"]
@@ -675,6 +684,17 @@ class TwoStageEstimator(BaseEstimator):
         except KeyboardInterrupt:
             reason = "interrupted"
             warnings.warn(f"training interrupted after {step} step(s); the model is usable", stacklevel=4)
+        except FloatingPointError as exc:
+            # A fit that diverges after early stopping has kept a state keeps that state, as if training had
+            # stopped there (long fits at 10⁶ rows have diverged after minutes of good training). Without a
+            # kept state, or with several processes (the others would wait in a collective), it is an error.
+            if track["state"] is None or comm.active:
+                raise
+            reason = "diverged"
+            kept = history[track["row"]]
+            warnings.warn(f"training diverged at step {step + 1} ({exc}); the model of the check at step "
+                          f"{kept['step']} (held-out stage-2 loss {kept['val_stage2_loss']:.4g}) is kept",
+                          RuntimeWarning, stacklevel=4)
         finally:
             bar.close()
         stop = {"reason": reason, "steps": step, "epochs": math.ceil(step / steps_per_epoch),

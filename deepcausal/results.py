@@ -117,7 +117,7 @@ class FitSummary:
         and ``trained_on``. With ``refit_heads`` the held-out rows rejoin the final head estimation.
     members : DataFrame
         One row per ensemble member: its ``seed``, how training ended (``stopped``: "early_stopping",
-        "max_steps" or "interrupted"), ``epochs`` and ``steps`` trained, the step of the check whose
+        "max_steps", "interrupted" or "diverged"), ``epochs`` and ``steps`` trained, the step of the check whose
         state was kept (``kept_step``), and at that check the held-out stage losses
         (``val_stage1_loss``, ``val_stage2_loss``, standardized units), the held-out stage-1 R²
         (``val_stage1_r2``) and the held-out stage-2 mean squared error in the outcome's units²

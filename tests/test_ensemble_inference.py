@@ -217,6 +217,56 @@ def test_a_spike_in_the_held_out_loss_is_never_the_kept_state(monkeypatch):
     assert h["kept"].iloc[5]  # the latest check near the best
 
 
+def _diverge_at_step(monkeypatch, step_number):
+    """Make the ``step_number``-th minibatch step of a fit raise the training loop's divergence error."""
+    original, calls = DFIV._step, {"n": 0}
+
+    def step(self, *args):
+        calls["n"] += 1
+        if calls["n"] == step_number:
+            raise FloatingPointError("stage 2: training diverged (the loss became inf). Try a smaller lr")
+        return original(self, *args)
+
+    monkeypatch.setattr(DFIV, "_step", step)
+
+
+def test_divergence_after_a_kept_check_restores_that_check_and_warns(monkeypatch):
+    """Measured at n = 10⁶: a default DFIV fit diverged after minutes of good training. The kept check's
+    model must come back (as if early stopping had ended training there), with a warning saying so."""
+    _diverge_at_step(monkeypatch, 13)  # 5 steps per epoch: checks at steps 5 and 10 come first
+    d = lowdim(600, g="sin", seed=3)
+    with pytest.warns(RuntimeWarning, match=r"training diverged at step 13 \(stage 2.*the check at step (5|10)"):
+        est = DFIV(n_estimators=1, batch_size=64, n_epochs=40, n_bootstrap=0, random_state=0).fit(
+            d.train, **d.fit_kwargs(), validation=(d.test_X, d.test_truth))
+    h = est.history_
+    assert est.settings_["steps_per_epoch"] == 5 and list(h["step"]) == [5, 10]
+    assert est.stopping_["reason"] == "diverged" and est.stopping_["steps"] == 12
+    kept = h.loc[h["kept"]].iloc[0]
+    assert kept["step"] == est.stopping_["kept_step"]
+    mse = np.mean((est.predict(d.test_X, heads="current") - d.test_truth) ** 2)
+    assert mse == pytest.approx(kept["val_mse_current"], rel=1e-9)
+    assert np.isfinite(est.predict(d.test_X)).all()  # the refit heads come from the restored networks
+
+
+def test_a_diverged_member_is_reported_by_the_ensemble(monkeypatch):
+    """Members fitted in worker processes lose their warnings; the ensemble names the diverged member."""
+    _diverge_at_step(monkeypatch, 13)  # the first member's 13th step (members run one after another here)
+    d = lowdim(600, g="sin", seed=3)
+    with pytest.warns(RuntimeWarning, match=r"ensemble member 0 \(seed \d+\): training diverged after step 12"):
+        est = DFIV(n_estimators=2, n_jobs=1, batch_size=64, n_epochs=4, n_bootstrap=0, random_state=0).fit(
+            d.train, **d.fit_kwargs())
+    assert [m.stopping_["reason"] for m in est.estimators_] == ["diverged", "max_steps"]
+
+
+def test_divergence_without_a_kept_check_is_still_an_error(monkeypatch):
+    _diverge_at_step(monkeypatch, 13)
+    d = lowdim(600, g="sin", seed=3)
+    est = DFIV(n_estimators=1, batch_size=64, n_epochs=40, n_bootstrap=0, early_stopping=False, random_state=0)
+    with pytest.raises(FloatingPointError, match="training diverged"):
+        est.fit(d.train, **d.fit_kwargs())
+    assert not hasattr(est, "nets_")
+
+
 def test_too_few_held_out_rows_is_a_clear_error():
     d = lowdim(150, g="sin", seed=0)
     with pytest.raises(ValueError, match=r"holding out 14 \(validation_fraction=0.45\) leaves 16 to train on"):
