@@ -49,7 +49,7 @@ from .inference import NoDrawsError, check_alpha, combine_draws, score_bootstrap
 from .results import FitSummary, record_fit_warnings
 from .heads import NonFiniteError, check_coefficients
 from .nets import build_net, default_net, output_dim
-from .optim import Adam
+from .optim import Adam, annealed_lr
 from .twostage import TwoStageHeads, squared_loss
 
 _LAM_AT_DEFAULT_BATCH = 0.1  # proximal λ₁, λ₂ at an estimator's default batch size
@@ -103,6 +103,16 @@ _SHARED_DOCS = {
         ends before the cap, when the held-out stage-2 loss stops improving.""",
     "training_parameters": """lr : float, default=1e-3
         Adam learning rate of every network.
+    lr_schedule : {"auto", "annealed", "constant"}, default="auto"
+        How the learning rate moves over the step budget (the cap of ``n_epochs``). "annealed": ``lr``
+        for the first half of the budget, then falling linearly to ``lr / 50`` at the cap, so that
+        the last iterates settle instead of wandering with the minibatch noise (measured in
+        benchmarks/RESULTS.md, "Learning-rate schedule"). "constant": ``lr`` throughout. "auto":
+        annealed in proximal mode with the default budget (``n_epochs=None``, a cap sized for the
+        data), constant otherwise: an ``n_epochs`` you chose may be too short to spend half of it
+        annealing, and ridge mode's full-batch steps have no minibatch noise (it stays the original
+        algorithm). Early stopping can end training before the annealing starts. ``history_``
+        records the rate at each check.
     split_ratio : float, default=0.5
         Fraction of rows in the stage-1 half.
     validation_fraction : float, default=0.1
@@ -320,8 +330,12 @@ class TwoStageEstimator(BaseEstimator):
             raise ValueError(f"a stage half has {n_half} rows; holding out {n_val} (validation_fraction={frac:g}) leaves "
                              f"{n_train} to train on, but at least {_MIN_STAGE_ROWS} are needed per stage: use more data"
                              + (" or set validation_fraction=0 and early_stopping=False" if n_val else ""))
+        if self.lr_schedule not in ("auto", "annealed", "constant"):
+            raise ValueError(f"lr_schedule must be 'auto', 'annealed' or 'constant', got {self.lr_schedule!r}")
+        schedule = self.lr_schedule if self.lr_schedule != "auto" else \
+            ("annealed" if self.mode == "proximal" and self.n_epochs is None else "constant")
         s.update(n_val=n_val, n_train=n_train, early_stopping=bool(self.early_stopping),
-                 patience=int(self.n_iter_no_change))
+                 patience=int(self.n_iter_no_change), lr_schedule=schedule)
         if self.mode == "ridge":
             s.update(batch_size=n_train, lam1=0.0, lam2=0.0, lam12=0.0)
         else:
@@ -649,6 +663,7 @@ class TwoStageEstimator(BaseEstimator):
         n1, n2 = halves[0].n_train, halves[1].n_train
         steps_per_epoch, check_every = st["steps_per_epoch"], st["check_every"]
         opts = self._optimisers(nets)
+        annealed = st.get("lr_schedule") == "annealed"
         history: List[dict] = []
         track = {"recent": [], "best": math.inf, "row": None, "state": None, "worse": 0}
         step, reason = 0, "max_steps"
@@ -660,12 +675,16 @@ class TwoStageEstimator(BaseEstimator):
                 p2 = (torch.randperm(n2, generator=gen) + halves[1].n_val).tensor_split(steps_per_epoch)
                 losses, since_check = np.zeros(2), 0
                 for i1, i2 in zip(p1, p2):
+                    if annealed:
+                        for opt in opts.values():
+                            opt.param_groups[0]["lr"] = annealed_lr(self.lr, step, st["max_steps"])
                     losses += self._step(nets, heads, opts, halves[0].take(i1), halves[1].take(i2), st, comm)
                     step, since_check = step + 1, since_check + 1
                     bar.update(1)
                     if since_check < check_every and step % steps_per_epoch and step < st["max_steps"]:
                         continue
                     row = {"epoch": math.ceil(step / steps_per_epoch), "step": step,
+                           "lr": next(iter(opts.values())).param_groups[0]["lr"] if opts else float(self.lr),
                            "stage1_loss": comm.sum_float(losses[0]) / since_check,
                            "stage2_loss": comm.sum_float(losses[1]) / since_check}
                     losses, since_check = np.zeros(2), 0

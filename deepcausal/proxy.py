@@ -179,6 +179,7 @@ class DFPV(TwoStageEstimator):
         covariate_iter=None,
         stage2_iter=None,
         lr=1e-3,
+        lr_schedule="auto",
         split_ratio=0.5,
         validation_fraction=0.1,
         early_stopping=True,
@@ -208,6 +209,7 @@ class DFPV(TwoStageEstimator):
         self.covariate_iter = covariate_iter
         self.stage2_iter = stage2_iter
         self.lr = lr
+        self.lr_schedule = lr_schedule
         self.split_ratio = split_ratio
         self.validation_fraction = validation_fraction
         self.early_stopping = early_stopping

@@ -235,6 +235,7 @@ class FitSummary:
             ("beta1", est.beta1, est.beta1),
             ("beta2", est.beta2, est.beta2),
             ("lr", est.lr, est.lr),
+            ("lr_schedule", est.lr_schedule, s.get("lr_schedule", est.lr_schedule)),
             ("n_epochs", est.n_epochs, epochs_cap),
             ("max_steps", "—", steps),
             ("stage1_iter", est.stage1_iter, s.get("stage1_iter")),

@@ -202,3 +202,31 @@ def test_small_fit_corrects_confounding_where_a_flexible_regression_cannot(mode)
     naive_mse = d.score(naive.predict(d.test_X[["t"]]))
     est = DFIV(n_estimators=1, mode=mode, random_state=0, **SMOKE[mode]).fit(d.train, **d.fit_kwargs())
     assert d.score(est.predict(d.test_X)) < 0.75 * naive_mse
+
+
+def test_annealed_schedule_changes_only_the_second_half_of_training(small_demand):
+    """The rate recorded at each check follows annealed_lr; until half the budget nothing differs from a
+    constant rate (same losses bit for bit), after it training does differ."""
+    from deepcausal.optim import annealed_lr
+
+    d = small_demand
+    kw = dict(n_estimators=1, n_epochs=4, batch_size=128, random_state=0, n_bootstrap=0, early_stopping=False)
+    const = DFIV(**kw, lr_schedule="constant").fit(d.train, **d.fit_kwargs())
+    ann = DFIV(**kw, lr_schedule="annealed").fit(d.train, **d.fit_kwargs())
+    hc, ha, budget = const.history_, ann.history_, ann.stopping_["steps"]
+    np.testing.assert_allclose(ha["lr"], [annealed_lr(1e-3, s - 1, budget) for s in ha["step"]])
+    assert ha["lr"].iloc[-1] < 0.5e-3 and (hc["lr"] == 1e-3).all()
+    first = ha["step"] <= budget // 2
+    assert first.sum() >= 1 and (~first).sum() >= 1
+    np.testing.assert_array_equal(ha.loc[first, "stage2_loss"], hc.loc[first, "stage2_loss"])
+    assert not np.isclose(ha["stage2_loss"].iloc[-1], hc["stage2_loss"].iloc[-1], rtol=1e-6)
+
+
+def test_auto_schedule_anneals_only_the_default_proximal_budget():
+    resolved = {(mode, epochs): DFIV(mode=mode, n_epochs=epochs)._settings(2500)["lr_schedule"]
+                for mode in ("proximal", "ridge") for epochs in (None, 10)}
+    assert resolved == {("proximal", None): "annealed", ("proximal", 10): "constant",
+                        ("ridge", None): "constant", ("ridge", 10): "constant"}
+    assert DFIV(n_epochs=10, lr_schedule="annealed")._settings(2500)["lr_schedule"] == "annealed"
+    with pytest.raises(ValueError, match="lr_schedule must be"):
+        DFIV(lr_schedule="cosine")._settings(2500)

@@ -4,6 +4,7 @@ import copy
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from deepcausal.optim import Adam
@@ -49,3 +50,14 @@ def test_a_fit_does_not_import_torch_dynamo():
             ".fit(d.train, **d.fit_kwargs()); print('torch._dynamo' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_annealed_lr_is_flat_then_linear_down_to_its_floor():
+    from deepcausal.optim import annealed_lr
+
+    rates = [annealed_lr(2.0, s, 100) for s in range(100)]
+    assert rates[:50] == [2.0] * 50  # constant for the first half of the budget
+    assert all(a > b for a, b in zip(rates[50:98], rates[51:99]))  # then strictly falling
+    assert rates[75] == pytest.approx(1.0)  # halfway down at three quarters
+    assert rates[99] == pytest.approx(2.0 * 0.02)  # the floor at the last step
+    assert annealed_lr(2.0, 99, 100, floor=0.5) == pytest.approx(1.0)
