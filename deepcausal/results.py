@@ -117,7 +117,8 @@ class FitSummary:
         and ``trained_on``. With ``refit_heads`` the held-out rows rejoin the final head estimation.
     members : DataFrame
         One row per ensemble member: its ``seed``, how training ended (``stopped``: "early_stopping",
-        "max_steps", "interrupted" or "diverged"), ``epochs`` and ``steps`` trained, the step of the check whose
+        "max_steps", "interrupted" or "diverged"), ``epochs`` and ``steps`` trained, ``restarts`` (times a
+        divergence sent training back to the kept check at half the learning rate), the step of the check whose
         state was kept (``kept_step``), and at that check the held-out stage losses
         (``val_stage1_loss``, ``val_stage2_loss``, standardized units), the held-out stage-1 R²
         (``val_stage1_r2``) and the held-out stage-2 mean squared error in the outcome's units²
@@ -204,6 +205,7 @@ class FitSummary:
             kept = _kept_row(getattr(m, "history_", None))
             row = {"seed": seeds[i] if i < len(seeds) else None, "stopped": stop.get("reason"),
                    "epochs": stop.get("epochs"), "steps": stop.get("steps"),
+                   "restarts": len(stop.get("recoveries") or ()),
                    "kept_step": stop.get("kept_step") if stop.get("kept_step") is not None
                    else (None if kept is None else int(kept["step"]))}
             for col in ("val_stage1_loss", "val_stage1_r2", "val_stage2_loss"):

@@ -1,5 +1,7 @@
 """Ensembles, held-out stage losses, early stopping and confidence bands (issues 13 and 14)."""
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -217,30 +219,47 @@ def test_a_spike_in_the_held_out_loss_is_never_the_kept_state(monkeypatch):
     assert h["kept"].iloc[5]  # the latest check near the best
 
 
-def _diverge_at_step(monkeypatch, step_number):
-    """Make the ``step_number``-th minibatch step of a fit raise the training loop's divergence error."""
+def _diverge_at_step(monkeypatch, step_number, times=1):
+    """Make ``times`` minibatch-step calls of a fit, from the ``step_number``-th on, raise the training loop's
+    divergence error (calls are counted across members fitted one after another)."""
     original, calls = DFIV._step, {"n": 0}
 
     def step(self, *args):
         calls["n"] += 1
-        if calls["n"] == step_number:
+        if step_number <= calls["n"] < step_number + times:
             raise FloatingPointError("stage 2: training diverged (the loss became inf). Try a smaller lr")
         return original(self, *args)
 
     monkeypatch.setattr(DFIV, "_step", step)
 
 
-def test_divergence_after_a_kept_check_restores_that_check_and_warns(monkeypatch):
-    """Measured at n = 10⁶: a default DFIV fit diverged after minutes of good training. The kept check's
-    model must come back (as if early stopping had ended training there), with a warning saying so."""
+def test_divergence_after_a_kept_check_goes_back_to_it_at_half_the_rate(monkeypatch):
+    """Measured at n = 10⁶: a default DFIV fit diverged after 5,000 good steps of 14,000. Training must go on
+    from the kept check at half the learning rate, with a warning, instead of losing the rest of the budget."""
     _diverge_at_step(monkeypatch, 13)  # 5 steps per epoch: checks at steps 5 and 10 come first
     d = lowdim(600, g="sin", seed=3)
-    with pytest.warns(RuntimeWarning, match=r"training diverged at step 13 \(stage 2.*the check at step (5|10)"):
+    with pytest.warns(RuntimeWarning, match=r"training diverged at step 13 \(stage 2.*goes on from the check at "
+                                            r"step (5|10) at 0.5 times the learning rate"):
+        est = DFIV(n_estimators=1, batch_size=64, n_epochs=6, n_bootstrap=0, random_state=0).fit(
+            d.train, **d.fit_kwargs())
+    h = est.history_
+    assert est.stopping_["recoveries"] == [13] and est.stopping_["reason"] in ("max_steps", "early_stopping")
+    assert list(h["step"]) == [5, 10, 15, 20, 25, 30]  # the failed call is not a step; training went on
+    np.testing.assert_allclose(h["lr"], [1e-3, 1e-3, 5e-4, 5e-4, 5e-4, 5e-4])
+    assert est.summary().members["restarts"].iloc[0] == 1
+
+
+def test_divergence_after_two_restarts_ends_training_with_the_kept_check(monkeypatch):
+    _diverge_at_step(monkeypatch, 13, times=3)  # the step after each restart diverges again
+    d = lowdim(600, g="sin", seed=3)
+    with pytest.warns(RuntimeWarning, match=r"training diverged at step 13 \(stage 2.*after 2 restart\(s\).*the "
+                                            r"check at step (5|10)"):
         est = DFIV(n_estimators=1, batch_size=64, n_epochs=40, n_bootstrap=0, random_state=0).fit(
             d.train, **d.fit_kwargs(), validation=(d.test_X, d.test_truth))
     h = est.history_
     assert est.settings_["steps_per_epoch"] == 5 and list(h["step"]) == [5, 10]
     assert est.stopping_["reason"] == "diverged" and est.stopping_["steps"] == 12
+    assert est.stopping_["recoveries"] == [13, 13]
     kept = h.loc[h["kept"]].iloc[0]
     assert kept["step"] == est.stopping_["kept_step"]
     mse = np.mean((est.predict(d.test_X, heads="current") - d.test_truth) ** 2)
@@ -250,11 +269,15 @@ def test_divergence_after_a_kept_check_restores_that_check_and_warns(monkeypatch
 
 def test_a_diverged_member_is_reported_by_the_ensemble(monkeypatch):
     """Members fitted in worker processes lose their warnings; the ensemble names the diverged member."""
-    _diverge_at_step(monkeypatch, 13)  # the first member's 13th step (members run one after another here)
+    _diverge_at_step(monkeypatch, 13, times=3)  # the first member's 13th step (members run one after another)
     d = lowdim(600, g="sin", seed=3)
-    with pytest.warns(RuntimeWarning, match=r"ensemble member 0 \(seed \d+\): training diverged after step 12"):
+    with pytest.warns(RuntimeWarning) as record:
         est = DFIV(n_estimators=2, n_jobs=1, batch_size=64, n_epochs=4, n_bootstrap=0, random_state=0).fit(
             d.train, **d.fit_kwargs())
+    messages = [str(w.message) for w in record]
+    assert any(re.match(r"ensemble member 0 \(seed \d+\): training diverged at step\(s\) 13, 13 and went on", m)
+               for m in messages)
+    assert any(re.match(r"ensemble member 0 \(seed \d+\): training diverged after step 12", m) for m in messages)
     assert [m.stopping_["reason"] for m in est.estimators_] == ["diverged", "max_steps"]
 
 
