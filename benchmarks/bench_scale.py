@@ -140,9 +140,10 @@ def section(table, notes: str = "") -> str:
         "average at the start and end of each fit in the table; 2 = both cores busy). `fit_seconds` is wall "
         "time, `fit_cpu_seconds` the fit's CPU time (one thread): on an idle core the two would agree.\n\n"
         "One default member (`n_estimators=1`; proximal mode, early stopping on the held-out stage-2 loss with a step cap "
-        "growing as √n, `n_bootstrap=100`); `stopped` is `stopping_['reason']`: `early_stopping`, "
-        "`max_steps` (the cap) or `interrupted` (the script's time limit sent SIGINT; the model at that "
-        "step was finished and scored). `kept_step` is the check whose state was restored. Targets "
+        "growing as √n, the learning rate annealed over the second half of the cap, `n_bootstrap=100`); `stopped` is "
+        "`stopping_['reason']`: `early_stopping`, `max_steps` (the cap), `diverged` (a non-finite loss after two "
+        "restarts from the kept check at a lower rate) or `interrupted` (the script's time limit sent SIGINT; the "
+        "model at that step was finished and scored). `kept_step` is the check whose state was restored. Targets "
         "(issue 14): at n = 10⁶ DFIV MSE ≤ 30, DFPV MSE ≤ 3, fit ≤ 10 min on one thread, peak RSS ≤ 2 GiB; "
         "MSE falling from 10⁴ to 10⁵ to 10⁶.\n\n"
         + "\n".join(lines) + "\n\n" + (notes.strip() + "\n\n" if notes else "") + "Medians over seeds:\n\n" + markdown_table(med)

@@ -119,7 +119,8 @@ def main(argv=None):
         a for a in (argv if argv is not None else sys.argv[1:])) + "`").replace(" `", "`")
     lines = [f"Command: {command} (from the repository root).",
              f"Machine: {machine()}; {args.n_jobs} fits at a time, one thread each; load average at the end "
-             f"{os.getloadavg()[0]:.1f}.", "",
+             f"{os.getloadavg()[0]:.1f}" + (" (of the rewrite from schedule.csv, not of the fits)" if args.from_csv
+                                            else "") + ".", "",
              "One default member (no bootstrap, default step budget) per design, seed and schedule: `constant` "
              "(the rate used before) and `annealed` (`lr` for the first half of the step budget, then linearly "
              "down to `lr / 50`). Criterion (no truth): `held-out stage-2`, the median over seeds of the kept "
