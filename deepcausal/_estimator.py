@@ -109,11 +109,12 @@ _SHARED_DOCS = {
         for the first half of the budget, then falling linearly to ``lr / 50`` at the cap, so that
         the last iterates settle instead of wandering with the minibatch noise (measured in
         benchmarks/RESULTS.md, "Learning-rate schedule"). "constant": ``lr`` throughout. "auto":
-        annealed in proximal mode with the default budget (``n_epochs=None``, a cap sized for the
-        data), constant otherwise: an ``n_epochs`` you chose may be too short to spend half of it
-        annealing, and ridge mode's full-batch steps have no minibatch noise (it stays the original
-        algorithm). Early stopping can end training before the annealing starts. ``history_``
-        records the rate at each check.
+        DFIV anneals in proximal mode with the default budget (``n_epochs=None``, a cap sized for the
+        data) and is constant otherwise: an ``n_epochs`` you chose may be too short to spend half of
+        it annealing, and ridge mode's full-batch steps have no minibatch noise (it stays the
+        original algorithm). DFPV is constant: annealing did not lower its held-out stage-2 loss
+        and its default ensemble was less accurate with it. Early stopping can end training
+        before the annealing starts. ``history_`` records the rate at each check.
     split_ratio : float, default=0.5
         Fraction of rows in the stage-1 half.
     validation_fraction : float, default=0.1
@@ -243,6 +244,8 @@ class TwoStageEstimator(BaseEstimator):
     _default_widths: Dict[str, int] = {}
     # Whether a model fitted with covariates may predict without them (averaging over the stage-2 rows).
     _covariates_optional_in_predict = False
+    # lr_schedule="auto" anneals the default proximal budget (benchmarks/RESULTS.md, "Learning-rate schedule")
+    _anneal_by_default = True
     # mode → settings used where the corresponding parameter is None
     _mode_defaults = {
         # DFIV's. 2 + 2 + 1 steps per minibatch pair had the same held-out losses at 0.65x the time, but the
@@ -336,7 +339,8 @@ class TwoStageEstimator(BaseEstimator):
         if self.lr_schedule not in ("auto", "annealed", "constant"):
             raise ValueError(f"lr_schedule must be 'auto', 'annealed' or 'constant', got {self.lr_schedule!r}")
         schedule = self.lr_schedule if self.lr_schedule != "auto" else \
-            ("annealed" if self.mode == "proximal" and self.n_epochs is None else "constant")
+            ("annealed" if self._anneal_by_default and self.mode == "proximal" and self.n_epochs is None
+             else "constant")
         s.update(n_val=n_val, n_train=n_train, early_stopping=bool(self.early_stopping),
                  patience=int(self.n_iter_no_change), lr_schedule=schedule)
         if self.mode == "ridge":

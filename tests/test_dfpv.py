@@ -122,3 +122,9 @@ def test_unfitted_and_bad_inputs(small, fitted):
         fitted.predict([20.0], heads="latest")
     with pytest.raises(ValueError, match="required"):
         DFPV(**FAST).fit(small.train, outcome="sales", treatment="price", treatment_proxy=["cost1", "cost2"])
+
+
+def test_auto_schedule_keeps_dfpv_at_a_constant_rate():
+    """DFPV's measured default is a constant rate; an explicit "annealed" still anneals."""
+    assert DFPV()._settings(2500)["lr_schedule"] == "constant"
+    assert DFPV(lr_schedule="annealed")._settings(2500)["lr_schedule"] == "annealed"
