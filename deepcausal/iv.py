@@ -67,8 +67,15 @@ class DFIV(TwoStageEstimator):
         Partial F statistic of the instruments in a linear first stage T ~ [Z, X, 1]; below 10 a
         ``WeakInstrumentWarning`` is raised at fit.
     history_ : pandas.DataFrame
-        Per-epoch stage losses (standardized units) and, when ``fit`` had ``validation``, the
-        structural MSE with current heads (``val_mse_current``) and refit heads (``val_mse_refit``).
+        One row per check (each epoch end, or every 200 steps): ``epoch``, ``step``, ``lr`` (the
+        learning rate in force), training and held-out stage losses (standardized units), ``kept``
+        (the check whose state was restored) and, when ``fit`` had ``validation``, the structural
+        MSE with current heads (``val_mse_current``) and refit heads (``val_mse_refit``).
+    stopping_ : dict
+        How training ended: ``reason`` ("max_steps", "early_stopping", "diverged", "interrupted"),
+        ``steps``, ``epochs``, ``kept_step`` and ``recoveries`` (steps at which a divergence sent
+        training back to the kept check at half the learning rate). A single fit's; in an ensemble
+        each of ``estimators_`` has its own.
 
     Notes
     -----

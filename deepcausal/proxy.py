@@ -95,8 +95,12 @@ class DFPV(TwoStageEstimator):
         covariates also ``"w_x_mean"``, the joint mean of [ψ_W, 1] ⊗ [η(X), 1], and
         ``"w_given_x"``, the ridge head (β₁) of ψ_W(W) on [η(X), 1].
     history_ : pandas.DataFrame
-        Per-epoch stage losses (standardized units) and, with ``validation``, the structural MSE
-        with current and refit heads.
+        One row per check (each epoch end, or every 200 steps): ``epoch``, ``step``, ``lr``, training
+        and held-out stage losses (standardized units), ``kept`` and, with ``validation``, the
+        structural MSE with current and refit heads.
+    stopping_ : dict
+        How training ended (``reason``, ``steps``, ``epochs``, ``kept_step``, ``recoveries``); see
+        :class:`DFIV`. A single fit's; in an ensemble each of ``estimators_`` has its own.
 
     Notes
     -----
