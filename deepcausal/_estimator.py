@@ -690,8 +690,9 @@ class TwoStageEstimator(BaseEstimator):
                 losses, since_check = np.zeros(2), 0
                 for i1, i2 in zip(p1, p2):
                     rate = annealed_lr(self.lr, step, st["max_steps"]) if annealed else float(self.lr)
+                    rate *= 0.5 ** len(recoveries)
                     for opt in opts.values():
-                        opt.param_groups[0]["lr"] = rate * 0.5 ** len(recoveries)
+                        opt.param_groups[0]["lr"] = rate
                     try:
                         losses += self._step(nets, heads, opts, halves[0].take(i1), halves[1].take(i2), st, comm)
                     except FloatingPointError as exc:
@@ -715,7 +716,7 @@ class TwoStageEstimator(BaseEstimator):
                     if since_check < check_every and step % steps_per_epoch and step < st["max_steps"]:
                         continue
                     row = {"epoch": math.ceil(step / steps_per_epoch), "step": step,
-                           "lr": next(iter(opts.values())).param_groups[0]["lr"] if opts else float(self.lr),
+                           "lr": rate,
                            "stage1_loss": comm.sum_float(losses[0]) / since_check,
                            "stage2_loss": comm.sum_float(losses[1]) / since_check}
                     losses, since_check = np.zeros(2), 0

@@ -156,11 +156,11 @@ class DFPV(TwoStageEstimator):
     _default_net = staticmethod(partial(default_net, skip=False))
     _covariates_optional_in_predict = True  # without X, predict averages over the stage-2 covariates
     _unscored_keys = ("W",)  # score's stage-2 loss reads the stage-1 prediction of ψ_W, not W
-    # One optimiser step per stage and minibatch pair: with the head re-solved after every step, more
-    # stage-1 steps per pair (5 before) gave a higher held-out stage-2 loss (see the docstring).
     # A constant learning rate under lr_schedule="auto": annealing left DFPV's held-out stage-2 loss where it
     # was (0.997-1.009x) and its default ensemble on demand PCL scored worse on 4 of 5 seeds (RESULTS.md).
     _anneal_by_default = False
+    # One optimiser step per stage and minibatch pair: with the head re-solved after every step, more
+    # stage-1 steps per pair (5 before) gave a higher held-out stage-2 loss (see the docstring).
     _mode_defaults = {
         **TwoStageEstimator._mode_defaults,
         "proximal": dict(n_epochs=100, stage1_iter=1, covariate_iter=1, stage2_iter=1),
