@@ -224,11 +224,14 @@ def _diverge_at_step(monkeypatch, step_number, times=1):
     divergence error (calls are counted across members fitted one after another)."""
     original, calls = DFIV._step, {"n": 0}
 
-    def step(self, *args):
+    def step(self, nets, *args):
         calls["n"] += 1
         if step_number <= calls["n"] < step_number + times:
+            with torch.no_grad():  # as a real divergence leaves them: only a restore can bring training back
+                for p in nets.parameters():
+                    p.fill_(float("nan"))
             raise FloatingPointError("stage 2: training diverged (the loss became inf). Try a smaller lr")
-        return original(self, *args)
+        return original(self, nets, *args)
 
     monkeypatch.setattr(DFIV, "_step", step)
 
@@ -246,6 +249,9 @@ def test_divergence_after_a_kept_check_goes_back_to_it_at_half_the_rate(monkeypa
     assert est.stopping_["recoveries"] == [13] and est.stopping_["reason"] in ("max_steps", "early_stopping")
     assert list(h["step"]) == [5, 10, 15, 20, 25, 30]  # the failed call is not a step; training went on
     np.testing.assert_allclose(h["lr"], [1e-3, 1e-3, 5e-4, 5e-4, 5e-4, 5e-4])
+    # the step wrote NaN into every network: finite losses after it mean training went on from the restored check
+    assert np.isfinite(h[["stage1_loss", "stage2_loss", "val_stage2_loss"]].to_numpy()).all()
+    assert np.isfinite(est.predict(d.test_X)).all()
     assert est.summary().members["restarts"].iloc[0] == 1
 
 
