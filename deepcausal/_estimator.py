@@ -115,6 +115,13 @@ _SHARED_DOCS = {
         original algorithm). DFPV is constant: annealing did not lower its held-out stage-2 loss
         and its default ensemble was less accurate with it. Early stopping can end training
         before the annealing starts. ``history_`` records the rate at each check.
+    treatment_weight_decay : float, default=0.0
+        L2 penalty on the treatment network's weights, added to their gradients as
+        ``torch.optim.Adam``'s ``weight_decay`` does (the original DFIV/DFPV code's knob of the same
+        name). Without it DFIV's treatment features grow steadily over long fits (the stage-2 loss
+        takes the ridge-shrunk head as fixed and the gradient makes up for the shrinkage); 0.001–0.01
+        stopped that and a divergence at 10⁶ rows in benchmarks/RESULTS.md, "Diagnosis: treatment-
+        feature drift". Not yet a default: its value has not been validated on every design.
     split_ratio : float, default=0.5
         Fraction of rows in the stage-1 half.
     validation_fraction : float, default=0.1
@@ -313,7 +320,8 @@ class TwoStageEstimator(BaseEstimator):
                 if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < (1 if k == "n_epochs" else 0):
                     raise ValueError(f"{k} must be a non-negative integer (n_epochs >= 1), got {v!r}")
                 s[k] = int(v)
-        check_coefficients(beta1=self.beta1, beta2=self.beta2, lr=self.lr)
+        check_coefficients(beta1=self.beta1, beta2=self.beta2, lr=self.lr,
+                           treatment_weight_decay=self.treatment_weight_decay)
         for name in ("n_estimators", "n_iter_no_change"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
@@ -661,7 +669,12 @@ class TwoStageEstimator(BaseEstimator):
                 groups.setdefault(group, []).extend(nets[name].parameters())
         # deepcausal.optim.Adam: PyTorch's Adam update without torch.optim's import of torch._dynamo,
         # which costs seconds in every fresh process (each parallel ensemble member).
-        return {g: Adam(p, lr=float(self.lr)) for g, p in groups.items() if p}
+        # treatment_weight_decay: an L2 term on the treatment network only, in whichever group trains it.
+        wd = float(self.treatment_weight_decay)
+        treatment = list(nets["treatment"].parameters()) if wd and "treatment" in nets else []
+        ids = {id(q) for q in treatment}
+        return {g: Adam(p, lr=float(self.lr), weight_decay=wd if any(id(q) in ids for q in p) else 0.0,
+                        decayed=treatment) for g, p in groups.items() if p}
 
     def _train(self, nets, heads, halves, st, gen, comm, truth_val) -> Tuple[List[dict], dict]:
         """Minibatch epochs with a check every ``check_every`` steps: held-out stage losses into the

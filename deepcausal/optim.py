@@ -2,8 +2,10 @@
 
 ``torch.optim.Adam.step`` imports ``torch._dynamo`` on first use, which costs seconds of start-up in
 every fresh process (each ensemble member fitted by joblib pays it). The update here is PyTorch's
-default Adam (no weight decay, no amsgrad), with the same arithmetic as its single-tensor path:
+Adam (no amsgrad), with the same arithmetic as its single-tensor path, including its coupled L2
+``weight_decay`` (added to the gradient, as torch.optim.Adam does, not decoupled as in AdamW):
 
+    g ← g + wd · θ   (for the decayed parameters only),
     m ← β₁ m + (1 − β₁) g,    v ← β₂ v + (1 − β₂) g²,
     θ ← θ − (lr / (1 − β₁ᵗ)) · m / (√v / √(1 − β₂ᵗ) + ε)
 """
@@ -11,7 +13,7 @@ default Adam (no weight decay, no amsgrad), with the same arithmetic as its sing
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from typing import Iterable, Optional
 
 import torch
 
@@ -38,8 +40,13 @@ class Adam:
     True
     """
 
-    def __init__(self, params: Iterable[torch.nn.Parameter], lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8):
-        self.param_groups = [{"params": list(params), "lr": float(lr), "betas": betas, "eps": float(eps)}]
+    def __init__(self, params: Iterable[torch.nn.Parameter], lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0, decayed: Optional[Iterable[torch.nn.Parameter]] = None):
+        params = list(params)
+        self.param_groups = [{"params": params, "lr": float(lr), "betas": betas, "eps": float(eps),
+                              "weight_decay": float(weight_decay)}]
+        # which parameters the L2 term applies to (all by default); held by identity, not value
+        self._decayed = {id(p) for p in (params if decayed is None else decayed)}
         self.state = {}
         self.t = 0
 
@@ -64,6 +71,9 @@ class Adam:
             if p not in self.state:
                 self.state[p] = (torch.zeros_like(p), torch.zeros_like(p))
         grads = [p.grad for p in params]
+        wd = g.get("weight_decay", 0.0)
+        if wd:  # out of place, as torch does: p.grad itself is left as backward wrote it
+            grads = [gr.add(p, alpha=wd) if id(p) in self._decayed else gr for gr, p in zip(grads, params)]
         m = [self.state[p][0] for p in params]
         v = [self.state[p][1] for p in params]
         # The single-tensor arithmetic above, one call per operation for all tensors (torch._foreach_*):

@@ -187,6 +187,7 @@ class DFPV(TwoStageEstimator):
         stage2_iter=None,
         lr=1e-3,
         lr_schedule="auto",
+        treatment_weight_decay=0.0,
         split_ratio=0.5,
         validation_fraction=0.1,
         early_stopping=True,
@@ -217,6 +218,7 @@ class DFPV(TwoStageEstimator):
         self.stage2_iter = stage2_iter
         self.lr = lr
         self.lr_schedule = lr_schedule
+        self.treatment_weight_decay = treatment_weight_decay
         self.split_ratio = split_ratio
         self.validation_fraction = validation_fraction
         self.early_stopping = early_stopping

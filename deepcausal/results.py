@@ -238,6 +238,7 @@ class FitSummary:
             ("beta2", est.beta2, est.beta2),
             ("lr", est.lr, est.lr),
             ("lr_schedule", est.lr_schedule, s.get("lr_schedule", est.lr_schedule)),
+            ("treatment_weight_decay", est.treatment_weight_decay, est.treatment_weight_decay),
             ("n_epochs", est.n_epochs, epochs_cap),
             ("max_steps", "—", steps),
             ("stage1_iter", est.stage1_iter, s.get("stage1_iter")),

@@ -230,3 +230,20 @@ def test_auto_schedule_anneals_only_the_default_proximal_budget():
     assert DFIV(n_epochs=10, lr_schedule="annealed")._settings(2500)["lr_schedule"] == "annealed"
     with pytest.raises(ValueError, match="lr_schedule must be"):
         DFIV(lr_schedule="cosine")._settings(2500)
+
+
+def test_treatment_weight_decay_penalises_the_treatment_network_only(small_demand, fitted):
+    d = small_demand
+    est = DFIV(**FAST, treatment_weight_decay=0.01).fit(d.train, **d.fit_kwargs())
+    opts = est._optimisers(est.nets_)
+    treatment = {id(p) for p in est.nets_["treatment"].parameters()}
+    for group, opt in opts.items():
+        params = {id(p) for p in opt.param_groups[0]["params"]}
+        decays = opt.param_groups[0]["weight_decay"] > 0
+        assert decays == bool(params & treatment), group
+        if decays:
+            assert opt._decayed == treatment
+    assert est.summary().settings.loc["treatment_weight_decay", "in force"] == 0.01
+    assert not np.allclose(est.predict(d.test_X), fitted.predict(d.test_X))  # the penalty changed training
+    with pytest.raises(ValueError, match="treatment_weight_decay"):
+        DFIV(**FAST, treatment_weight_decay=-1.0).fit(d.train, **d.fit_kwargs())

@@ -61,3 +61,34 @@ def test_annealed_lr_is_flat_then_linear_down_to_its_floor():
     assert rates[75] == pytest.approx(1.0)  # halfway down at three quarters
     assert rates[99] == pytest.approx(2.0 * 0.02)  # the floor at the last step
     assert annealed_lr(2.0, 99, 100, floor=0.5) == pytest.approx(1.0)
+
+
+def test_weight_decay_matches_torch_adam_and_touches_only_the_decayed_parameters():
+    torch.manual_seed(0)
+    net = torch.nn.ModuleList([torch.nn.Linear(3, 4), torch.nn.Linear(4, 2)])
+    x = torch.randn(32, 3)
+
+    def loss(model):
+        return model[1](torch.relu(model[0](x))).pow(2).mean()
+
+    a, b = copy.deepcopy(net), copy.deepcopy(net)
+    ref = torch.optim.Adam(a.parameters(), lr=1e-2, weight_decay=0.1, foreach=False)
+    ours = Adam(b.parameters(), lr=1e-2, weight_decay=0.1)
+    for _ in range(20):
+        for model, opt in ((a, ref), (b, ours)):
+            opt.zero_grad()
+            loss(model).backward()
+            opt.step()
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.equal(p, q)
+    # one step with the decay on the first layer only: the second layer moves exactly as without decay,
+    # the first does not, and the gradients backward wrote are left as they were
+    c, d = copy.deepcopy(net), copy.deepcopy(net)
+    part, plain = Adam(c.parameters(), lr=1e-2, weight_decay=0.1, decayed=c[0].parameters()), Adam(d.parameters(), lr=1e-2)
+    for model, opt in ((c, part), (d, plain)):
+        loss(model).backward()
+    grad_before = c[0].weight.grad.clone()
+    part.step(), plain.step()
+    assert torch.equal(c[1].weight, d[1].weight) and torch.equal(c[1].bias, d[1].bias)
+    assert not torch.equal(c[0].weight, d[0].weight)
+    assert torch.equal(c[0].weight.grad, grad_before)
