@@ -10,17 +10,22 @@ import torch
 from deepcausal.optim import Adam
 
 
+def _train_side_by_side(pairs, loss, steps):
+    """``steps`` optimiser steps of every (model, optimiser) pair on ``loss(model)``, interleaved."""
+    for _ in range(steps):
+        for model, opt in pairs:
+            opt.zero_grad()
+            loss(model).backward()
+            opt.step()
+
+
 def test_matches_torch_adam_bit_for_bit():
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
     a, b = copy.deepcopy(net), copy.deepcopy(net)
     ref, ours = torch.optim.Adam(a.parameters(), lr=1e-2, foreach=False), Adam(b.parameters(), lr=1e-2)
     x = torch.randn(64, 3)
-    for _ in range(30):
-        for model, opt in ((a, ref), (b, ours)):
-            opt.zero_grad()
-            model(x).pow(2).mean().backward()
-            opt.step()
+    _train_side_by_side(((a, ref), (b, ours)), lambda model: model(x).pow(2).mean(), 30)
     for p, q in zip(a.parameters(), b.parameters()):
         assert torch.equal(p, q)
     assert not torch.equal(next(net.parameters()), next(b.parameters()))  # it did train
@@ -33,11 +38,8 @@ def test_parameters_without_gradients_do_not_move_and_the_others_match_torch():
     ref_net, before = copy.deepcopy(net), copy.deepcopy(net)
     ref, ours = torch.optim.Adam(ref_net.parameters(), lr=1e-2, foreach=False), Adam(net.parameters(), lr=1e-2)
     x = torch.randn(16, 3)
-    for _ in range(4):
-        for model, opt in ((ref_net, ref), (net, ours)):
-            opt.zero_grad()
-            model[0](x).pow(2).mean().backward()  # the second layer takes no part
-            opt.step()
+    # the second layer takes no part in the loss
+    _train_side_by_side(((ref_net, ref), (net, ours)), lambda model: model[0](x).pow(2).mean(), 4)
     assert torch.equal(net[1].weight, before[1].weight) and torch.equal(net[1].bias, before[1].bias)
     assert not torch.equal(net[0].weight, before[0].weight)
     for p, q in zip(ref_net[0].parameters(), net[0].parameters()):
@@ -74,11 +76,7 @@ def test_weight_decay_matches_torch_adam_and_touches_only_the_decayed_parameters
     a, b = copy.deepcopy(net), copy.deepcopy(net)
     ref = torch.optim.Adam(a.parameters(), lr=1e-2, weight_decay=0.1, foreach=False)
     ours = Adam(b.parameters(), lr=1e-2, weight_decay=0.1)
-    for _ in range(20):
-        for model, opt in ((a, ref), (b, ours)):
-            opt.zero_grad()
-            loss(model).backward()
-            opt.step()
+    _train_side_by_side(((a, ref), (b, ours)), loss, 20)
     for p, q in zip(a.parameters(), b.parameters()):
         assert torch.equal(p, q)
     # one step with the decay on the first layer only: the second layer moves exactly as without decay,
