@@ -27,14 +27,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
-import warnings
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 import pandas as pd  # noqa: E402
 from joblib import Parallel, delayed  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _member_compare import DESIGNS, fit_member, medians  # noqa: E402
 from _results import machine, write_section  # noqa: E402
 
 # What the default became, and why (written with the measurements).
@@ -57,46 +56,17 @@ DECISION = (
     "0.8714. Cosine was 1% better on DFPV and about 1% worse on lowdim; the annealed tail was never worse "
     "than constant by more than 0.2% there, so it was kept.")
 CSV = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schedule.csv")
-# the image designs first: the slowest fits start while the cores are free
-DESIGNS = ("dsprites", "dsprites_proxy", "demand", "demand_proxy", "lowdim_abs", "lowdim_linear", "lowdim_sin",
-           "lowdim_step", "linear_binary_iv")
-IMAGE = {"dsprites", "dsprites_proxy"}
 SCHEDULES = ("constant", "annealed")
 KEY = ["design", "n", "seed", "schedule"]
 
 
 def _fit(design: str, n_tab: int, seed: int, schedule: str) -> dict:
-    import torch
-
-    torch.set_num_threads(1)
-    warnings.simplefilter("ignore")
-    from deepcausal import DFIV, DFPV
-    from deepcausal.benchmark import make_design
-
-    n = 2000 if design in IMAGE else n_tab
-    d, _ = make_design(design, n=n, seed=seed)
-    cls = DFPV if d.kind == "proxy" else DFIV
-    est = cls(random_state=seed, n_estimators=1, n_bootstrap=0, lr_schedule=schedule)
-    start = time.perf_counter()
-    if d.train is not None:
-        est.fit(d.train, **d.fit_kwargs())
-    else:  # image designs come as arrays
-        est.fit(**d.array_kwargs())
-    seconds = time.perf_counter() - start
-    inputs = d.test_X if d.train is not None else d.test_X["treatment"]
-    kept = est.history_.loc[est.history_["kept"]].iloc[0]
-    return dict(design=design, n=n, seed=seed, schedule=schedule, method=cls.__name__,
-                held_out_stage2=float(kept["val_stage2_median"]), stage1_r2=float(kept["val_stage1_r2"]),
-                mse=float(d.score(est.predict(inputs))), fit_s=seconds, steps=int(est.stopping_["steps"]),
-                reason=est.stopping_["reason"])
+    return dict(fit_member(design, n_tab, seed, dict(lr_schedule=schedule)), schedule=schedule)
 
 
 def table(df: pd.DataFrame) -> pd.DataFrame:
     """Medians over seeds per design, size and schedule, and the annealed/constant ratios."""
-    t = (df.groupby(["design", "n", "schedule"], sort=False)
-           .agg(method=("method", "first"), held_out_stage2=("held_out_stage2", "median"),
-                stage1_r2=("stage1_r2", "median"), mse=("mse", "median"), fit_s=("fit_s", "median"),
-                steps=("steps", "median"), seeds=("seed", "count")).reset_index())
+    t = medians(df, "schedule")
     wide = t.pivot(index=["design", "n"], columns="schedule")
     ratio = pd.DataFrame({"loss_ratio": wide[("held_out_stage2", "annealed")] / wide[("held_out_stage2", "constant")],
                           "mse_ratio": wide[("mse", "annealed")] / wide[("mse", "constant")]})

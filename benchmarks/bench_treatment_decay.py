@@ -1,0 +1,123 @@
+"""An L2 penalty on the treatment network, by held-out losses, on every design (issue 14).
+
+DFIV's stage-2 loss is taken with the ridge-shrunk head fixed, so its gradient keeps enlarging the treatment
+features; Adam turns that small steady gradient into full-size steps, the features drift, and at 10⁶ rows one
+fit diverged (RESULTS "Diagnosis: treatment-feature drift"). ``treatment_weight_decay=WD`` adds ``WD · θ`` to
+the gradients of the treatment network. For each design of :mod:`deepcausal.datasets` and seed this fits one
+default member with each WD and reports the kept check's held-out stage-2 loss (the criterion, no truth),
+the held-out stage-1 R², and for information the structural MSE and the fit seconds.
+
+Rule, stated before the run, per estimator (DFIV on the IV designs, DFPV on the proxy designs): among the
+nonzero WD whose median held-out stage-2 loss is at most 1% above WD = 0's on every design of the estimator,
+the one with the lowest geometric-mean loss ratio becomes the default, provided that mean is below 1. The
+whole default fit (``bench_default_fit.py``) and the scale rows (``bench_scale.py``) are then checked before
+the default changes.
+
+Command: ``OMP_NUM_THREADS=1 python benchmarks/bench_treatment_decay.py [--seeds 0,1,2] [--designs a,b]
+[--decays 0,0.001,0.01] [--n N] [--n-jobs 2] [--from-csv]``; raw rows in ``benchmarks/treatment_decay.csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from joblib import Parallel, delayed  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _member_compare import DESIGNS, fit_member, medians  # noqa: E402
+from _results import machine, write_section  # noqa: E402
+
+CSV = os.path.join(os.path.dirname(os.path.abspath(__file__)), "treatment_decay.csv")
+KEY = ["design", "n", "seed", "decay"]
+TOLERANCE = 1.01
+DECISION = ""  # written with the measurements
+
+
+def _fit(design: str, n_tab: int, seed: int, decay: float) -> dict:
+    return dict(fit_member(design, n_tab, seed, dict(treatment_weight_decay=decay)), decay=decay)
+
+
+def table(df: pd.DataFrame) -> pd.DataFrame:
+    """Medians over seeds per design, size and decay, and the ratios to decay 0 of the same design."""
+    t = medians(df, "decay")
+    base = t[t["decay"] == 0].set_index(["design", "n"])
+    idx = pd.MultiIndex.from_frame(t[["design", "n"]])
+    t["loss_ratio"] = t["held_out_stage2"].to_numpy() / base["held_out_stage2"].reindex(idx).to_numpy()
+    t["mse_ratio"] = t["mse"].to_numpy() / base["mse"].reindex(idx).to_numpy()
+    return t
+
+
+def verdict(t: pd.DataFrame) -> list[str]:
+    """Apply the rule of the docstring per estimator."""
+    out = []
+    for method, g in t[t["decay"] > 0].groupby("method"):
+        rows = []
+        for decay, h in g.groupby("decay"):
+            gmean = float(np.exp(np.log(h["loss_ratio"]).mean()))
+            ok = bool((h["loss_ratio"] <= TOLERANCE).all())
+            rows.append((decay, gmean, ok, float(h["loss_ratio"].max()), h.loc[h["loss_ratio"].idxmax(), "design"]))
+            out.append(f"{method}, WD {decay:g}: held-out loss ratio geometric mean {gmean:.4f}, worst "
+                       f"{rows[-1][3]:.4f} ({rows[-1][4]}) -> {'within' if ok else 'outside'} the 1% tolerance "
+                       f"on every design; MSE ratio median {h['mse_ratio'].median():.2f}.")
+        good = [r for r in rows if r[2] and r[1] < 1]
+        pick = min(good, key=lambda r: r[1])[0] if good else 0.0
+        out.append(f"**Rule's choice for {method}: WD = {pick:g}.**")
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--designs", default=",".join(DESIGNS))
+    ap.add_argument("--decays", default="0,0.001,0.01")
+    ap.add_argument("--n", type=int, default=5000, help="rows of the tabular designs (dSprites: 2,000)")
+    ap.add_argument("--n-jobs", type=int, default=2)
+    ap.add_argument("--from-csv", action="store_true", help="rewrite the section from the CSV only")
+    ap.add_argument("--no-write", action="store_true", help="print, do not touch RESULTS.md")
+    ap.add_argument("--command", default=None, help="the command(s) to print in the section (default: this one)")
+    args = ap.parse_args(argv)
+    old = pd.read_csv(CSV) if os.path.exists(CSV) else pd.DataFrame(columns=KEY)
+    if args.from_csv:
+        df = old
+    else:
+        jobs = [(d, args.n, int(s), float(w)) for d in args.designs.split(",") for s in args.seeds.split(",")
+                for w in args.decays.split(",")]
+        new = pd.DataFrame(Parallel(n_jobs=args.n_jobs, verbose=5)(delayed(_fit)(*job) for job in jobs))
+        keep = old[~old.set_index(KEY).index.isin(new.set_index(KEY).index)] if len(old) else old
+        df = pd.concat([keep, new], ignore_index=True) if len(keep) else new
+        df.to_csv(CSV, index=False)
+    t = table(df)
+    command = args.command or ("`OMP_NUM_THREADS=1 python benchmarks/bench_treatment_decay.py " + " ".join(
+        a for a in (argv if argv is not None else sys.argv[1:])) + "`").replace(" `", "`")
+    lines = [f"Command: {command} (from the repository root).",
+             f"Machine: {machine()}; {args.n_jobs} fits at a time, one thread each; load average at the end "
+             f"{os.getloadavg()[0]:.1f}" + (" (of the rewrite from the CSV, not of the fits)" if args.from_csv
+                                            else "") + ".", "",
+             "One default member (no bootstrap, default step budget) per design, seed and `treatment_weight_decay` "
+             "(WD). Criterion (no truth): `held-out stage-2`, the median over seeds of the kept check's held-out "
+             "loss; `loss ratio` = this WD / WD 0 on the same design. `MSE` (truth) is for information and for the "
+             "issue's check that no design gets worse. Rule, stated before the run (script docstring): among the "
+             "nonzero WD within 1% of WD 0's held-out loss on every design of an estimator, the one with the "
+             "lowest geometric-mean loss ratio, if below 1.", "",
+             "| design | n | method | WD | held-out stage-2 | stage-1 R² | MSE (truth, info) | fit s | steps | seeds "
+             "| loss ratio | MSE ratio |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in t.sort_values(["method", "design", "n", "decay"]).itertuples():
+        lines.append(f"| {r.design} | {r.n:,} | {r.method} | {r.decay:g} | {r.held_out_stage2:.5g} | "
+                     f"{r.stage1_r2:.3f} | {r.mse:.4g} | {r.fit_s:.1f} | {r.steps:.0f} | {r.seeds} | "
+                     f"{r.loss_ratio:.3f} | {r.mse_ratio:.2f} |")
+    lines += [""] + verdict(t)
+    if DECISION:
+        lines += ["", DECISION]
+    print("\n".join(lines))
+    if not args.no_write:
+        title = "## Treatment-network weight decay"
+        write_section(title, title + "\n\n" + "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
