@@ -45,7 +45,7 @@ def fit_member(design: str, n_tab: int, seed: int, params: dict) -> dict:
     return dict(design=design, n=n, seed=seed, method=cls.__name__,
                 held_out_stage2=float(kept["val_stage2_median"]), stage1_r2=float(kept["val_stage1_r2"]),
                 mse=float(d.score(est.predict(inputs))), fit_s=seconds, steps=int(est.stopping_["steps"]),
-                reason=est.stopping_["reason"], recoveries=int(est.stopping_.get("recoveries", 0)))
+                reason=est.stopping_["reason"], recoveries=len(est.stopping_.get("recoveries", [])))
 
 
 def medians(df, setting: str):
