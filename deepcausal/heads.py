@@ -34,6 +34,9 @@ import torch
 
 __all__ = [
     "SufficientStats",
+    "GramCache",
+    "SPDSystem",
+    "factor_spd",
     "NonFiniteError",
     "add_intercept",
     "outer_features",
@@ -105,10 +108,13 @@ class SufficientStats:
     low_precision: bool = False  # the products were formed in float32 (a solve that needs jitter warns)
 
     @classmethod
-    def from_batch(cls, F: torch.Tensor, Y: torch.Tensor) -> "SufficientStats":
+    def from_batch(cls, F: torch.Tensor, Y: torch.Tensor, gram: Optional[torch.Tensor] = None) -> "SufficientStats":
         """One batch's statistics. The products FᵀF, FᵀY are formed in the inputs' precision — float32
         features give float32 products, about twice as fast — and stored in float64, so sums over
-        batches and the solve are float64 (DESIGN §7). Float64 inputs keep the exact float64 path."""
+        batches and the solve are float64 (DESIGN §7). Float64 inputs keep the exact float64 path.
+
+        ``gram``: FᵀF of these same features, formed earlier by this method (see :class:`GramCache`);
+        it is used instead of forming the product again."""
         _check_matrix("F", F)
         _check_matrix("Y", Y)
         if F.shape[0] != Y.shape[0]:
@@ -117,9 +123,10 @@ class SufficientStats:
         if low:
             dtype = torch.promote_types(F.dtype, Y.dtype)
             F, Y = F.to(dtype), Y.to(dtype)
-            FtF, FtY = (F.T @ F).to(torch.float64), (F.T @ Y).to(torch.float64)
+            FtF = (F.T @ F).to(torch.float64) if gram is None else gram
+            FtY = (F.T @ Y).to(torch.float64)
         else:
-            FtF, FtY = F.T @ F, F.T @ Y
+            FtF, FtY = (F.T @ F if gram is None else gram), F.T @ Y
         # Finiteness is checked on the d × d statistics, not the n × d inputs (cheaper, same verdict):
         # a NaN or ±inf in row i of F makes the diagonal of FᵀF non-finite, and then one in Y (times
         # anything, even 0) makes FᵀY non-finite. One reduction over both (a non-finite entry makes the
@@ -155,10 +162,13 @@ class SufficientStats:
         """Apply a reducer (e.g. a torch.distributed all-reduce) or return self unchanged."""
         return self if reducer is None else reducer(self)
 
-    def solve(self, beta: float, lam: float = 0.0, W_prev: Optional[torch.Tensor] = None):
+    def solve(self, beta: float, lam: float = 0.0, W_prev: Optional[torch.Tensor] = None,
+              factors: Optional[dict] = None):
         """Proximal ridge head (FᵀF/n + (λ+β) I)⁻¹ (FᵀY/n + λ W_prev), in float64.
 
         With ``lam = 0`` (or no ``W_prev``) this is the ridge head (FᵀF/n + β I)⁻¹ FᵀY/n.
+        ``factors``: a dict of factorised systems of these same FᵀF and n, keyed by λ + β; a system
+        missing from it is factorised and added (see :class:`GramCache`).
         """
         check_coefficients(beta=beta, lam=lam)
         if self.n == 0:
@@ -171,27 +181,82 @@ class SufficientStats:
                 f"the batch has {self.n} rows but {d} features: the head is not identified; "
                 "use a ridge beta > 0 or a proximal lam > 0"
             )
-        A = self.FtF / self.n
-        A.diagonal().add_(lam + beta)  # + (λ + β) I, without building I
+        system = factors.get(lam + beta) if factors is not None else None
+        if system is None:
+            A = self.FtF / self.n
+            A.diagonal().add_(lam + beta)  # + (λ + β) I, without building I
+            system = factor_spd(A, warn_on_jitter=self.low_precision)
+            if factors is not None:
+                factors[lam + beta] = system
         B = self.FtY / self.n
         if lam > 0:
             if W_prev.shape != B.shape:
                 raise ValueError(f"W_prev has shape {tuple(W_prev.shape)}, expected {tuple(B.shape)}")
             B = B + lam * W_prev.to(torch.float64)
-        return solve_spd(A, B, warn_on_jitter=self.low_precision)
+        return system.solve(B)
 
 
-def solve_spd(A: torch.Tensor, B: torch.Tensor, warn_on_jitter: bool = False) -> torch.Tensor:
-    """Solve A X = B for symmetric positive (semi-)definite A without forming A⁻¹.
+class GramCache:
+    """FᵀF of one batch of features and its factorised head systems, for solves with several targets.
+
+    Within one training step the stage-1 head is solved three times on the same features F₁ with
+    different targets: the update after the stage-1 step (λ₁) and the λ₁₂ refit with and without
+    graph (DESIGN §3). FᵀF/n + (λ + β) I depends on F and λ + β only, so it is formed and factorised
+    once; each further solve costs FᵀY and two triangular solves. The heads are bitwise those of
+    ``SufficientStats.from_batch(F, Y).solve(...)`` (the same operations on the same inputs).
+
+    The cache holds a reference to F, so while it lives F's storage cannot be freed and reused:
+    equal storage pointer, layout and version counter (bumped by every in-place write) then prove
+    the features are unchanged.
+    """
+
+    def __init__(self, F: torch.Tensor):
+        self.F = F
+        self.key = self._key(F)
+        self.gram: Optional[torch.Tensor] = None
+        self.factors: dict = {}
+
+    @staticmethod
+    def _key(F: torch.Tensor) -> tuple:
+        return (F.data_ptr(), tuple(F.shape), F.stride(), F.dtype, F.device, F._version)
+
+    def holds(self, F: torch.Tensor) -> bool:
+        return self._key(F) == self.key
+
+    def solve(self, Y: torch.Tensor, beta: float, lam: float = 0.0, W_prev: Optional[torch.Tensor] = None):
+        """The head of :meth:`SufficientStats.solve` on (F, Y), reusing FᵀF and the factorisations."""
+        if Y.dtype != self.F.dtype:  # mixed precision promotes F: no cached product applies
+            return SufficientStats.from_batch(self.F, Y).solve(beta, lam, W_prev)
+        stats = SufficientStats.from_batch(self.F, Y, gram=self.gram)
+        self.gram = stats.FtF
+        return stats.solve(beta, lam, W_prev, factors=self.factors)
+
+
+class SPDSystem:
+    """A symmetric positive (semi-)definite system A, factorised once for solves with many right sides:
+    its Cholesky factor ``L``, or A itself (``L`` None) when only least squares could solve it."""
+
+    def __init__(self, A: torch.Tensor, L: Optional[torch.Tensor]):
+        self.A, self.L = A, L
+
+    def solve(self, B: torch.Tensor) -> torch.Tensor:
+        """X with A X = B; differentiable in B."""
+        if self.L is not None:
+            return torch.cholesky_solve(B, self.L)
+        return torch.linalg.lstsq(self.A, B, driver="gelsd" if self.A.device.type == "cpu" else None).solution
+
+
+def factor_spd(A: torch.Tensor, warn_on_jitter: bool = False) -> SPDSystem:
+    """Factorise symmetric positive (semi-)definite A without forming A⁻¹.
 
     Cholesky first; on failure retry with a growing diagonal jitter (relative to the mean diagonal),
     then fall back to least squares with a ``RuntimeWarning``. ``warn_on_jitter`` (set for systems
     built from float32 products) also warns when jitter was needed, so precision is never lost
-    silently. Differentiable in A and B.
+    silently.
     """
     L, info = torch.linalg.cholesky_ex(A)
     if int(info) == 0:
-        return torch.cholesky_solve(B, L)
+        return SPDSystem(A, L)
     scale = float(A.diagonal().abs().mean().clamp_min(1e-300))
     eye = torch.eye(A.shape[0], dtype=A.dtype, device=A.device)
     for rel in _JITTERS:
@@ -200,15 +265,21 @@ def solve_spd(A: torch.Tensor, B: torch.Tensor, warn_on_jitter: bool = False) ->
             if warn_on_jitter:
                 warnings.warn(f"Cholesky of a head system built from float32 products needed a jitter of {rel:g} "
                               "× its mean diagonal: the features are nearly collinear; consider a larger ridge beta",
-                              RuntimeWarning, stacklevel=3)
-            return torch.cholesky_solve(B, L)
+                              RuntimeWarning, stacklevel=4)
+            return SPDSystem(A, L)
     warnings.warn(
         "Cholesky failed even with jitter; falling back to least squares. "
         "The features are (nearly) collinear: consider a larger ridge beta.",
         RuntimeWarning,
-        stacklevel=2,
+        stacklevel=3,
     )
-    return torch.linalg.lstsq(A, B, driver="gelsd" if A.device.type == "cpu" else None).solution
+    return SPDSystem(A, None)
+
+
+def solve_spd(A: torch.Tensor, B: torch.Tensor, warn_on_jitter: bool = False) -> torch.Tensor:
+    """Solve A X = B for symmetric positive (semi-)definite A without forming A⁻¹ (:func:`factor_spd`).
+    Differentiable in A and B."""
+    return factor_spd(A, warn_on_jitter).solve(B)
 
 
 def ridge_head(F: torch.Tensor, Y: torch.Tensor, beta: float) -> torch.Tensor:

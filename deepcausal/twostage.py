@@ -22,7 +22,7 @@ from typing import Callable, Iterable, Optional, Tuple
 
 import torch
 
-from .heads import SufficientStats, check_coefficients
+from .heads import GramCache, SufficientStats, check_coefficients
 
 __all__ = ["TwoStageHeads", "squared_loss"]
 
@@ -75,6 +75,12 @@ class TwoStageHeads:
         self.reducer = reducer
         self.V: Optional[torch.Tensor] = None
         self.u: Optional[torch.Tensor] = None
+        self._stage1_gram: Optional[GramCache] = None  # FᵀF of the last stage-1 features, see _stage1_solve
+
+    def __getstate__(self):  # a fitted estimator is pickled (joblib, save): the cache is not part of it
+        state = dict(self.__dict__)
+        state["_stage1_gram"] = None
+        return state
 
     # -- one solve, shared by every update ----------------------------------------------------
     def _solve(self, F, Y, W_prev, lam, beta):
@@ -83,10 +89,23 @@ class TwoStageHeads:
             return stats.solve(beta)
         return stats.solve(beta, lam, W_prev)
 
+    def _stage1_solve(self, F1, target, W_prev, lam):
+        """A stage-1 solve that reuses F₁ᵀF₁ and its factorisations while F₁ is the same batch of
+        features: a training step solves the stage-1 head three times on one F₁ (the update and the
+        two λ₁₂ refits), and forming and factorising the d₁ × d₁ system dominated those solves. A
+        distributed fit all-reduces every system instead (the reducer), so it takes the plain path."""
+        if self.reducer is not None:
+            return self._solve(F1, target, W_prev, lam, self.beta1)
+        if self._stage1_gram is None or not self._stage1_gram.holds(F1):
+            self._stage1_gram = GramCache(F1)
+        if W_prev is None:
+            return self._stage1_gram.solve(target, self.beta1)
+        return self._stage1_gram.solve(target, self.beta1, lam, W_prev)
+
     # -- stage 1 ------------------------------------------------------------------------------
     def stage1_update(self, F1: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """V ← prox(F₁, target; V, λ₁, β₁), both inputs detached. Returns the new V."""
-        self.V = self._solve(F1.detach(), target.detach(), self.V, self.lam1, self.beta1)
+        self.V = self._stage1_solve(F1.detach(), target.detach(), self.V, self.lam1)
         return self.V
 
     def stage1_refit(self, F1: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -96,7 +115,7 @@ class TwoStageHeads:
         that produced the target (the treatment network in DFIV). F₁ is detached: its network is
         trained by the stage-1 loss only.
         """
-        return self._solve(F1.detach(), target, self.V, self.lam12, self.beta1)
+        return self._stage1_solve(F1.detach(), target, self.V, self.lam12)
 
     # -- stage 2 ------------------------------------------------------------------------------
     def stage2_update(self, G: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:

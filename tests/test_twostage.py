@@ -89,3 +89,60 @@ def test_reducer_sees_every_solve():
 def test_negative_coefficient_is_refused_by_name(name):
     with pytest.raises(ValueError, match=name):
         TwoStageHeads(**{name: -0.1})
+
+
+def test_stage1_solves_on_the_same_features_reuse_the_gram_and_match_fresh_solves_bitwise():
+    # One training step solves the stage-1 head three times on one F₁ (update, refit with graph,
+    # refit without): the cached Gram and factors must give exactly the heads of fresh solves.
+    g = torch.Generator().manual_seed(3)
+    F = add_intercept(torch.randn(48, 5, generator=g)).float()
+    targets = [torch.randn(48, 2, generator=g).float() for _ in range(3)]
+    heads = TwoStageHeads(lam1=0.4, lam12=0.1, beta1=0.05)
+    heads.stage1_update(F[:24], targets[0][:24])  # a previous head
+    V_prev = heads.V.clone()
+    V = heads.stage1_update(F, targets[1])
+    cache = heads._stage1_gram
+    refit = heads.stage1_refit(F.detach(), targets[2])  # a new view of the same storage
+    again = heads.stage1_refit(F, targets[1])
+    assert heads._stage1_gram is cache and set(cache.factors) == {0.4 + 0.05, 0.1 + 0.05}
+    assert torch.equal(V, proximal_head(F, targets[1], V_prev, 0.4, 0.05))
+    assert torch.equal(refit, proximal_head(F, targets[2], V, 0.1, 0.05))
+    assert torch.equal(again, proximal_head(F, targets[1], V, 0.1, 0.05))
+
+
+def test_features_written_in_place_are_not_served_from_the_cache():
+    g = torch.Generator().manual_seed(4)
+    F = add_intercept(torch.randn(40, 3, generator=g))
+    t = torch.randn(40, 1, generator=g)
+    heads = TwoStageHeads(lam12=0.2, beta1=0.1)
+    heads.stage1_update(F, t)
+    F[:, 0].mul_(3.0)  # same storage and shape, new values: the version counter tells them apart
+    refit = heads.stage1_refit(F, t)
+    np.testing.assert_allclose(refit.numpy(), proximal_head(F, t, heads.V, 0.2, 0.1).numpy(), atol=1e-12)
+
+
+def test_cached_refit_passes_the_same_gradient_to_the_target_network():
+    g = torch.Generator().manual_seed(5)
+    F = add_intercept(torch.randn(30, 4, generator=g)).float()
+    t, y = torch.randn(30, 1, generator=g).float(), torch.randn(30, 1, generator=g).float()
+    grads = []
+    for cached in (True, False):
+        net = torch.nn.Linear(1, 2)
+        net.load_state_dict({"weight": torch.full((2, 1), 0.3), "bias": torch.tensor([0.1, -0.2])})
+        heads = TwoStageHeads(lam1=0.3, lam12=0.3, beta1=0.1)
+        heads.stage1_update(F, net(t).detach())
+        V = heads.stage1_refit(F if cached else F.clone(), net(t))  # a clone is other storage: no cache
+        squared_loss(add_intercept(F @ V.float()), y, torch.ones(3, 1)).backward()
+        grads.append(net.weight.grad.clone())
+    assert torch.equal(grads[0], grads[1]) and grads[0].abs().sum() > 0
+
+
+def test_pickled_heads_leave_the_gram_cache_behind():
+    import pickle
+
+    z, t, _ = _iv_data(n=30)
+    heads = TwoStageHeads(beta1=0.1)
+    heads.stage1_update(add_intercept(z), t)
+    assert heads._stage1_gram is not None
+    copy = pickle.loads(pickle.dumps(heads))
+    assert copy._stage1_gram is None and torch.equal(copy.V, heads.V)
