@@ -35,7 +35,17 @@ from _results import machine, write_section  # noqa: E402
 CSV = os.path.join(os.path.dirname(os.path.abspath(__file__)), "treatment_decay.csv")
 KEY = ["design", "n", "seed", "decay"]
 TOLERANCE = 1.01
-DECISION = ""  # written with the measurements
+# What the default became, and why (written with the measurements).
+DECISION = (
+    "Decision: **no default changes; `treatment_weight_decay` stays 0 for both estimators**, as the rule says. "
+    "For DFIV neither value stays within 1% on every design (WD 0.001: linear_binary_iv +2.4%, lowdim_linear "
+    "+1.3%; WD 0.01: dSprites +3.3%, lowdim_sin +2.7%); the held-out loss falls only on demand (-6% and -3%), "
+    "the design where the drift was diagnosed. For DFPV, WD 0.001 passes the tolerance but its geometric-mean "
+    "ratio is above 1 (1.005): no gain. The truth agrees for information: at n = 5,000 the demand MSE rose "
+    "(51.7 -> 83.2 and 114.7) and lowdim_sin's rose 20x with WD 0.01. Lowdim_linear's MSE fell 10x with either "
+    "value, and at 10⁶ rows the penalty prevented seed 1's divergence on demand (MSE 29.4 -> 10.8; \"Diagnosis: "
+    "treatment-feature drift\"), so the option stays available for users who fit DFIV to very large data; the scale rows (\"Scale\") keep the "
+    "default, whose divergences the restart-from-the-kept-check rule handles.")
 
 
 def _fit(design: str, n_tab: int, seed: int, decay: float) -> dict:

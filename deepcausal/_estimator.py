@@ -121,7 +121,8 @@ _SHARED_DOCS = {
         name). Without it DFIV's treatment features grow steadily over long fits (the stage-2 loss
         takes the ridge-shrunk head as fixed and the gradient makes up for the shrinkage); 0.001–0.01
         stopped that and a divergence at 10⁶ rows in benchmarks/RESULTS.md, "Diagnosis: treatment-
-        feature drift". Not yet a default: its value has not been validated on every design.
+        feature drift". Not a default: on the held-out losses of every design it did not pay
+        (RESULTS.md, "Treatment-network weight decay"); consider it for very large DFIV fits.
     split_ratio : float, default=0.5
         Fraction of rows in the stage-1 half.
     validation_fraction : float, default=0.1
