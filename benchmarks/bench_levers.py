@@ -17,7 +17,11 @@ switched off one at a time by patching the code path they replaced:
 * ``previous iterations`` (DFPV): the gradient steps per minibatch before they were re-chosen by held-out losses
   (5, 1, 1 instead of 1, 1, 1; ``bench_iters.py``); for DFIV, ``2, 2, 1 iterations``: the fewer steps that were
   measured and not adopted (the default stays 4, 4, 1);
-* ``before issue 16's second round``: the defaults as they were (per-tensor Adam, and DFPV's 5, 1, 1);
+* ``no Gram reuse``: every stage-1 head solve forms F₁ᵀF₁ and its Cholesky factor afresh, instead of reusing
+  them for the three solves on one batch of features in a step (:class:`deepcausal.heads.GramCache`;
+  bit-identical results);
+* ``before issue 16's second round``: the defaults as they were (per-tensor Adam, DFPV's 5, 1, 1, no Gram
+  reuse);
 * batch sizes: the default and a smaller one.
 
 ``--n 1000000 --epochs 1 --configs default,before`` measures the steps per second of the default against the
@@ -53,6 +57,7 @@ from deepcausal import DFIV, DFPV  # noqa: E402
 from deepcausal.datasets import demand, demand_proxy  # noqa: E402
 from deepcausal.heads import SufficientStats  # noqa: E402
 from deepcausal.nets import SkipMLP  # noqa: E402
+from deepcausal.twostage import TwoStageHeads  # noqa: E402
 
 _from_batch = SufficientStats.from_batch.__func__
 
@@ -104,8 +109,17 @@ def per_tensor_adam():
         yield
 
 
-LEVERS = {"float64 Gram": float64_gram, "mode toggles": mode_toggles, "torch Adam": torch_adam,
-          "per-tensor Adam": per_tensor_adam}
+@contextmanager
+def no_gram_reuse():
+    def plain(self, F1, target, W_prev, lam):
+        return self._solve(F1, target, W_prev, lam, self.beta1)
+
+    with mock.patch.object(TwoStageHeads, "_stage1_solve", plain):
+        yield
+
+
+LEVERS = {"no Gram reuse": no_gram_reuse, "float64 Gram": float64_gram, "mode toggles": mode_toggles,
+          "torch Adam": torch_adam, "per-tensor Adam": per_tensor_adam}
 PREVIOUS_ITERS = {"DFIV": {}, "DFPV": dict(stage1_iter=5, covariate_iter=1, stage2_iter=1)}
 
 
@@ -114,21 +128,23 @@ def configs():
     return [
         ("DFIV", "default (batch 512)", {}, []),
         ("DFIV", "batch 128", dict(batch_size=128), []),
+        ("DFIV", "no Gram reuse", {}, ["no Gram reuse"]),
         ("DFIV", "float64 Gram", {}, ["float64 Gram"]),
         ("DFIV", "mode toggles, two passes", {}, ["mode toggles"]),
         ("DFIV", "wide heads (16/16)", wide, []),
         ("DFIV", "torch Adam", {}, ["torch Adam"]),
         ("DFIV", "per-tensor Adam", {}, ["per-tensor Adam"]),
         ("DFIV", "2, 2, 1 iterations (not adopted)", dict(stage1_iter=2, covariate_iter=2), []),
-        ("DFIV", "before issue 16's second round", PREVIOUS_ITERS["DFIV"], ["per-tensor Adam"]),
+        ("DFIV", "before issue 16's second round", PREVIOUS_ITERS["DFIV"], ["per-tensor Adam", "no Gram reuse"]),
         ("DFIV", "all levers off", {**wide, **PREVIOUS_ITERS["DFIV"]}, [k for k in LEVERS if k != "per-tensor Adam"]),
         ("DFPV", "default (batch 256)", {}, []),
         ("DFPV", "batch 64", dict(batch_size=64), []),
+        ("DFPV", "no Gram reuse", {}, ["no Gram reuse"]),
         ("DFPV", "float64 Gram", {}, ["float64 Gram"]),
         ("DFPV", "mode toggles, two passes", {}, ["mode toggles"]),
         ("DFPV", "per-tensor Adam", {}, ["per-tensor Adam"]),
         ("DFPV", "previous iterations (5, 1, 1)", PREVIOUS_ITERS["DFPV"], []),
-        ("DFPV", "before issue 16's second round", PREVIOUS_ITERS["DFPV"], ["per-tensor Adam"]),
+        ("DFPV", "before issue 16's second round", PREVIOUS_ITERS["DFPV"], ["per-tensor Adam", "no Gram reuse"]),
         ("DFPV", "all levers off", PREVIOUS_ITERS["DFPV"], [k for k in LEVERS if k != "per-tensor Adam"]),
     ]
 
