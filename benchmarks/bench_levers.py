@@ -64,8 +64,8 @@ _from_batch = SufficientStats.from_batch.__func__
 
 @contextmanager
 def float64_gram():
-    def from_batch(cls, F, Y):
-        return _from_batch(cls, F.double(), Y.double())
+    def from_batch(cls, F, Y, gram=None):
+        return _from_batch(cls, F.double(), Y.double(), gram)
 
     with mock.patch.object(SufficientStats, "from_batch", classmethod(from_batch)):
         yield
