@@ -79,7 +79,10 @@ def mode_toggles():
 
 @contextmanager
 def torch_adam():
-    with mock.patch.object(core, "Adam", lambda params, lr: torch.optim.Adam(params, lr=lr, foreach=False)):
+    def adam(params, lr, weight_decay=0.0, decayed=()):  # decays whole groups, as the default fits never do
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, foreach=False)
+
+    with mock.patch.object(core, "Adam", adam):
         yield
 
 
@@ -167,7 +170,7 @@ def startup_seconds(which: str) -> float:
     code = ("import time; t = time.perf_counter(); import sys; sys.path.insert(0, %r); "
             "from unittest import mock; import torch; import deepcausal._estimator as core; "
             "from deepcausal import DFIV; from deepcausal.datasets import lowdim; d = lowdim(500, seed=0); "
-            "p = mock.patch.object(core, 'Adam', lambda ps, lr: torch.optim.Adam(ps, lr=lr, foreach=False)) "
+            "p = mock.patch.object(core, 'Adam', lambda ps, lr, **kw: torch.optim.Adam(ps, lr=lr, foreach=False)) "
             "if %r == 'torch' else mock.patch.object(core, 'Adam', core.Adam); p.start(); "
             "DFIV(n_estimators=1, n_epochs=1, n_bootstrap=0, random_state=0).fit(d.train, **d.fit_kwargs()); "
             "print(time.perf_counter() - t)") % (os.path.dirname(os.path.dirname(os.path.abspath(__file__))), which)
