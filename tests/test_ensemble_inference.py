@@ -319,3 +319,54 @@ def test_saved_ensemble_predicts_and_bands_identically(ensemble, small, tmp_path
 def test_a_diverging_member_is_named(small):
     with pytest.raises(FloatingPointError, match=r"ensemble member 0 \(seed \d+\): stage"):
         DFIV(**{**QUICK, "lr": 1e30, "n_estimators": 2}).fit(small.train, **small.fit_kwargs())
+
+
+def test_score_bootstrap_draws_equal_the_docstring_formulas_computed_draw_by_draw():
+    # deepcausal.inference's module docstring: V_b = V̂ + A₁⁻¹ s₁(V̂; w_b), u_b = û + A₂⁻¹ s₂(û; w'_b, V_b),
+    # recomputed here one draw at a time in numpy, with stage-2 features G = [F₁V, a] built from the
+    # drawn stage-1 head, and the multipliers drawn from the same generator in the same order.
+    from deepcausal.distributed import Communicator
+    from deepcausal.inference import score_bootstrap_heads
+
+    g = torch.Generator().manual_seed(0)
+    n1, n2, d1, k1, B, seed = 60, 50, 5, 3, 7, 11
+    s1_rows = {"F1": torch.randn(n1, d1, generator=g, dtype=torch.float64),
+               "T": torch.randn(n1, k1, generator=g, dtype=torch.float64)}
+    s2_rows = {"F1": torch.randn(n2, d1, generator=g, dtype=torch.float64),
+               "a": torch.randn(n2, 2, generator=g, dtype=torch.float64),
+               "Y": torch.randn(n2, 1, generator=g, dtype=torch.float64)}
+
+    class Half:
+        def __init__(self, rows):
+            self.rows = rows
+
+        def batches(self, size):
+            yield self.rows  # one batch: the multipliers are then one draw of (n, B) per stage
+
+    class Hooks:
+        beta1, beta2 = 0.05, 0.02
+        _stage1_features = staticmethod(lambda nets, b: b["F1"])
+        _stage1_target = staticmethod(lambda nets, b: b["T"])
+        _stage2_parts = staticmethod(lambda nets, b, grad: {"a": b["a"]})
+        _stage2_combine = staticmethod(
+            lambda parts, hat: torch.cat([hat, parts["a"].expand(*hat.shape[:-1], 2)], dim=-1))
+
+    dev = score_bootstrap_heads(Hooks(), None, (Half(s1_rows), Half(s2_rows)), B, seed, Communicator(torch.device("cpu")),
+                                batch_size=10**6).numpy()
+
+    gen = torch.Generator().manual_seed(seed)
+    w1 = (-torch.log1p(-torch.rand(n1, B, generator=gen, dtype=torch.float64)) - 1.0).numpy()
+    w2 = (-torch.log1p(-torch.rand(n2, B, generator=gen, dtype=torch.float64))).numpy()  # 1 + (w − 1)
+    F, T = s1_rows["F1"].numpy(), s1_rows["T"].numpy()
+    F2, a, Y = (s2_rows[k].numpy() for k in ("F1", "a", "Y"))
+    A1 = F.T @ F / n1 + 0.05 * np.eye(d1)
+    V = np.linalg.solve(A1, F.T @ T / n1)
+    G_hat = np.hstack([F2 @ V, a])
+    A2 = G_hat.T @ G_hat / n2 + 0.02 * np.eye(k1 + 2)
+    u = np.linalg.solve(A2, G_hat.T @ Y / n2)
+    for b in range(B):
+        s1 = sum(w1[i, b] * np.outer(F[i], T[i] - F[i] @ V) for i in range(n1)) / n1
+        V_b = V + np.linalg.solve(A1, s1)
+        G = np.hstack([F2 @ V_b, a])
+        s2 = sum(w2[j, b] * np.outer(G[j], Y[j] - G[j] @ u) for j in range(n2)) / n2 - 0.02 * u
+        np.testing.assert_allclose(dev[b], np.linalg.solve(A2, s2), rtol=1e-9, atol=1e-12)
