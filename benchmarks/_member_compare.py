@@ -12,6 +12,8 @@ check is the same one early stopping uses. Each row reports
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 import warnings
 
@@ -54,3 +56,35 @@ def medians(df, setting: str):
               .agg(method=("method", "first"), held_out_stage2=("held_out_stage2", "median"),
                    stage1_r2=("stage1_r2", "median"), mse=("mse", "median"), fit_s=("fit_s", "median"),
                    steps=("steps", "median"), seeds=("seed", "count")).reset_index())
+
+
+def fit_and_merge(csv: str, key: list, fit, jobs: list, n_jobs: int, from_csv: bool):
+    """Run ``fit(*job)`` for every job (``n_jobs`` processes) and merge the rows into ``csv``, a rerun of
+    a ``key`` replacing its row; with ``from_csv`` only read the file. Returns every row."""
+    import pandas as pd
+    from joblib import Parallel, delayed
+
+    old = pd.read_csv(csv) if os.path.exists(csv) else pd.DataFrame(columns=key)
+    if from_csv:
+        return old
+    new = pd.DataFrame(Parallel(n_jobs=n_jobs, verbose=5)(delayed(fit)(*job) for job in jobs))
+    keep = old[~old.set_index(key).index.isin(new.set_index(key).index)] if len(old) else old
+    df = pd.concat([keep, new], ignore_index=True) if len(keep) else new
+    df.to_csv(csv, index=False)
+    return df
+
+
+def command_line(script: str, argv) -> str:
+    """The command that ran ``script`` with ``argv`` (default: this process's arguments), as markdown code."""
+    args = " ".join(argv if argv is not None else sys.argv[1:])
+    return f"`OMP_NUM_THREADS=1 python benchmarks/{script}" + (f" {args}`" if args else "`")
+
+
+def header_lines(command: str, n_jobs: int, from_csv: bool) -> list:
+    """The command and machine lines that open a section."""
+    from _results import machine
+
+    return [f"Command: {command} (from the repository root).",
+            f"Machine: {machine()}; {n_jobs} fits at a time, one thread each; load average at the end "
+            f"{os.getloadavg()[0]:.1f}" + (" (of the rewrite from the CSV, not of the fits)" if from_csv else "") + ".",
+            ""]

@@ -30,11 +30,10 @@ import sys
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 import pandas as pd  # noqa: E402
-from joblib import Parallel, delayed  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _member_compare import DESIGNS, fit_member, medians  # noqa: E402
-from _results import machine, write_section  # noqa: E402
+from _member_compare import DESIGNS, command_line, fit_and_merge, fit_member, header_lines, medians  # noqa: E402
+from _results import write_section  # noqa: E402
 
 # What the default became, and why (written with the measurements).
 DECISION = (
@@ -82,23 +81,12 @@ def main(argv=None):
     ap.add_argument("--from-csv", action="store_true", help="rewrite the section from benchmarks/schedule.csv only")
     ap.add_argument("--command", default=None, help="the command(s) to print in the section (default: this one)")
     args = ap.parse_args(argv)
-    old = pd.read_csv(CSV) if os.path.exists(CSV) else pd.DataFrame(columns=KEY)
-    if args.from_csv:
-        df = old
-    else:
-        jobs = [(d, args.n, int(s), sch) for d in args.designs.split(",") for s in args.seeds.split(",")
-                for sch in SCHEDULES]
-        new = pd.DataFrame(Parallel(n_jobs=args.n_jobs, verbose=5)(delayed(_fit)(*job) for job in jobs))
-        keep = old[~old.set_index(KEY).index.isin(new.set_index(KEY).index)] if len(old) else old
-        df = pd.concat([keep, new], ignore_index=True) if len(keep) else new
-        df.to_csv(CSV, index=False)
+    jobs = [(d, args.n, int(s), sch) for d in args.designs.split(",") for s in args.seeds.split(",")
+            for sch in SCHEDULES]
+    df = fit_and_merge(CSV, KEY, _fit, jobs, args.n_jobs, args.from_csv)
     t = table(df)
-    command = args.command or ("`OMP_NUM_THREADS=1 python benchmarks/bench_schedule.py " + " ".join(
-        a for a in (argv if argv is not None else sys.argv[1:])) + "`").replace(" `", "`")
-    lines = [f"Command: {command} (from the repository root).",
-             f"Machine: {machine()}; {args.n_jobs} fits at a time, one thread each; load average at the end "
-             f"{os.getloadavg()[0]:.1f}" + (" (of the rewrite from schedule.csv, not of the fits)" if args.from_csv
-                                            else "") + ".", "",
+    command = args.command or command_line("bench_schedule.py", argv)
+    lines = header_lines(command, args.n_jobs, args.from_csv) + [
              "One default member (no bootstrap, default step budget) per design, seed and schedule: `constant` "
              "(the rate used before) and `annealed` (`lr` for the first half of the step budget, then linearly "
              "down to `lr / 50`). Criterion (no truth): `held-out stage-2`, the median over seeds of the kept "

@@ -26,11 +26,10 @@ import sys
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from joblib import Parallel, delayed  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _member_compare import DESIGNS, fit_member, medians  # noqa: E402
-from _results import machine, write_section  # noqa: E402
+from _member_compare import DESIGNS, command_line, fit_and_merge, fit_member, header_lines, medians  # noqa: E402
+from _results import write_section  # noqa: E402
 
 CSV = os.path.join(os.path.dirname(os.path.abspath(__file__)), "treatment_decay.csv")
 KEY = ["design", "n", "seed", "decay"]
@@ -91,23 +90,12 @@ def main(argv=None):
     ap.add_argument("--no-write", action="store_true", help="print, do not touch RESULTS.md")
     ap.add_argument("--command", default=None, help="the command(s) to print in the section (default: this one)")
     args = ap.parse_args(argv)
-    old = pd.read_csv(CSV) if os.path.exists(CSV) else pd.DataFrame(columns=KEY)
-    if args.from_csv:
-        df = old
-    else:
-        jobs = [(d, args.n, int(s), float(w)) for d in args.designs.split(",") for s in args.seeds.split(",")
-                for w in args.decays.split(",")]
-        new = pd.DataFrame(Parallel(n_jobs=args.n_jobs, verbose=5)(delayed(_fit)(*job) for job in jobs))
-        keep = old[~old.set_index(KEY).index.isin(new.set_index(KEY).index)] if len(old) else old
-        df = pd.concat([keep, new], ignore_index=True) if len(keep) else new
-        df.to_csv(CSV, index=False)
+    jobs = [(d, args.n, int(s), float(w)) for d in args.designs.split(",") for s in args.seeds.split(",")
+            for w in args.decays.split(",")]
+    df = fit_and_merge(CSV, KEY, _fit, jobs, args.n_jobs, args.from_csv)
     t = table(df)
-    command = args.command or ("`OMP_NUM_THREADS=1 python benchmarks/bench_treatment_decay.py " + " ".join(
-        a for a in (argv if argv is not None else sys.argv[1:])) + "`").replace(" `", "`")
-    lines = [f"Command: {command} (from the repository root).",
-             f"Machine: {machine()}; {args.n_jobs} fits at a time, one thread each; load average at the end "
-             f"{os.getloadavg()[0]:.1f}" + (" (of the rewrite from the CSV, not of the fits)" if args.from_csv
-                                            else "") + ".", "",
+    command = args.command or command_line("bench_treatment_decay.py", argv)
+    lines = header_lines(command, args.n_jobs, args.from_csv) + [
              "One default member (no bootstrap, default step budget) per design, seed and `treatment_weight_decay` "
              "(WD). Criterion (no truth): `held-out stage-2`, the median over seeds of the kept check's held-out "
              "loss; `loss ratio` = this WD / WD 0 on the same design. `MSE` (truth) is for information and for the "
