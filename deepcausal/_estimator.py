@@ -627,6 +627,7 @@ class TwoStageEstimator(BaseEstimator):
             if validation is not None:
                 truth_val = (self._prediction_inputs(*validation[0]), validation[1])
             history, stop = self._train(nets, heads, halves, settings, gen, comm, truth_val)
+            heads.release_features()
             bootstrap_seed = int(torch.randint(0, 2**62, (1,), generator=gen))
 
         current = TwoStageHeads(**self._coefs(heads))

@@ -82,6 +82,10 @@ class TwoStageHeads:
         state["_stage1_gram"] = None
         return state
 
+    def release_features(self) -> None:
+        """Drop the cached stage-1 features and factors (training is over; the heads stay)."""
+        self._stage1_gram = None
+
     # -- one solve, shared by every update ----------------------------------------------------
     def _solve(self, F, Y, W_prev, lam, beta):
         stats = SufficientStats.from_batch(F, Y).reduced(self.reducer)

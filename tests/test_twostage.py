@@ -146,3 +146,12 @@ def test_pickled_heads_leave_the_gram_cache_behind():
     assert heads._stage1_gram is not None
     copy = pickle.loads(pickle.dumps(heads))
     assert copy._stage1_gram is None and torch.equal(copy.V, heads.V)
+
+
+def test_a_fitted_member_keeps_no_training_features():
+    from deepcausal import DFIV
+    from deepcausal.datasets import lowdim
+
+    d = lowdim(600, seed=0)
+    est = DFIV(n_estimators=1, n_epochs=2, n_bootstrap=0, random_state=0).fit(d.train, **d.fit_kwargs())
+    assert est.heads_._stage1_gram is None and est.heads_.V is not None
