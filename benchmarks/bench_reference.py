@@ -208,7 +208,9 @@ def _git_head(repo: Path, dirty: bool = False) -> str:
     try:
         out = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short=10", "HEAD"], capture_output=True,
                              text=True, timeout=10).stdout.strip()
-        if out and dirty and subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+        # only the package counts: the benchmark scripts rewrite RESULTS.md and their CSVs as they run
+        if out and dirty and subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no",
+                                             "--", "deepcausal"],
                                             capture_output=True, text=True, timeout=10).stdout.strip():
             out += " with uncommitted changes"
         return out or "unknown commit"
