@@ -88,3 +88,13 @@ def header_lines(command: str, n_jobs: int, from_csv: bool) -> list:
             f"Machine: {machine()}; {n_jobs} fits at a time, one thread each; load average at the end "
             f"{os.getloadavg()[0]:.1f}" + (" (of the rewrite from the CSV, not of the fits)" if from_csv else "") + ".",
             ""]
+
+
+def add_member_args(ap) -> None:
+    """The options every member-comparison script takes: seeds, designs, size, processes, CSV-only rewrite."""
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--designs", default=",".join(DESIGNS))
+    ap.add_argument("--n", type=int, default=5000, help="rows of the tabular designs (dSprites: 2,000)")
+    ap.add_argument("--n-jobs", type=int, default=2)
+    ap.add_argument("--from-csv", action="store_true", help="rewrite the section from the CSV only")
+    ap.add_argument("--command", default=None, help="the command(s) to print in the section (default: this one)")

@@ -32,7 +32,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import pandas as pd  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _member_compare import DESIGNS, command_line, fit_and_merge, fit_member, header_lines, medians  # noqa: E402
+from _member_compare import (add_member_args, command_line, fit_and_merge, fit_member,  # noqa: E402
+                             header_lines, medians)
 from _results import write_section  # noqa: E402
 
 # What the default became, and why (written with the measurements).
@@ -74,12 +75,7 @@ def table(df: pd.DataFrame) -> pd.DataFrame:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--designs", default=",".join(DESIGNS))
-    ap.add_argument("--n", type=int, default=5000, help="rows of the tabular designs (dSprites: 2,000)")
-    ap.add_argument("--n-jobs", type=int, default=2)
-    ap.add_argument("--from-csv", action="store_true", help="rewrite the section from benchmarks/schedule.csv only")
-    ap.add_argument("--command", default=None, help="the command(s) to print in the section (default: this one)")
+    add_member_args(ap)
     args = ap.parse_args(argv)
     jobs = [(d, args.n, int(s), sch) for d in args.designs.split(",") for s in args.seeds.split(",")
             for sch in SCHEDULES]
