@@ -941,16 +941,17 @@ class TwoStageEstimator(BaseEstimator):
 
     @staticmethod
     def _descend(opts, group, loss, comm):
-        if not torch.isfinite(loss):
-            raise NonFiniteError(f"the loss became {loss.item()}")
+        value = loss.item()  # one read of the scalar serves the check and the history
+        if not math.isfinite(value):
+            raise NonFiniteError(f"the loss became {value}")
         if group not in opts:
-            return loss.item()
+            return value
         opt = opts[group]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         comm.sum_gradients(p for g in opt.param_groups for p in g["params"])
         opt.step()
-        return loss.item()
+        return value
 
     # ---- full-data refit by streaming (DESIGN §2) -----------------------------------------------
     def _refit(self, nets, heads, halves, batch_size):

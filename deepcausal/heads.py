@@ -131,7 +131,7 @@ class SufficientStats:
         # a NaN or ±inf in row i of F makes the diagonal of FᵀF non-finite, and then one in Y (times
         # anything, even 0) makes FᵀY non-finite. One reduction over both (a non-finite entry makes the
         # sum non-finite) costs one check per solve; which input it was is worked out only on failure.
-        if not torch.isfinite(FtF.detach().diagonal().sum() + FtY.detach().sum()):
+        if not math.isfinite(float(FtF.detach().diagonal().sum() + FtY.detach().sum())):
             if not torch.isfinite(FtF.detach().diagonal()).all():
                 raise NonFiniteError("F contains NaN or infinite values (or its Gram matrix overflows)")
             if not torch.isfinite(FtY.detach()).all():

