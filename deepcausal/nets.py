@@ -17,6 +17,8 @@ NetSpec = Union[None, nn.Module, Callable[[int], nn.Module]]
 
 # Inputs with at least this many columns are treated as flattened square images.
 IMAGE_MIN_DIM = 1024
+# Keeps SkipMLP's row normalisation finite where a row's ReLU features are all zero (they stay zero).
+_RMS_EPS = 1e-6
 
 
 def mlp(d_in: int, widths: Sequence[int] = (64, 32), d_out: int = 16) -> nn.Sequential:
@@ -36,14 +38,27 @@ class SkipMLP(nn.Module):
 
     Keeping x itself means the model nests its linear counterpart (DFIV with linear features is 2SLS),
     so a linear effect never has to be rebuilt from ReLU pieces. Shapes: (n, d_in) → (n, d_in + d_out).
+
+    With ``normalize=True`` each row's learned features h = mlp(x) are divided by their root mean square,
+    [x, h / √(mean h² + ε)], so the network cannot change their scale. DFIV's stage-2 loss, taken with the
+    ridge-shrunk head fixed, otherwise rewards ever larger treatment features: they drift over long fits
+    and at 10⁶ rows a fit diverged (benchmarks/RESULTS.md, "Diagnosis: treatment-feature drift"). The
+    flag is kept in the ``state_dict`` (a buffer), so saved weights only load into a network of the
+    same kind.
     """
 
-    def __init__(self, d_in: int, widths: Sequence[int] = (64, 32), d_out: int = 16):
+    def __init__(self, d_in: int, widths: Sequence[int] = (64, 32), d_out: int = 16, normalize: bool = False):
         super().__init__()
         self.mlp = mlp(d_in, widths, d_out)
+        self.normalize = bool(normalize)
+        if self.normalize:
+            self.register_buffer("row_rms_normalized", torch.ones(()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([x, self.mlp(x)], dim=1)
+        h = self.mlp(x)
+        if self.normalize:
+            h = h * torch.rsqrt(h.pow(2).mean(1, keepdim=True) + _RMS_EPS)
+        return torch.cat([x, h], dim=1)
 
 
 def image_mlp(d_in: int, widths: Sequence[int] = (256, 128), d_out: int = 32) -> nn.Sequential:

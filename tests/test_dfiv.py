@@ -247,3 +247,44 @@ def test_treatment_weight_decay_penalises_the_treatment_network_only(small_deman
     assert not np.allclose(est.predict(d.test_X), fitted.predict(d.test_X))  # the penalty changed training
     with pytest.raises(ValueError, match="treatment_weight_decay"):
         DFIV(**FAST, treatment_weight_decay=-1.0).fit(d.train, **d.fit_kwargs())
+
+
+def test_row_normalised_skip_features_have_unit_rms_and_no_scale_to_drift():
+    from deepcausal.nets import SkipMLP
+
+    torch.manual_seed(0)
+    net = SkipMLP(2, d_out=4, normalize=True)
+    x = torch.randn(50, 2)
+    out = net(x)
+    assert torch.equal(out[:, :2], x)  # the raw input is kept as it is
+    rms = out[:, 2:].pow(2).mean(1).sqrt()
+    alive = out[:, 2:].abs().sum(1) > 0
+    assert alive.any() and torch.allclose(rms[alive], torch.ones_like(rms[alive]), atol=1e-3)
+    # enlarging the last layer, which is how the treatment features drift, leaves the features unchanged
+    # (up to the ε under the root, felt only by rows whose raw features are tiny)
+    big = net.mlp(x).pow(2).mean(1).sqrt() > 0.1
+    last = net.mlp[-2]
+    with torch.no_grad():
+        last.weight.mul_(10.0), last.bias.mul_(10.0)
+    assert big.sum() > 10 and torch.allclose(net(x)[big], out[big], atol=1e-4)
+    # the flag travels with the weights: they do not load into a plain network, nor plain ones into it
+    plain = SkipMLP(2, d_out=4)
+    assert "row_rms_normalized" in net.state_dict() and "row_rms_normalized" not in plain.state_dict()
+    with pytest.raises(RuntimeError):
+        plain.load_state_dict(net.state_dict())
+    with pytest.raises(RuntimeError):
+        net.load_state_dict(plain.state_dict())
+
+
+def test_normalised_treatment_network_is_used_by_a_fit(small_demand):
+    from functools import partial
+
+    from deepcausal.nets import SkipMLP
+
+    d = small_demand
+    est = DFIV(**FAST, treatment_net=partial(SkipMLP, d_out=4, normalize=True)).fit(d.train, **d.fit_kwargs())
+    assert est.nets_["treatment"].normalize
+    psi = est.nets_["treatment"](torch.linspace(-2, 2, 30).reshape(-1, 1))[:, 1:]
+    alive = psi.abs().sum(1) > 0
+    assert torch.allclose(psi[alive].pow(2).mean(1), torch.ones(int(alive.sum())), atol=1e-3)
+    assert np.isfinite(est.predict(d.test_X)).all()
