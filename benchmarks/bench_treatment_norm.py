@@ -37,7 +37,15 @@ CSV = os.path.join(os.path.dirname(os.path.abspath(__file__)), "treatment_norm.c
 KEY = ["design", "n", "seed", "normalized"]
 TOLERANCE = 1.01
 IV_VECTOR_DESIGNS = ("demand", "lowdim_abs", "lowdim_linear", "lowdim_sin", "lowdim_step", "linear_binary_iv")
-DECISION = ""  # written with the measurements
+# What the default became, and why (written with the measurements).
+DECISION = (
+    "Decision: **no default changes; DFIV's treatment network stays unnormalised**, as the rule says: at n = 5,000 "
+    "lowdim_abs and lowdim_linear are 1.2% above the default's held-out loss. At n = 100,000 the normalised network "
+    "passes (every design at or below the default, demand -1.4%), but a switch by data size was not the rule stated "
+    "before the run, and the truth (information) points against it at that size: the median MSE ratio is 1.18, "
+    "worse on four of six designs (lowdim_sin 1.9x). At 10⁶ rows on demand it removes the drift and the divergence "
+    "(\"Diagnosis: treatment-feature drift\": MSE 5.5, 4.3, 9.0 against 25.2, 29.4 (diverged), 14.1), so it stays "
+    "an option for very large DFIV fits: `DFIV(treatment_net=functools.partial(SkipMLP, d_out=4, normalize=True))`.")
 
 
 def _fit(design: str, n_tab: int, seed: int, normalized: bool) -> dict:
@@ -68,7 +76,7 @@ def verdict(t: pd.DataFrame) -> list[str]:
         ok = bool((h["loss_ratio"] <= TOLERANCE).all())
         out.append(f"n = {int(n):,}: normalised / default held-out loss, geometric mean {gmean:.4f}, worst "
                    f"{worst['loss_ratio']:.4f} ({worst['design']}); MSE ratio median {h['mse_ratio'].median():.2f} "
-                   f"(truth, information). **Rule: {'passes' if ok else 'fails'}** (every design within 1%: {ok}).")
+                   f"(truth, information). **Every design within 1%: {'yes' if ok else 'no'}.**")
     return out
 
 

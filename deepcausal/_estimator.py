@@ -122,7 +122,10 @@ _SHARED_DOCS = {
         takes the ridge-shrunk head as fixed and the gradient makes up for the shrinkage); 0.001–0.01
         stopped that and a divergence at 10⁶ rows in benchmarks/RESULTS.md, "Diagnosis: treatment-
         feature drift". Not a default: on the held-out losses of every design it did not pay
-        (RESULTS.md, "Treatment-network weight decay"); consider it for very large DFIV fits.
+        (RESULTS.md, "Treatment-network weight decay"); consider it for very large DFIV fits. The
+        other remedy measured there removes the scale instead of penalising it:
+        ``treatment_net=partial(deepcausal.nets.SkipMLP, d_out=4, normalize=True)`` (DFIV at 10⁶ rows:
+        MSE 4–9 against 14–29; not a default either, see "Treatment-feature normalisation (DFIV)").
     split_ratio : float, default=0.5
         Fraction of rows in the stage-1 half.
     validation_fraction : float, default=0.1
