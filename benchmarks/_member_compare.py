@@ -58,6 +58,40 @@ def medians(df, setting: str):
                    steps=("steps", "median"), seeds=("seed", "count")).reset_index())
 
 
+def ratio_table(df, setting: str, is_base):
+    """:func:`medians` with each row's ratios to the baseline setting of the same design and size:
+    ``loss_ratio`` (held-out stage-2 loss, the criterion) and ``mse_ratio`` (truth, information).
+    ``is_base(column)`` marks the baseline values of ``setting``."""
+    import pandas as pd
+
+    t = medians(df, setting)
+    base = t[is_base(t[setting])].set_index(["design", "n"])
+    idx = pd.MultiIndex.from_frame(t[["design", "n"]])
+    t["loss_ratio"] = t["held_out_stage2"].to_numpy() / base["held_out_stage2"].reindex(idx).to_numpy()
+    t["mse_ratio"] = t["mse"].to_numpy() / base["mse"].reindex(idx).to_numpy()
+    return t
+
+
+RATIO_COLUMNS = ("| held-out stage-2 | stage-1 R² | MSE (truth, info) | fit s | steps | seeds | loss ratio | MSE ratio |",
+                 "|---|---|---|---|---|---|---|---|")
+
+
+def ratio_cells(r) -> str:
+    """The :data:`RATIO_COLUMNS` cells of one :func:`ratio_table` row."""
+    return (f"| {r.held_out_stage2:.5g} | {r.stage1_r2:.3f} | {r.mse:.4g} | {r.fit_s:.1f} | {r.steps:.0f} | "
+            f"{r.seeds} | {r.loss_ratio:.3f} | {r.mse_ratio:.2f} |")
+
+
+def finish_section(title: str, lines: list, verdict: list, decision: str, write: bool) -> None:
+    """Append the rule's verdict and the decision, print the section, and write it into RESULTS.md."""
+    from _results import write_section
+
+    lines = lines + [""] + verdict + (["", decision] if decision else [])
+    print("\n".join(lines))
+    if write:
+        write_section(title, title + "\n\n" + "\n".join(lines) + "\n")
+
+
 def fit_and_merge(csv: str, key: list, fit, jobs: list, n_jobs: int, from_csv: bool):
     """Run ``fit(*job)`` for every job (``n_jobs`` processes) and merge the rows into ``csv``, a rerun of
     a ``key`` replacing its row; with ``from_csv`` only read the file. Returns every row."""

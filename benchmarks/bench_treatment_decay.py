@@ -28,9 +28,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _member_compare import (add_member_args, command_line, fit_and_merge, fit_member,  # noqa: E402
-                             header_lines, medians)
-from _results import write_section  # noqa: E402
+from _member_compare import (RATIO_COLUMNS, add_member_args, command_line, finish_section,  # noqa: E402
+                             fit_and_merge, fit_member, header_lines, ratio_cells, ratio_table)
 
 CSV = os.path.join(os.path.dirname(os.path.abspath(__file__)), "treatment_decay.csv")
 KEY = ["design", "n", "seed", "decay"]
@@ -50,16 +49,6 @@ DECISION = (
 
 def _fit(design: str, n_tab: int, seed: int, decay: float) -> dict:
     return dict(fit_member(design, n_tab, seed, dict(treatment_weight_decay=decay)), decay=decay)
-
-
-def table(df: pd.DataFrame) -> pd.DataFrame:
-    """Medians over seeds per design, size and decay, and the ratios to decay 0 of the same design."""
-    t = medians(df, "decay")
-    base = t[t["decay"] == 0].set_index(["design", "n"])
-    idx = pd.MultiIndex.from_frame(t[["design", "n"]])
-    t["loss_ratio"] = t["held_out_stage2"].to_numpy() / base["held_out_stage2"].reindex(idx).to_numpy()
-    t["mse_ratio"] = t["mse"].to_numpy() / base["mse"].reindex(idx).to_numpy()
-    return t
 
 
 def verdict(t: pd.DataFrame) -> list[str]:
@@ -89,7 +78,7 @@ def main(argv=None):
     jobs = [(d, args.n, int(s), float(w)) for d in args.designs.split(",") for s in args.seeds.split(",")
             for w in args.decays.split(",")]
     df = fit_and_merge(CSV, KEY, _fit, jobs, args.n_jobs, args.from_csv)
-    t = table(df)
+    t = ratio_table(df, "decay", lambda v: v == 0)
     command = args.command or command_line("bench_treatment_decay.py", argv)
     lines = header_lines(command, args.n_jobs, args.from_csv) + [
              "One default member (no bootstrap, default step budget) per design, seed and `treatment_weight_decay` "
@@ -98,19 +87,10 @@ def main(argv=None):
              "issue's check that no design gets worse. Rule, stated before the run (script docstring): among the "
              "nonzero WD within 1% of WD 0's held-out loss on every design of an estimator, the one with the "
              "lowest geometric-mean loss ratio, if below 1.", "",
-             "| design | n | method | WD | held-out stage-2 | stage-1 R² | MSE (truth, info) | fit s | steps | seeds "
-             "| loss ratio | MSE ratio |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| design | n | method | WD " + RATIO_COLUMNS[0], "|---|---|---|---" + RATIO_COLUMNS[1]]
     for r in t.sort_values(["method", "design", "n", "decay"]).itertuples():
-        lines.append(f"| {r.design} | {r.n:,} | {r.method} | {r.decay:g} | {r.held_out_stage2:.5g} | "
-                     f"{r.stage1_r2:.3f} | {r.mse:.4g} | {r.fit_s:.1f} | {r.steps:.0f} | {r.seeds} | "
-                     f"{r.loss_ratio:.3f} | {r.mse_ratio:.2f} |")
-    lines += [""] + verdict(t)
-    if DECISION:
-        lines += ["", DECISION]
-    print("\n".join(lines))
-    if not args.no_write:
-        title = "## Treatment-network weight decay"
-        write_section(title, title + "\n\n" + "\n".join(lines) + "\n")
+        lines.append(f"| {r.design} | {r.n:,} | {r.method} | {r.decay:g} " + ratio_cells(r))
+    finish_section("## Treatment-network weight decay", lines, verdict(t), DECISION, not args.no_write)
 
 
 if __name__ == "__main__":

@@ -29,9 +29,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _member_compare import (add_member_args, command_line, fit_and_merge, fit_member,  # noqa: E402
-                             header_lines, medians)
-from _results import write_section  # noqa: E402
+from _member_compare import (RATIO_COLUMNS, add_member_args, command_line, finish_section,  # noqa: E402
+                             fit_and_merge, fit_member, header_lines, ratio_cells, ratio_table)
 
 CSV = os.path.join(os.path.dirname(os.path.abspath(__file__)), "treatment_norm.csv")
 KEY = ["design", "n", "seed", "normalized"]
@@ -57,16 +56,6 @@ def _fit(design: str, n_tab: int, seed: int, normalized: bool) -> dict:
     return dict(fit_member(design, n_tab, seed, params), normalized=bool(normalized))
 
 
-def table(df: pd.DataFrame) -> pd.DataFrame:
-    """Medians over seeds per design, size and variant, and the ratios to the default of the same design."""
-    t = medians(df, "normalized")
-    base = t[~t["normalized"].astype(bool)].set_index(["design", "n"])
-    idx = pd.MultiIndex.from_frame(t[["design", "n"]])
-    t["loss_ratio"] = t["held_out_stage2"].to_numpy() / base["held_out_stage2"].reindex(idx).to_numpy()
-    t["mse_ratio"] = t["mse"].to_numpy() / base["mse"].reindex(idx).to_numpy()
-    return t
-
-
 def verdict(t: pd.DataFrame) -> list[str]:
     """Apply the rule of the docstring at each training size."""
     out = []
@@ -90,7 +79,7 @@ def main(argv=None):
             for v in (False, True)]
     df = fit_and_merge(CSV, KEY, _fit, jobs, args.n_jobs, args.from_csv)
     df["normalized"] = df["normalized"].astype(str).str.lower().eq("true")
-    t = table(df)
+    t = ratio_table(df, "normalized", lambda v: ~v.astype(bool))
     command = args.command or command_line("bench_treatment_norm.py", argv)
     lines = header_lines(command, args.n_jobs, args.from_csv) + [
              "One default DFIV member (no bootstrap, default step budget) per design and seed, with the default "
@@ -99,19 +88,10 @@ def main(argv=None):
              "held-out loss; `loss ratio` = normalised / default on the same design. `MSE` (truth) is for "
              "information. Rule, stated before the run (script docstring): adopt if every design's loss ratio is "
              "at most 1.01.", "",
-             "| design | n | normalised | held-out stage-2 | stage-1 R² | MSE (truth, info) | fit s | steps | seeds "
-             "| loss ratio | MSE ratio |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| design | n | normalised " + RATIO_COLUMNS[0], "|---|---|---" + RATIO_COLUMNS[1]]
     for r in t.sort_values(["design", "n", "normalized"]).itertuples():
-        lines.append(f"| {r.design} | {r.n:,} | {'yes' if r.normalized else 'no'} | {r.held_out_stage2:.5g} | "
-                     f"{r.stage1_r2:.3f} | {r.mse:.4g} | {r.fit_s:.1f} | {r.steps:.0f} | {r.seeds} | "
-                     f"{r.loss_ratio:.3f} | {r.mse_ratio:.2f} |")
-    lines += [""] + verdict(t)
-    if DECISION:
-        lines += ["", DECISION]
-    print("\n".join(lines))
-    if not args.no_write:
-        title = "## Treatment-feature normalisation (DFIV)"
-        write_section(title, title + "\n\n" + "\n".join(lines) + "\n")
+        lines.append(f"| {r.design} | {r.n:,} | {'yes' if r.normalized else 'no'} " + ratio_cells(r))
+    finish_section("## Treatment-feature normalisation (DFIV)", lines, verdict(t), DECISION, not args.no_write)
 
 
 if __name__ == "__main__":
