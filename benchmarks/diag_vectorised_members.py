@@ -11,11 +11,11 @@ against the same code for one member. The kernel is a stage-1 update of each est
 * head re-solve V = (FᵀF/n + c I)⁻¹ FᵀY/n on the stepped features: float32 products, float64 Cholesky.
 
 DFIV: the instrument network [x, MLP(x)] with x of 3 columns, widths (64, 32), 16 outputs (20 features with the
-intercept), a 5-column target, batch 512. DFPV: the Kronecker features [φ_A, 1] ⊗ [φ_Z, 1] of two such networks
-(1 and 2 inputs, 16 outputs: 289 features), a 17-column target, batch 256.
+intercept), a 5-column target, batch 512. DFPV: the Kronecker features [φ_A, 1] ⊗ [φ_Z, 1] of two plain ReLU MLPs
+(DFPV's default networks keep no skip; 1 and 2 inputs, 16 outputs: 289 features), a 17-column target, batch 256.
 
-After one untimed warm-up run, each M is timed ``--repeats`` times, the Ms interleaved (the minimum is reported: the machine's noise only slows a run down) over
-``--updates`` updates after 20 warm-up updates, one thread. ``per member`` = (time for M) / (M × time for one):
+After one untimed warm-up run, each M is timed ``--repeats`` times, the Ms interleaved (the minimum is reported:
+the machine's noise only slows a run down) over ``--updates`` updates after 20 warm-up updates, one thread. ``per member`` = (time for M) / (M × time for one):
 1 means stacking saves nothing, 1/M that M members cost what one does.
 
 Command: ``OMP_NUM_THREADS=1 python benchmarks/diag_vectorised_members.py [--members 1,2,3,5] [--updates 300]
@@ -33,9 +33,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _results import machine, single_thread, write_section  # noqa: E402
 
-SHAPES = {  # name: (inputs of each stage-1 network, target columns, batch size)
-    "DFIV": ((3,), 5, 512),
-    "DFPV": ((1, 2), 17, 256),
+SHAPES = {  # name: (inputs of each stage-1 network, target columns, batch size, input kept beside the features)
+    "DFIV": ((3,), 5, 512, True),
+    "DFPV": ((1, 2), 17, 256, False),
 }
 
 
@@ -49,8 +49,8 @@ def stacked_mlp(M: int, d_in: int, widths=(64, 32), d_out: int = 16) -> list:
     return params
 
 
-def skip_features(params: list, x):
-    """[x, MLP(x)] per member: (M, n, d_in) → (M, n, d_in + d_out)."""
+def net_features(params: list, x, skip: bool):
+    """MLP(x) per member, with x kept beside it when ``skip``: (M, n, d_in) → (M, n, [d_in +] d_out)."""
     import torch
 
     h = x
@@ -58,7 +58,7 @@ def skip_features(params: list, x):
         h = torch.baddbmm(params[i + 1], h, params[i])
         if i < len(params) - 2:
             h = torch.relu(h)
-    return torch.cat([x, h], -1)
+    return torch.cat([x, h], -1) if skip else h
 
 
 def with_intercept(f):
@@ -67,9 +67,9 @@ def with_intercept(f):
     return torch.cat([f, f.new_ones(*f.shape[:-1], 1)], -1)
 
 
-def stage1_features(nets: list, xs: list):
+def stage1_features(nets: list, xs: list, skip: bool):
     """DFIV: [φ(x), 1]; DFPV: the row-wise Kronecker product [φ_A, 1] ⊗ [φ_Z, 1]."""
-    fs = [with_intercept(skip_features(p, x)) for p, x in zip(nets, xs)]
+    fs = [with_intercept(net_features(p, x, skip)) for p, x in zip(nets, xs)]
     if len(fs) == 1:
         return fs[0]
     out = fs[0].unsqueeze(-1) * fs[1].unsqueeze(-2)
@@ -98,17 +98,17 @@ def time_updates(name: str, M: int, updates: int, seed: int = 0) -> float:
     from deepcausal.optim import Adam
 
     torch.manual_seed(seed)
-    d_ins, k, batch = SHAPES[name]
+    d_ins, k, batch, skip = SHAPES[name]
     nets = [stacked_mlp(M, d) for d in d_ins]
     opt = Adam([p for net in nets for p in net], lr=1e-3)
     xs = [torch.randn(M, batch, d) for d in d_ins]
     Y = torch.randn(M, batch, k)
     with torch.no_grad():
-        V = head(stage1_features(nets, xs), Y)
+        V = head(stage1_features(nets, xs, skip), Y)
 
     def update():
         nonlocal V
-        F = stage1_features(nets, xs)
+        F = stage1_features(nets, xs, skip)
         loss = ((Y - F @ V.float()) ** 2).sum() / batch
         if not math.isfinite(loss.item()):
             raise FloatingPointError("the loss became non-finite")
@@ -116,7 +116,7 @@ def time_updates(name: str, M: int, updates: int, seed: int = 0) -> float:
         loss.backward()
         opt.step()
         with torch.no_grad():
-            V = head(stage1_features(nets, xs), Y)
+            V = head(stage1_features(nets, xs, skip), Y)
 
     for _ in range(20):
         update()

@@ -49,6 +49,8 @@ class SkipMLP(nn.Module):
     same kind.
     """
 
+    normalize = False  # class default: a SkipMLP pickled before the option existed keeps its behaviour
+
     def __init__(self, d_in: int, widths: Sequence[int] = (64, 32), d_out: int = 16, normalize: bool = False):
         super().__init__()
         self.mlp = mlp(d_in, widths, d_out)

@@ -63,10 +63,11 @@ class Adam:
         self._order = list({id(p): p for p in order}.values())  # a parameter listed twice is stored once
         self._n_decayed = sum(p.numel() for p in self._order if id(p) in self._decayed) if weight_decay else 0
         self._flat = self._flatten(self._order)
-        like = self._flat if self._flat is not None else torch.cat([p.detach().reshape(-1) for p in self._order]) \
-            if self._order else torch.zeros(0)
-        self._m, self._v = torch.zeros_like(like), torch.zeros_like(like)
-        self.state = dict(zip(self._order, zip(self._views(self._m), self._views(self._v))))
+        if self._flat is not None:
+            self._m, self._v = torch.zeros_like(self._flat), torch.zeros_like(self._flat)
+            self.state = dict(zip(self._order, zip(self._views(self._m), self._views(self._v))))
+        else:  # parameters of several dtypes or devices: moments per parameter, updated one by one
+            self.state = {p: (torch.zeros_like(p), torch.zeros_like(p)) for p in self._order}
         self._ptrs = [p.data_ptr() for p in self._order]
 
     def _views(self, buffer: torch.Tensor) -> list:

@@ -138,3 +138,17 @@ def test_parameters_become_views_of_one_buffer_and_a_replaced_storage_still_upda
     assert not torch.equal(net[0].weight, moved)
     for p, q in zip(ref_net.parameters(), net.parameters()):
         assert torch.equal(p, q)
+
+
+def test_parameters_of_two_dtypes_are_updated_one_by_one_as_torch_does():
+    torch.manual_seed(3)
+    a32, a64 = torch.nn.Parameter(torch.randn(4)), torch.nn.Parameter(torch.randn(3, dtype=torch.float64))
+    b32, b64 = (torch.nn.Parameter(t.detach().clone()) for t in (a32, a64))
+    ref, ours = torch.optim.Adam([a32, a64], lr=1e-2, foreach=False), Adam([b32, b64], lr=1e-2)
+    assert ours._flat is None
+    for _ in range(5):
+        for (p, q), opt in (((a32, a64), ref), ((b32, b64), ours)):
+            opt.zero_grad()
+            (p.pow(2).sum() + q.pow(3).sum()).backward()
+            opt.step()
+    assert torch.equal(a32, b32) and torch.equal(a64, b64) and b64.dtype == torch.float64
