@@ -34,11 +34,13 @@ class Adam:
     are two buffers of the same layout, so a step in which every parameter has a gradient is one
     concatenation of the gradients and six operations on whole buffers, whatever the number of
     parameter tensors: for the small networks of the two-stage estimators, per-operation overhead, not
-    arithmetic, is what a step costs (measured: 129 µs for a DFIV network's six tensors with one
-    ``torch._foreach_*`` call per operation, about 35 µs flat). Element by element the arithmetic is
-    that of ``torch.optim.Adam(foreach=False)``, so the parameters are bit-identical to it. A step in
-    which some parameter has no gradient, or after some parameter's storage was replaced, updates the
-    parameters one by one through views of the same moment buffers.
+    arithmetic, is what a step costs (against one ``torch._foreach_*`` call per operation over the
+    tensors, this saves about 0.4 ms of a 15 ms DFIV minibatch step; benchmarks/RESULTS.md, "Speed
+    levers", ``adam_step_saving``). Element by element the arithmetic is that of
+    ``torch.optim.Adam(foreach=False)``, so the parameters are bit-identical to it. A step in which some
+    parameter has no gradient, or after some parameter's storage was replaced, updates the parameters one
+    by one through views of the same moment buffers; parameters of several dtypes or devices keep
+    per-parameter moments and are always updated that way.
 
     Examples
     --------
