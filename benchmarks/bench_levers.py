@@ -167,26 +167,34 @@ def time_fit(method, params, levers, data, epochs):
     return est.stopping_["steps"] / seconds
 
 
+def _ms_per_call(f, reps: int, warmup: int) -> float:
+    """Milliseconds per call of ``f``, after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        f()
+    t = time.perf_counter()
+    for _ in range(reps):
+        f()
+    return (time.perf_counter() - t) / reps * 1e3
+
+
+def _one_epoch_member(method: str, data):
+    """A default member of ``method`` fitted for one epoch: its heads, networks and settings to time on."""
+    cls, d = (DFIV, data["iv"]) if method == "DFIV" else (DFPV, data["pcl"])
+    return cls(n_estimators=1, n_epochs=1, n_bootstrap=0, random_state=0).fit(d.train, **d.fit_kwargs()), d
+
+
 def gram_reuse_saving(method: str, data) -> str:
     """What GramCache saves per step, timed on the operations themselves (a fit-level rate is too noisy
     on this machine to resolve it): two of the three stage-1 Gram products F₁ᵀF₁ and one of the three
     Cholesky factorisations, at the default batch size and stage-1 width of the estimator."""
-    cls, d = (DFIV, data["iv"]) if method == "DFIV" else (DFPV, data["pcl"])
-    est = cls(n_estimators=1, n_epochs=1, n_bootstrap=0, random_state=0).fit(d.train, **d.fit_kwargs())
+    est, d = _one_epoch_member(method, data)
     width, batch = est.heads_.V.shape[0], est._settings(len(d.train) // 2)["batch_size"]
     F = torch.randn(batch, width)
     A = (F.T @ F).double() / batch
     A.diagonal().add_(0.11)
 
-    def ms(f, reps=300):
-        for _ in range(10):
-            f()
-        t = time.perf_counter()
-        for _ in range(reps):
-            f()
-        return (time.perf_counter() - t) / reps * 1e3
-
-    gram, chol = ms(lambda: (F.T @ F).to(torch.float64)), ms(lambda: torch.linalg.cholesky_ex(A))
+    gram = _ms_per_call(lambda: (F.T @ F).to(torch.float64), 300, 10)
+    chol = _ms_per_call(lambda: torch.linalg.cholesky_ex(A), 300, 10)
     return (f"{method}: stage-1 width {width}, batch {batch}: Gram {gram:.3f} ms, Cholesky {chol:.3f} ms, "
             f"saved per step {2 * gram + chol:.2f} ms")
 
@@ -195,20 +203,14 @@ def adam_step_saving(method: str, data) -> str:
     """What the flat-buffer Adam saves per step, timed on the optimiser steps themselves: each network's Adam
     step with its parameters and moments in flat buffers, against the per-tensor ``torch._foreach_*`` path it
     replaced (the same moments, ``_flat`` switched off), times the gradient steps per minibatch pair."""
-    cls, d = (DFIV, data["iv"]) if method == "DFIV" else (DFPV, data["pcl"])
-    est = cls(n_estimators=1, n_epochs=1, n_bootstrap=0, random_state=0).fit(d.train, **d.fit_kwargs())
+    est, d = _one_epoch_member(method, data)
     st = est._settings(len(d.train) // 2)
     iters = {"stage1": st["stage1_iter"], "covariate": st["covariate_iter"], "stage2": st["stage2_iter"]}
 
-    def ms(opt, reps=2000):
+    def ms(opt):
         for p in opt.param_groups[0]["params"]:
             p.grad = torch.randn_like(p) * 1e-3
-        for _ in range(20):
-            opt.step()
-        t = time.perf_counter()
-        for _ in range(reps):
-            opt.step()
-        return (time.perf_counter() - t) / reps * 1e3
+        return _ms_per_call(opt.step, 2000, 20)
 
     flat = foreach = 0.0
     for group, opt in est._optimisers(est.nets_).items():
