@@ -3,9 +3,14 @@
 DFIV on demand IV (rho 0.5) and DFPV on demand PCL, n = 5,000, default settings, one process per seed (so
 every seed pays the worker start-up a user pays), structural MSE on the designs' test inputs.
 
+The section also reports how much two one-thread processes slow each other down on this machine (the
+*parallel probe*: one fixed-length DFIV member fit alone, then two of them at once, rounds interleaved). The
+default ensemble splits 5 members 3 + 2 over the two cores, so its wall time is about the worker start-up
+plus 3 × (that slowdown) × (one member's fit time); the probe turns the 15 s target into a budget per member.
+
 Command: ``OMP_NUM_THREADS=1 python benchmarks/bench_default_fit.py [--seeds 0,1,2] [--only dfiv|dfpv]
-[--lr-schedule constant|annealed] [--no-write]``; ``--lr-schedule`` overrides the default ("auto") to compare
-schedules on the whole fit.
+[--lr-schedule constant|annealed] [--probe-rounds 3] [--no-write]``; ``--lr-schedule`` overrides the default
+("auto") to compare schedules on the whole fit; ``--probe-rounds 0`` skips the probe.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -40,15 +46,59 @@ print(json.dumps(dict(method=method, seed=seed, fit_s=seconds, mse=d.score(est.p
       load=__import__("os").getloadavg()[0])))
 """
 
+# One DFIV member for a fixed number of steps (no early stopping, no bootstrap): the same work in every run.
+PROBE = """
+import time, warnings
+warnings.simplefilter("ignore")
+import torch; torch.set_num_threads(1)
+from deepcausal import DFIV
+from deepcausal.datasets import demand
+d = demand(5000, rho=0.5, seed=0)
+start, t = time.time(), time.perf_counter()
+DFIV(n_estimators=1, n_epochs=60, early_stopping=False, n_bootstrap=0, random_state=0).fit(d.train, **d.fit_kwargs())
+print(start, time.perf_counter() - t)
+"""
+
+
+def parallel_probe(rounds: int, env) -> dict:
+    """Seconds of the probe fit alone and with a second copy running at the same time, and of a fresh process's
+    start-up (launch to the start of the fit: interpreter, imports, data), medians over rounds."""
+    def launch():
+        return time.time(), subprocess.Popen([sys.executable, "-c", PROBE], env=env, stdout=subprocess.PIPE, text=True)
+
+    def seconds(procs, startups):
+        outs = [(t0, p.communicate()[0], p.returncode) for t0, p in procs]
+        if any(rc for _, _, rc in outs):
+            raise RuntimeError("the parallel probe's fit failed")
+        fits = []
+        for t0, out, _ in outs:
+            start, fit = map(float, out.strip().splitlines()[-1].split())
+            startups.append(start - t0)
+            fits.append(fit)
+        return fits
+
+    alone, paired, startups = [], [], []
+    for _ in range(rounds):
+        alone += seconds([launch()], startups)
+        paired += seconds([launch(), launch()], [])
+    import numpy as np
+
+    return {"alone_s": float(np.median(alone)), "paired_s": float(np.median(paired)),
+            "startup_s": float(np.median(startups)), "rounds": rounds}
+
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--only", choices=["dfiv", "dfpv"])
     ap.add_argument("--lr-schedule", default="auto", choices=["auto", "constant", "annealed"])
+    ap.add_argument("--probe-rounds", type=int, default=3, help="rounds of the parallel probe (0: skip it)")
     ap.add_argument("--no-write", action="store_true", help="print the section, do not write RESULTS.md")
     args = ap.parse_args(argv)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    probe = parallel_probe(args.probe_rounds, env) if args.probe_rounds > 0 else None
+    if probe:
+        print(probe, flush=True)
     rows = []
     for method in [m for m in ("dfiv", "dfpv") if args.only in (None, m)]:
         for seed in [int(s) for s in args.seeds.split(",")]:
@@ -61,7 +111,8 @@ def main(argv=None):
     lines = ["## Whole default fit: wall time and accuracy", "",
              f"Command: `OMP_NUM_THREADS=1 python benchmarks/bench_default_fit.py --seeds {args.seeds}"
              + (f" --only {args.only}" if args.only else "")
-             + (f" --lr-schedule {args.lr_schedule}" if args.lr_schedule != "auto" else "") + "` (from the repository root).",
+             + (f" --lr-schedule {args.lr_schedule}" if args.lr_schedule != "auto" else "")
+             + (f" --probe-rounds {args.probe_rounds}" if args.probe_rounds != 3 else "") + "` (from the repository root).",
              f"Machine: {machine()}; 1-minute load average after each fit "
              f"{min(r['load'] for r in rows):.1f}–{max(r['load'] for r in rows):.1f} (2 = both cores busy).", "",
              "Default estimators (5 members, n_jobs=-1: both cores), n = 5,000, a fresh process per fit (worker "
@@ -77,6 +128,16 @@ def main(argv=None):
                      f"{np.median([s for r in rs for s in r['steps']]):.0f} |")
     lines += ["", "Per seed: " + "; ".join(f"{r['method']} s{r['seed']}: {r['fit_s']:.1f} s, MSE {r['mse']:.4g}"
                                           for r in rows), ""]
+    if probe:
+        slowdown = probe["paired_s"] / probe["alone_s"]
+        lines += [f"Parallel probe ({probe['rounds']} rounds; one DFIV member, 60 epochs without early stopping or "
+                  f"bootstrap): {probe['alone_s']:.1f} s alone, {probe['paired_s']:.1f} s each with a second copy "
+                  f"running, a slowdown of {slowdown:.2f}× (1.00 would be two independent cores), so the two cores "
+                  f"do {2 / slowdown:.2f}× the work of one. With 5 members split 3 + 2, a whole fit takes about "
+                  f"start-up + 3 × {slowdown:.2f} × (one member's fit alone); with the probe's start-up of a fresh "
+                  f"process alone ({probe['startup_s']:.1f} s: interpreter, torch and deepcausal imports, data), 15 s "
+                  f"leaves (15 − {probe['startup_s']:.1f}) / {3 * slowdown:.2f} = "
+                  f"{(15 - probe['startup_s']) / (3 * slowdown):.1f} s per member.", ""]
     title = lines[0] + (f" ({args.only.upper()})" if args.only else "")
     if not args.no_write:
         write_section(title, "\n".join([title] + lines[1:]))
