@@ -10,7 +10,7 @@ public repositories into one directory (any directory outside this repository)::
 then run from the repository root (one torch/BLAS thread per fit is set by the script)::
 
     python benchmarks/bench_reference.py --reference-dir ~/reference [--seeds 0,1,2] [--only dfiv|dfpv]
-        [--n 5000] [--n-epochs N] [--no-write]
+        [--n 5000] [--n-epochs N] [--members-only] [--variants width8,width4,iter221] [--no-write]
 
 What runs, per design and seed (implementations alternate: original s0, deepcausal s0, original s1, ...):
 
@@ -26,7 +26,10 @@ What runs, per design and seed (implementations alternate: original s0, deepcaus
 * **deepcausal fit.** One default member, ``DFIV(n_estimators=1, random_state=seed).fit(Y, T, X=X, Z=Z)`` and
   ``DFPV(n_estimators=1, random_state=seed).fit(Y, A, Z=Z, W=W)`` (the like-for-like comparison with the original,
   which fits one model), then the whole default fit: the same without ``n_estimators``, i.e. the default ensemble
-  with its members in parallel processes (its wall time is what a user waits for).
+  with its members in parallel processes (its wall time is what a user waits for). ``--variants`` adds, after the
+  default member, one member per named non-default setting (``VARIANTS``: narrower DFPV networks, fewer DFIV
+  gradient steps), each with its own row and speed ratio: what a faster setting would cost in accuracy. They are
+  information for a decision about the defaults, not candidates chosen here (the test truth never chooses).
 * **Timing.** Training only: from building the trainer / estimator to the end of its final head fit; no data
   generation, no scoring. One thread (``torch.set_num_threads(1)``, OMP/MKL/OPENBLAS_NUM_THREADS=1).
 * **Score.** Both on the original repository's test set (its test generator and structural function), the same
@@ -84,6 +87,28 @@ DESIGN_TITLE = {
     "dfiv": "Demand IV (DFIV), rho = 0.5",
     "dfpv": "Demand PCL (DFPV)",
 }
+
+# Non-default settings a user could choose, timed beside the default member (``--variants``) to show what speed
+# costs in accuracy; never defaults. Each entry: design, description, constructor keywords (built on demand).
+VARIANTS = {
+    "width8": ("dfpv", "all four networks with 8 learned features instead of 16 (81-column heads instead of 289)",
+               lambda: _dfpv_widths(8)),
+    "width4": ("dfpv", "all four networks with 4 learned features instead of 16 (25-column heads)",
+               lambda: _dfpv_widths(4)),
+    "iter221": ("dfiv", "2 stage-1 and 2 covariate gradient steps per minibatch pair instead of 4 and 4",
+                lambda: {"stage1_iter": 2, "covariate_iter": 2}),
+}
+
+
+def _dfpv_widths(width: int) -> dict:
+    from functools import partial
+
+    from deepcausal.nets import mlp
+
+    net = partial(mlp, d_out=width)  # DFPV's default vector network is this MLP with d_out=16
+    return {k: net for k in ("treatment_net", "stage1_treatment_net", "treatment_proxy_net", "outcome_proxy_net")}
+
+
 CLONE_HELP = ("clone the original code first:\n"
               "    mkdir -p DIR && cd DIR\n"
               "    git clone https://github.com/liyuan9988/DeepFeatureIV\n"
@@ -129,7 +154,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-write", action="store_true", help="print only; write neither RESULTS.md nor the CSV")
     p.add_argument("--members-only", action="store_true",
                    help="time one default member only, not the whole default (ensemble) fit")
+    p.add_argument("--variants", type=_variants, default=[],
+                   help="comma-separated non-default settings to time beside the default member, one member each: "
+                        + "; ".join(f"{k} ({d}): {text}" for k, (d, text, _) in VARIANTS.items()))
     return p
+
+
+def _variants(text: str) -> list:
+    names = [v for v in text.split(",") if v]
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
+    return names
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -272,7 +308,8 @@ def _timed(fn):
 
 
 # ---- DFIV, demand design ----------------------------------------------------------------------------------------
-def run_dfiv(repo: Path, seeds, n: int, n_epochs=None, rho: float = 0.5, members_only: bool = False):
+def run_dfiv(repo: Path, seeds, n: int, n_epochs=None, rho: float = 0.5, members_only: bool = False,
+             variants=()):
     import deepcausal
 
     config = json.loads((repo / NEEDED["dfiv"][1]).read_text())
@@ -301,12 +338,20 @@ def run_dfiv(repo: Path, seeds, n: int, n_epochs=None, rho: float = 0.5, members
             # deepcausal, same arrays: one default member (the like-for-like comparison), then the whole
             # default fit (an ensemble, members in parallel processes)
             kwargs = {} if n_epochs is None else {"n_epochs": n_epochs}
-            for impl, extra in (("deepcausal", {"n_estimators": 1}), ("deepcausal ensemble", {}))[:1 if members_only else 2]:
+            for impl, extra in _our_fits("dfiv", members_only, variants):
                 est, sec = _timed(lambda: deepcausal.DFIV(random_state=seed, **kwargs, **extra).fit(
                     train.outcome, train.treatment, X=train.covariate, Z=Z))
                 rows.append(_row("dfiv", impl, seed, n, sec, mse(est.predict(test.treatment, test.covariate),
                                                                  test.structural), math.nan, _our_steps(est)))
     return rows
+
+
+def _our_fits(design: str, members_only: bool, variants) -> list:
+    """(implementation label, constructor keywords) of deepcausal's fits per seed, in the order they run: one
+    default member, each chosen variant of this design (one member), then the whole default fit."""
+    fits = [("deepcausal", {"n_estimators": 1})]
+    fits += [(f"deepcausal {v}", {"n_estimators": 1, **VARIANTS[v][2]()}) for v in variants if VARIANTS[v][0] == design]
+    return fits if members_only else fits + [("deepcausal ensemble", {})]
 
 
 def _fit_reference_dfiv(trainer_mod, data_config, train_params, train, test, seed):
@@ -345,7 +390,7 @@ def _fit_reference_dfiv(trainer_mod, data_config, train_params, train, test, see
 
 
 # ---- DFPV, demand proxy design ------------------------------------------------------------------------------------
-def run_dfpv(repo: Path, seeds, n: int, n_epochs=None, members_only: bool = False):
+def run_dfpv(repo: Path, seeds, n: int, n_epochs=None, members_only: bool = False, variants=()):
     import deepcausal
 
     config = json.loads((repo / NEEDED["dfpv"][1]).read_text())
@@ -382,7 +427,7 @@ def run_dfpv(repo: Path, seeds, n: int, n_epochs=None, members_only: bool = Fals
             # deepcausal, same arrays
             kwargs = {} if n_epochs is None else {"n_epochs": n_epochs}
             extra = {} if train.backdoor is None else {"X": train.backdoor}
-            for impl, members in (("deepcausal", {"n_estimators": 1}), ("deepcausal ensemble", {}))[:1 if members_only else 2]:
+            for impl, members in _our_fits("dfpv", members_only, variants):
                 est, sec = _timed(lambda: deepcausal.DFPV(random_state=seed, **kwargs, **members).fit(
                     train.outcome, train.treatment, Z=train.treatment_proxy, W=train.outcome_proxy, **extra))
                 rows.append(_row("dfpv", impl, seed, n, sec, mse(est.predict(test.treatment), test_org.structural),
@@ -429,6 +474,11 @@ def design_markdown(df: pd.DataFrame, design: str) -> str:
              "epochs | steps per fit | steps/s | gradient updates/s |",
              "|---|---|---|---|---|---|---|---|"]
     parts = [("original code", ref, "–"), ("deepcausal, one default member", ours, f"{ratio:.2f}×")]
+    for name, (design_of, text, _) in VARIANTS.items():
+        var = d[d["implementation"] == f"deepcausal {name}"].set_index("seed")
+        if design_of == design and len(var):
+            parts.append((f"deepcausal, one member, not the default: {text} (`{name}`)", var,
+                          f"{ref['fit_s'].median() / var['fit_s'].median():.2f}×"))
     if len(ens):
         parts.append(("deepcausal default fit (ensemble, default n_jobs)", ens,
                       f"{ref['fit_s'].median() / ens['fit_s'].median():.2f}×"))
@@ -455,6 +505,12 @@ def section_markdown(df: pd.DataFrame) -> str:
             "one minibatch pair for deepcausal (ceil(min(n1, n2) / batch) per epoch) and one full-batch epoch "
             "for the original code; *gradient updates* count optimiser steps (original DFIV: 20 + 20 + 1 per "
             "epoch, original DFPV: 20 + 1). The speed ratio is the ratio of the median fit seconds.", ""]
+    impl = df["implementation"]
+    if (impl.str.startswith("deepcausal ") & (impl != "deepcausal ensemble")).any():
+        head += ["Rows marked *not the default* (`--variants`) are one member with a faster non-default setting, "
+                 "fitted right after the default member on the same arrays: what that speed would cost in accuracy. "
+                 "They inform a decision about the defaults; nothing was chosen from them (their MSE is test truth).",
+                 ""]
     parts = [design_markdown(df, d) for d in ("dfiv", "dfpv") if (df["design"] == d).any()]
     return "\n".join(head + parts)
 
@@ -488,11 +544,13 @@ def main(argv=None) -> pd.DataFrame:
         ref_info = f"[liyuan9988/{REPOS[design]}](https://github.com/liyuan9988/{REPOS[design]}) at {_git_head(repo)}"
         print(f"{design}: {ref_info}", flush=True)
         if design == "dfiv":
-            rows = run_dfiv(repo, args.seeds, args.n, args.n_epochs, members_only=args.members_only)
+            rows = run_dfiv(repo, args.seeds, args.n, args.n_epochs, members_only=args.members_only,
+                            variants=args.variants)
             params = json.loads((repo / NEEDED["dfiv"][1]).read_text())["train_params"]
             test_set = "their `generate_test_demand_design()`: 20 prices × 20 times × 7 customer types = 2,800 rows"
         else:
-            rows = run_dfpv(repo, args.seeds, args.n, args.n_epochs, members_only=args.members_only)
+            rows = run_dfpv(repo, args.seeds, args.n, args.n_epochs, members_only=args.members_only,
+                            variants=args.variants)
             params = {k: v for k, v in json.loads((repo / NEEDED["dfpv"][1]).read_text())["model"].items()
                       if k != "name"}
             test_set = ("their `generate_test_demand_pv()`: 10 prices in [10, 30], structural values by a "

@@ -71,3 +71,34 @@ def test_rerunning_one_design_keeps_the_other(bench):
     text = bench.section_markdown(merged)
     assert text.startswith(bench.TITLE + "\n")
     assert "| deepcausal, one default member | 5.0 | 0 | 2.00× |" in text and "| deepcausal, one default member | 3.0 | 0.5 | 2.00× |" in text
+
+
+def test_variants_are_checked_and_run_after_the_default_member(bench, tmp_path):
+    _fake_checkout(tmp_path, "dfpv", bench)
+    args = bench.parse_args(["--reference-dir", str(tmp_path), "--only", "dfpv", "--variants", "width8,iter221"])
+    assert args.variants == ["width8", "iter221"]
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--reference-dir", str(tmp_path), "--only", "dfpv", "--variants", "width8,wide"])
+    # a variant of the other design is skipped; the default member comes first, the ensemble last
+    fits = bench._our_fits("dfpv", False, ["width8", "iter221"])
+    assert [label for label, _ in fits] == ["deepcausal", "deepcausal width8", "deepcausal ensemble"]
+    kwargs = fits[1][1]
+    assert kwargs["n_estimators"] == 1
+    net = kwargs["outcome_proxy_net"](3)
+    assert net(__import__("torch").zeros(2, 3)).shape == (2, 8)
+    assert [label for label, _ in bench._our_fits("dfiv", True, ["width8", "iter221"])] == [
+        "deepcausal", "deepcausal iter221"]
+
+
+def test_a_variant_gets_its_own_row_and_ratio(bench):
+    rows = _rows("dfpv", [0, 1, 2], [30.0, 20.0, 10.0], [4.0, 5.0, 100.0])
+    rows += [dict(r, implementation="deepcausal width8", fit_s=sec)
+             for r, sec in zip([r for r in rows if r["implementation"] == "deepcausal"], [2.0, 4.0, 8.0])]
+    text = bench.design_markdown(pd.DataFrame(rows), "dfpv")
+    assert "| deepcausal, one default member | 5.0 | 1 | 4.00× |" in text
+    assert "(`width8`) | 4.0 | 1 | 5.00× |" in text  # 20 / 4
+    # the per-seed table still compares the default member only
+    assert "| 2 | 10.0 | 2 | 100.0 | 2 | 0.10× |" in text
+    # the section says what such rows are only when there are some
+    assert "not the default" in bench.section_markdown(pd.DataFrame(rows)).split("###")[0]
+    assert "not the default" not in bench.section_markdown(pd.DataFrame(_rows("dfpv", [0], [6.0], [3.0])))
