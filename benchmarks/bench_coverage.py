@@ -3,7 +3,7 @@
 For each design with a known structural function and each data replication (a fresh seed), fit the
 default estimator as an ensemble of ``--members`` members and score, on the design's test inputs:
 
-* the structural MSE of the ensemble of the first k members, k = 1, 3, ..., and of one member alone;
+* the structural MSE of the ensemble of the first k members (k in ``--ks``, default 1 and 3, and all of them);
 * the mean pointwise coverage of the 95% band (share of test points whose truth lies in the band);
 * the rate of full coverage of the 95% uniform (sup-t) band;
 * the mean band width divided by the standard deviation of the truth over the test inputs;
@@ -15,7 +15,8 @@ Sub-ensembles reuse the members of the largest one (member seeds are nested: the
 of one seed), so K = 1, 3, 5 are compared on the same fits. Beside ours, the ``npiv`` baseline
 (moderndid, if installed) is scored the same way.
 
-Command: ``OMP_NUM_THREADS=1 python benchmarks/bench_coverage.py [--reps 20] [--members 5] [--designs ...]``
+Command: ``OMP_NUM_THREADS=1 python benchmarks/bench_coverage.py [--reps 20] [--members 5] [--ks 1,3]
+[--designs ...]``
 (from the repository root). Rows are written to ``benchmarks/coverage.csv`` as they finish, so an
 interrupted run can be summarised with ``--summarise-only``.
 """
@@ -103,7 +104,7 @@ def score_npiv(d, rep):
                 pointwise_width_sd=width, uniform_full_coverage=full, uniform_width_sd=uwidth, fit_s=seconds)
 
 
-def run(designs, reps, members, n_jobs, with_npiv, csv=CSV):
+def run(designs, reps, members, n_jobs, with_npiv, csv=CSV, ks=(1, 3)):
     done = pd.read_csv(csv) if csv.exists() else pd.DataFrame()
     for name in designs:
         make, n, default_reps = DESIGNS[name]
@@ -120,7 +121,7 @@ def run(designs, reps, members, n_jobs, with_npiv, csv=CSV):
                 seconds = time.perf_counter() - t
                 method = cls.__name__.lower()
                 rows += [score_fit(_sub_ensemble(est, k), d, method, k, rep, seconds if k == members else np.nan)
-                         for k in sorted({1, 3, members}) if k <= members]
+                         for k in sorted({*ks, members}) if k <= members]
             if need_npiv:
                 rows.append(score_npiv(d, rep))
             if not rows:
@@ -182,6 +183,7 @@ def main(argv=None):
     ap.add_argument("--designs", default=",".join(DESIGNS))
     ap.add_argument("--reps", type=int, default=0, help="replications per design (0: the design's default)")
     ap.add_argument("--members", type=int, default=5)
+    ap.add_argument("--ks", default="1,3", help="sub-ensemble sizes scored besides all members (comma-separated)")
     ap.add_argument("--n-jobs", type=int, default=-1)
     ap.add_argument("--no-npiv", action="store_true")
     ap.add_argument("--summarise-only", action="store_true")
@@ -194,7 +196,10 @@ def main(argv=None):
     if args.summarise_only:
         summarise(pd.concat([pd.read_csv(p) for p in paths], ignore_index=True), command.replace(" --summarise-only", ""))
         return
-    df = run(args.designs.split(","), args.reps, args.members, args.n_jobs, not args.no_npiv, paths[0])
+    ks = [int(k) for k in args.ks.split(",") if k]
+    if any(k < 1 for k in ks):
+        ap.error(f"--ks: sub-ensemble sizes must be positive, got {args.ks!r}")
+    df = run(args.designs.split(","), args.reps, args.members, args.n_jobs, not args.no_npiv, paths[0], ks)
     summarise(df, command)
 
 
