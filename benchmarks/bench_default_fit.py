@@ -9,8 +9,9 @@ default ensemble splits 5 members 3 + 2 over the two cores, so its wall time is 
 plus 3 × (that slowdown) × (one member's fit time); the probe turns the 15 s target into a budget per member.
 
 Command: ``OMP_NUM_THREADS=1 python benchmarks/bench_default_fit.py [--seeds 0,1,2] [--only dfiv|dfpv]
-[--lr-schedule constant|annealed] [--probe-rounds 3] [--no-write]``; ``--lr-schedule`` overrides the default
-("auto") to compare schedules on the whole fit; ``--probe-rounds 0`` skips the probe.
+[--lr-schedule constant|annealed] [--probe-rounds 3] [--n-estimators 5] [--no-write]``; ``--lr-schedule``
+overrides the default ("auto") to compare schedules on the whole fit; ``--probe-rounds 0`` skips the probe;
+``--n-estimators`` times another member count (its own section: the defaults keep 5).
 """
 
 from __future__ import annotations
@@ -34,11 +35,11 @@ warnings.simplefilter("ignore")
 import torch; torch.set_num_threads(1)
 from deepcausal import DFIV, DFPV
 from deepcausal.datasets import demand, demand_proxy
-method, seed, schedule = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+method, seed, schedule, members = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 d = demand(5000, rho=0.5, seed=seed) if method == "dfiv" else demand_proxy(5000, seed=seed)
 cls = DFIV if method == "dfiv" else DFPV
 t = time.perf_counter()
-est = cls(random_state=seed, lr_schedule=schedule).fit(d.train, **d.fit_kwargs())
+est = cls(random_state=seed, lr_schedule=schedule, n_estimators=members).fit(d.train, **d.fit_kwargs())
 seconds = time.perf_counter() - t
 members = est.estimators_
 print(json.dumps(dict(method=method, seed=seed, fit_s=seconds, mse=d.score(est.predict(d.test_X)),
@@ -93,6 +94,8 @@ def main(argv=None):
     ap.add_argument("--only", choices=["dfiv", "dfpv"])
     ap.add_argument("--lr-schedule", default="auto", choices=["auto", "constant", "annealed"])
     ap.add_argument("--probe-rounds", type=int, default=3, help="rounds of the parallel probe (0: skip it)")
+    ap.add_argument("--n-estimators", type=int, default=5,
+                    help="members per fit (5, the default, writes the main section; another count its own section)")
     ap.add_argument("--no-write", action="store_true", help="print the section, do not write RESULTS.md")
     args = ap.parse_args(argv)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
@@ -102,7 +105,8 @@ def main(argv=None):
     rows = []
     for method in [m for m in ("dfiv", "dfpv") if args.only in (None, m)]:
         for seed in [int(s) for s in args.seeds.split(",")]:
-            out = subprocess.run([sys.executable, "-c", CHILD, method, str(seed), args.lr_schedule], env=env, capture_output=True,
+            out = subprocess.run([sys.executable, "-c", CHILD, method, str(seed), args.lr_schedule,
+                                  str(args.n_estimators)], env=env, capture_output=True,
                                  text=True, check=True)
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
             print(rows[-1], flush=True)
@@ -112,10 +116,12 @@ def main(argv=None):
              f"Command: `OMP_NUM_THREADS=1 python benchmarks/bench_default_fit.py --seeds {args.seeds}"
              + (f" --only {args.only}" if args.only else "")
              + (f" --lr-schedule {args.lr_schedule}" if args.lr_schedule != "auto" else "")
-             + (f" --probe-rounds {args.probe_rounds}" if args.probe_rounds != 3 else "") + "` (from the repository root).",
+             + (f" --probe-rounds {args.probe_rounds}" if args.probe_rounds != 3 else "")
+             + (f" --n-estimators {args.n_estimators}" if args.n_estimators != 5 else "") + "` (from the repository root).",
              f"Machine: {machine()}; 1-minute load average after each fit "
              f"{min(r['load'] for r in rows):.1f}–{max(r['load'] for r in rows):.1f} (2 = both cores busy).", "",
-             "Default estimators (5 members, n_jobs=-1: both cores), n = 5,000, a fresh process per fit (worker "
+             f"Default estimators ({args.n_estimators} members, n_jobs=-1: both cores), n = 5,000, a fresh process "
+             "per fit (worker "
              "start-up included). Targets: DFIV median MSE ≤ 40, DFPV ≤ 8; whole fit ≤ 15 s (issue 16), ≤ 30 s "
              "(issue 13).", "",
              "| method | seeds | median fit s | median MSE (ensemble) | median MSE (single members) | steps per member "
@@ -138,7 +144,8 @@ def main(argv=None):
                   f"process alone ({probe['startup_s']:.1f} s: interpreter, torch and deepcausal imports, data), 15 s "
                   f"leaves (15 − {probe['startup_s']:.1f}) / {3 * slowdown:.2f} = "
                   f"{(15 - probe['startup_s']) / (3 * slowdown):.1f} s per member.", ""]
-    title = lines[0] + (f" ({args.only.upper()})" if args.only else "")
+    title = lines[0] + (f" ({args.only.upper()})" if args.only else "") + (
+        f" ({args.n_estimators} members, not the default)" if args.n_estimators != 5 else "")
     if not args.no_write:
         write_section(title, "\n".join([title] + lines[1:]))
     print("\n".join(lines))
