@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_reference.py"
 
@@ -85,7 +86,7 @@ def test_variants_are_checked_and_run_after_the_default_member(bench, tmp_path):
     kwargs = fits[1][1]
     assert kwargs["n_estimators"] == 1
     net = kwargs["outcome_proxy_net"](3)
-    assert net(__import__("torch").zeros(2, 3)).shape == (2, 8)
+    assert net(torch.zeros(2, 3)).shape == (2, 8)
     assert [label for label, _ in bench._our_fits("dfiv", True, ["width8", "iter221"])] == [
         "deepcausal", "deepcausal iter221"]
 
