@@ -283,6 +283,3 @@ class Standardizer:
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         return (x - self.mean) / self.scale
-
-    def inverse(self, x: np.ndarray) -> np.ndarray:
-        return x * self.scale + self.mean

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Callable, Optional
 
 import numpy as np
+import pandas as pd
+
+from ._warnings import warn
 
 # Rule of thumb for a weak first stage (Staiger & Stock): a partial F statistic below 10.
 WEAK_F = 10.0
@@ -60,22 +62,148 @@ def first_stage_f(T: np.ndarray, Z: np.ndarray, X: Optional[np.ndarray], reduce_
     return float(((rss_r - rss_f) / q) / (rss_f / max(n - k_f, 1)))
 
 
-def warn_if_weak_instrument(T, Z, X, reduce_sum: Optional[Callable] = None, stacklevel: int = 5) -> float:
-    """Warn (naming the instrument problem and the statistic) when the first stage is weak.
+# Treatments with more columns than this (images) get the pooled statistic of first_stage_f only.
+_MAX_PER_COLUMN = 32
 
-    Expects centred columns (see :func:`first_stage_f`); ``reduce_sum`` as there.
+
+def _coefficients_from_moments(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """Least-squares coefficients A⁺ B from the moments A = DᵀD, B = DᵀT, in the eigenbasis of the
+    unit-diagonal A (directions below 1e-12 of the largest dropped; zero columns get 0)."""
+    d = np.sqrt(np.diag(A))
+    live = d > 0
+    out = np.zeros((A.shape[0], B.shape[1]))
+    if not live.any():
+        return out
+    w, Q = np.linalg.eigh(A[np.ix_(live, live)] / np.outer(d[live], d[live]))
+    keep = w > w.max() * 1e-12
+    Qk = Q[:, keep]
+    out[live] = (Qk @ ((Qk.T @ (B[live] / d[live, None])) / w[keep, None])) / d[live, None]
+    return out
+
+
+def first_stage_table(T: np.ndarray, Z: np.ndarray, X: Optional[np.ndarray], names=None,
+                      reduce_sum: Optional[Callable] = None) -> pd.DataFrame:
+    """Linear first-stage strength of the instruments for each treatment column.
+
+    For column j, with everything partialled out on the included exogenous regressors [X, 1]
+    (tildes), the excluded instruments whitened to Z̃ᵀZ̃ = I (r = their rank), γⱼ = Z̃ᵀ T̃ⱼ and
+    eⱼ = T̃ⱼ − Z̃ γⱼ:
+
+        F            = (‖γⱼ‖² / r) / (eⱼᵀeⱼ / (n − k))                    classical partial F, k = r + rank[X, 1]
+        F (robust)   = γⱼᵀ (Σᵢ eᵢⱼ² z̃ᵢ z̃ᵢᵀ)⁻¹ γⱼ / r                        heteroskedasticity-robust (HC0) Wald / r
+        partial R²   = ‖γⱼ‖² / T̃ⱼᵀT̃ⱼ
+        F (conditional), with p > 1 treatment columns (Sanderson & Windmeijer 2016): the classical
+                       F of Z in the regression of the residual of column j's 2SLS regression on the
+                       other columns, T̃ⱼ − T̃₋ⱼ δⱼ with δⱼ = (γ₋ⱼᵀγ₋ⱼ)⁻¹ γ₋ⱼᵀ γⱼ, on r − p + 1 degrees of
+                       freedom: it is small when column j is not moved by the instruments *apart from*
+                       the other columns, which a pooled or per-column F misses.
+
+    The robust statistic is the Wald statistic divided by r, as R's ``ivreg`` and ivreg2 report it;
+    linearmodels' ``first_stage.diagnostics["f.stat"]`` under a robust covariance is the Wald
+    statistic itself (r times ours). Columns are centred or not: the intercept makes every
+    statistic invariant to it, and to the scale of each column. ``reduce_sum`` sums over the ranks of
+    a distributed fit, so every rank gets the whole data set's statistics.
+
+    Returns
+    -------
+    DataFrame, one row per treatment column (``names``), columns ``F``, ``F (robust)``,
+    ``partial R²`` and, with several columns, ``F (conditional)``.
+    """
+    total = reduce_sum or (lambda a: a)
+    n = float(total(np.array([T.shape[0]], dtype=np.float64))[0])
+    W = np.hstack(([] if X is None else [X]) + [np.ones((T.shape[0], 1))])  # included exogenous
+    # partial out [X, 1]: coefficients from the whole data set's moments
+    Wt = np.hstack([W, T, Z])
+    M = total(W.T @ Wt)
+    coef = _coefficients_from_moments(M[:, : W.shape[1]], M[:, W.shape[1]:])
+    Tt = T - W @ coef[:, : T.shape[1]]
+    Zt = Z - W @ coef[:, T.shape[1]:]
+    k_w = np.linalg.matrix_rank(M[:, : W.shape[1]] / n)
+    # whiten the partialled instruments: Z̃ M with (Z̃ M)ᵀ(Z̃ M) = I
+    G = total(Zt.T @ Zt)
+    d = np.sqrt(np.clip(np.diag(G), 0.0, None))
+    live = d > 1e-12 * max(float(d.max(initial=0.0)), 1e-300)
+    p = T.shape[1]
+    names = list(names) if names is not None and len(names) == p else [f"treatment_{j}" for j in range(p)]
+    r = 0
+    if live.any():
+        w, Q = np.linalg.eigh(G[np.ix_(live, live)] / np.outer(d[live], d[live]))
+        keep = w > w.max() * 1e-12
+        r = int(keep.sum())
+        Zw = (Zt[:, live] / d[live]) @ (Q[:, keep] / np.sqrt(w[keep]))
+    if r == 0:
+        out = {"F": np.zeros(p), "F (robust)": np.zeros(p), "partial R²": np.zeros(p)}
+        if p > 1:
+            out["F (conditional)"] = np.zeros(p)
+        return pd.DataFrame(out, index=names)
+    gamma = total(Zw.T @ Tt)  # (r, p)
+    S = total(Tt.T @ Tt)  # (p, p): partialled treatment cross-products
+    E = Tt - Zw @ gamma
+    rss_f = total(np.einsum("ij,ij->j", E, E))
+    dof = max(n - r - k_w, 1.0)
+    explained = (gamma**2).sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        F = np.where(rss_f > 0, (explained / r) / (rss_f / dof), np.inf)
+        r2 = np.where(np.diag(S) > 0, explained / np.diag(S), 0.0)
+    robust = np.empty(p)
+    for j in range(p):
+        meat = total((Zw * E[:, [j]] ** 2).T @ Zw)
+        sol = np.linalg.lstsq(meat, gamma[:, j], rcond=None)[0]
+        robust[j] = float(gamma[:, j] @ sol) / r
+    out = {"F": F, "F (robust)": robust, "partial R²": r2}
+    if p > 1:
+        cond = np.full(p, np.nan)
+        df_num = r - p + 1
+        if df_num > 0:
+            for j in range(p):
+                o = [i for i in range(p) if i != j]
+                g_o = gamma[:, o]
+                delta = np.linalg.lstsq(g_o.T @ g_o, g_o.T @ gamma[:, j], rcond=None)[0]
+                g = gamma[:, j] - g_o @ delta  # the residual's coefficients on the whitened instruments
+                ss = S[j, j] - 2.0 * delta @ S[o, j] + delta @ S[np.ix_(o, o)] @ delta  # its sum of squares
+                rss = ss - float(g @ g)
+                cond[j] = (float(g @ g) / df_num) / (rss / dof) if rss > 0 else np.inf
+        out["F (conditional)"] = cond
+    return pd.DataFrame(out, index=names)
+
+
+def warn_if_weak_instrument(T, Z, X, reduce_sum: Optional[Callable] = None, names=None) -> dict:
+    """Warn (naming the treatment column, the instrument problem and the statistic) when the first
+    stage is weak; returns the fitted attributes ``first_stage_f_`` and ``first_stage_``.
+
+    ``first_stage_`` is :func:`first_stage_table` (None for treatments of more than 32 columns, e.g.
+    images). ``first_stage_f_`` is the statistic whose weakness matters: a single column's F, the
+    smallest conditional F of several columns, or for a treatment of more columns the pooled
+    statistic of :func:`first_stage_f`. Expects centred columns; ``reduce_sum`` as there.
     """
     total = reduce_sum or (lambda a: a)
     n, z_sq = total(np.array([Z.shape[0]], dtype=np.float64))[0], total((Z**2).sum(axis=0))
     if np.all(np.sqrt(z_sq / n) < 1e-12):
-        warnings.warn("instruments: every instrument column is constant; the structural function is not "
-                      "identified (weak instrument, first-stage F = 0)", WeakInstrumentWarning, stacklevel=stacklevel)
-        return 0.0
-    F = first_stage_f(T, Z, X, reduce_sum)
-    if F < WEAK_F:
-        warnings.warn(
-            f"instruments: weak instrument: the linear first-stage partial F statistic is {F:.3g} (< {WEAK_F:g}); "
-            "the instruments are constant, (nearly) collinear with the covariates, or barely move the treatment",
-            WeakInstrumentWarning, stacklevel=stacklevel,
-        )
-    return F
+        warn("instruments: every instrument column is constant; the structural function is not "
+             "identified (weak instrument, first-stage F = 0)", WeakInstrumentWarning)
+        return {"first_stage_f_": 0.0, "first_stage_": None}
+    why = "the instruments are constant, (nearly) collinear with the covariates, or barely move the treatment"
+    if T.shape[1] > _MAX_PER_COLUMN:
+        F = first_stage_f(T, Z, X, reduce_sum)
+        if F < WEAK_F:
+            warn(f"instruments: weak instrument: the linear first-stage partial F statistic (all {T.shape[1]} "
+                 f"treatment columns pooled) is {F:.3g} (< {WEAK_F:g}); {why}", WeakInstrumentWarning)
+        return {"first_stage_f_": F, "first_stage_": None}
+    table = first_stage_table(T, Z, X, names, reduce_sum)
+    column = "F (conditional)" if "F (conditional)" in table else "F"
+    what = ("the linear first-stage partial F statistic is" if column == "F" else
+            "its conditional (Sanderson-Windmeijer) first-stage F, given the other treatment columns, is")
+    for name, F in table[column].items():
+        if np.isnan(F):
+            warn(f"instruments: treatment column {name!r} is not identified by a linear first stage: there are fewer "
+                 "instruments than treatment columns (conditional first-stage F undefined)", WeakInstrumentWarning)
+        elif F < WEAK_F:
+            own = table.loc[name, "F"]
+            because = (f"the instruments move it (its own F is {own:.3g}) but not apart from the other treatment "
+                       "columns, so the effects of the columns cannot be told apart" if column != "F" and own >= WEAK_F
+                       else why)
+            warn(f"instruments: weak instrument for treatment column {name!r}: {what} {F:.3g} (< {WEAK_F:g}); "
+                 f"{because}", WeakInstrumentWarning)
+    values = table[column].to_numpy(dtype=float)
+    weakest = 0.0 if np.isnan(values).any() else float(values.min())
+    return {"first_stage_f_": weakest, "first_stage_": table}

@@ -29,8 +29,8 @@ from __future__ import annotations
 import inspect
 import math
 import os
-import warnings
-from contextlib import contextmanager
+import threading
+from contextlib import ExitStack, contextmanager
 from functools import partial
 from typing import Dict, List, Optional, Tuple
 
@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 
 from ._data import Standardizer, as_2d_array, encode_frame, is_image_like, role_input, roles_from_frame
 from ._persist import load_estimator, save_estimator
+from ._warnings import record, warn
 from .distributed import Communicator
 from .ensemble import check_n_jobs, fit_members, member_seeds
 from .inference import NoDrawsError, check_alpha, combine_draws, score_bootstrap_heads
@@ -160,7 +161,8 @@ _SHARED_DOCS = {
     n_jobs : int or None, default=-1
         Processes that fit ensemble members in parallel (joblib: −1 all cores, None or 1 one after
         another, also respecting a ``joblib.parallel_config`` context). Results do not depend on
-        it: every member fits on one torch thread with its own seed.
+        it, nor on joblib's backend (processes or threads): every member fits on one torch thread
+        with its own seed.
     random_state : int or None
         Seeds the split, the batches, the network initialisation, the bootstrap draws and the
         members' seeds; fits are bit-reproducible on CPU. None draws a seed from the operating
@@ -225,6 +227,45 @@ def _eval_mode(module: nn.Module):
     finally:
         if toggle:
             module.train(was)
+
+
+@contextmanager
+def _predicting(module: nn.Module):
+    """No autograd, with a fitted model's networks in eval mode — where they stay.
+
+    Unlike :func:`_eval_mode`, the mode is not restored afterwards: a fitted model's networks are
+    always in eval mode (fit leaves them so; a loaded model, or one a user switched, is switched once
+    here), so two threads predicting at once never see the other switch to train mode.
+    """
+    if module.training:
+        module.eval()
+    with torch.no_grad():
+        yield
+
+
+_GLOBAL_RNG_LOCK = threading.RLock()
+
+
+@contextmanager
+def _seeded_global_rng(seed: int, device: torch.device):
+    """torch's global generator (and the CUDA device's) seeded with ``seed`` inside the block, the
+    caller's state restored after it, one thread at a time.
+
+    Only the generators this fit uses are seeded, inside ``fork_rng``: torch.manual_seed would also
+    (lazily) reseed every CUDA device, which fork_rng(devices=[]) does not restore."""
+    cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    with _GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=cuda):
+        torch.random.default_generator.manual_seed(seed)
+        for i in cuda:
+            torch.cuda.default_generators[i].manual_seed(seed)
+        yield
+
+
+def _draws_random_numbers(module: nn.Module) -> bool:
+    """Whether a forward pass may draw from torch's global generator: dropout, or a module from outside
+    torch.nn and deepcausal, which might."""
+    return any(isinstance(m, nn.modules.dropout._DropoutNd) or not type(m).__module__.startswith(("torch.nn", "deepcausal"))
+               for m in module.modules())
 
 
 def _resolve_device(device: str) -> torch.device:
@@ -293,11 +334,32 @@ class TwoStageEstimator(BaseEstimator):
     def _predict_features(self, nets, b, summaries) -> torch.Tensor:  # G at the prediction inputs
         raise NotImplementedError
 
-    def _summaries(self, nets, batches_s2, comm) -> dict:  # fitted summaries of S2 a prediction needs
+    def _summary_terms(self, nets, b) -> dict:
+        """Per-row terms (name → (n, p) float64) whose stage-2 means are the summaries a prediction
+        needs (DFPV: the mean of ψ_W); none by default."""
         return {}
 
-    def _diagnose(self, data: dict, reduce_sum) -> dict:
+    def _summaries_from_means(self, means: dict) -> dict:
+        """The summaries from the means of :meth:`_summary_terms` (which may carry a draw dimension)."""
+        return {}
+
+    def _summaries(self, nets, batches_s2, comm) -> dict:
+        """The fitted summaries of the stage-2 rows a prediction needs: the means of the terms."""
+        sums, n = {}, 0
+        with _eval_mode(nets):
+            for b in batches_s2:
+                for name, t in self._summary_terms(nets, b).items():
+                    sums[name] = sums.get(name, 0.0) + t.sum(0)
+                n += b["Y"].shape[0]
+        if not sums:
+            return {}
+        n = comm.sum_float(n)
+        return self._summaries_from_means({k: comm.sum(v) / n for k, v in sums.items()})
+
+    def _diagnose(self, data: dict, reduce_sum, columns: dict) -> dict:
         """Pre-fit checks on the (centred) training data; returns fitted attributes to set.
+
+        ``columns`` holds each role's column names (empty where none were given).
 
         ``reduce_sum`` (None in one process) sums an array over the ranks of a distributed fit, so
         that statistics describe the whole data set rather than one shard.
@@ -367,8 +429,8 @@ class TwoStageEstimator(BaseEstimator):
                     raise ValueError(f"batch_size must be 'auto' or a positive integer, got {self.batch_size!r}")
                 batch = int(self.batch_size)
                 if batch > n_train:
-                    warnings.warn(f"batch_size={batch} exceeds the {n_train} training rows of a stage half: every "
-                                  "step uses the whole half", UserWarning, stacklevel=5)
+                    warn(f"batch_size={batch} exceeds the {n_train} training rows of a stage half: every "
+                         "step uses the whole half", UserWarning)
             # λ left as None scales as 1/batch: 0.1 at the class's default batch size (see the docstrings).
             auto = _LAM_AT_DEFAULT_BATCH * default_batch / (default_batch if self.batch_size == "auto" else batch)
             lam1, lam2 = (auto if v is None else v for v in (self.lam1, self.lam2))
@@ -384,8 +446,8 @@ class TwoStageEstimator(BaseEstimator):
         s["steps_per_epoch"] = steps_per_epoch
         s["check_every"] = min(steps_per_epoch, _CHECK_EVERY_STEPS)
         if n_half < _FEW_STAGE_ROWS:
-            warnings.warn(f"a stage half has only {n_half} rows: deep two-stage estimates from so few rows are very "
-                          "noisy; consider a linear or sieve IV estimator", UserWarning, stacklevel=5)
+            warn(f"a stage half has only {n_half} rows: deep two-stage estimates from so few rows are very "
+                 "noisy; consider a linear or sieve IV estimator", UserWarning)
         return s
 
     @staticmethod
@@ -407,8 +469,8 @@ class TwoStageEstimator(BaseEstimator):
                 f"{total / 2**30:.1f} GiB here; use mode='proximal' (minibatches) instead"
             )
         if need > 0.25 * total:
-            warnings.warn(f"mode='ridge' on {n_half} rows per half needs about {gib:.1f} GiB; mode='proximal' "
-                          "trains on minibatches with memory independent of n", ResourceWarning, stacklevel=4)
+            warn(f"mode='ridge' on {n_half} rows per half needs about {gib:.1f} GiB; mode='proximal' "
+                 "trains on minibatches with memory independent of n", ResourceWarning)
 
     # ---- input handling ---------------------------------------------------------------------
     def _collect(self, first, arrays: dict, role_columns: dict) -> Tuple[dict, dict, dict, dict]:
@@ -541,15 +603,20 @@ class TwoStageEstimator(BaseEstimator):
             # Members are separate processes' work unless this is already a distributed fit.
             n_jobs = 1 if prepared["comm"].active else self.n_jobs
             members = fit_members(self, prepared, seeds, val, n_jobs, self.verbose)
-            for i, m in enumerate(members):  # a member's own warning is lost when it ran in a worker process
+            for i, m in enumerate(members):
+                # The member's own warnings join this fit's record; a worker process's are not shown to
+                # the user, so the divergences are issued again here, naming the member.
+                for w in getattr(m, "fit_warnings_", ()):
+                    category, _, message = w.partition(": ")
+                    record(f"{category}: ensemble member {i}: {message}")
                 if m.stopping_.get("recoveries"):
-                    warnings.warn(f"ensemble member {i} (seed {seeds[i]}): training diverged at step(s) "
-                                  f"{', '.join(map(str, m.stopping_['recoveries']))} and went on from its kept "
-                                  "check at a lower learning rate", RuntimeWarning, stacklevel=3)
+                    warn(f"ensemble member {i} (seed {seeds[i]}): training diverged at step(s) "
+                         f"{', '.join(map(str, m.stopping_['recoveries']))} and went on from its kept "
+                         "check at a lower learning rate", RuntimeWarning)
                 if m.stopping_["reason"] == "diverged":
-                    warnings.warn(f"ensemble member {i} (seed {seeds[i]}): training diverged after step "
-                                  f"{m.stopping_['steps']}; the model of its check at step {m.stopping_['kept_step']}"
-                                  " is kept", RuntimeWarning, stacklevel=3)
+                    warn(f"ensemble member {i} (seed {seeds[i]}): training diverged after step "
+                         f"{m.stopping_['steps']}; the model of its check at step {m.stopping_['kept_step']}"
+                         " is kept", RuntimeWarning)
             self._set_shared(prepared)
             self.estimators_ = members
             self.history_ = pd.concat([m.history_.assign(member=i) for i, m in enumerate(members)], ignore_index=True)
@@ -582,7 +649,7 @@ class TwoStageEstimator(BaseEstimator):
         scalers = {k: Standardizer(v, reduce_sum, pooled=images[k]) for k, v in data.items() if v is not None}
         # Diagnostics of the whole data set, not of this rank's shard (centred data, global moments).
         diagnostics = self._diagnose({k: (v - scalers[k].mean if v is not None else None) for k, v in data.items()},
-                                     reduce_sum)
+                                     reduce_sum, columns)
         tensors = {
             k: torch.as_tensor(scalers[k].transform(v), dtype=torch.float32, device=device)
             for k, v in data.items()
@@ -608,14 +675,12 @@ class TwoStageEstimator(BaseEstimator):
         self._set_shared(prepared)
         comm, settings, device = prepared["comm"], prepared["settings"], self.device_
         n, n1, offset, n_local = prepared["n"], prepared["n1"], prepared["offset"], prepared["n_local"]
-        # Seed only the generators this fit uses, inside fork_rng so the user's RNG state is restored:
-        # torch.manual_seed would also (lazily) reseed every CUDA device, which fork_rng(devices=[])
-        # does not restore.
-        cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=cuda):
-            torch.random.default_generator.manual_seed(seed)
-            for i in cuda:
-                torch.cuda.default_generators[i].manual_seed(seed)
+        with ExitStack() as global_rng:
+            # The networks are initialised from torch's global generator, seeded with the member's seed
+            # (user-supplied factories draw from it too); the split, batches and bootstrap draw from the
+            # member's own generator ``gen``. The global one is shared by every thread of the process,
+            # so the seeded block holds a lock: members fitted in threads stay bit-identical.
+            global_rng.enter_context(_seeded_global_rng(seed, device))
             gen = torch.Generator().manual_seed(seed)
             # local row of each global position (−1 where another rank owns the row)
             rows = torch.randperm(n, generator=gen) - offset
@@ -624,6 +689,8 @@ class TwoStageEstimator(BaseEstimator):
             halves = (_Half(prepared["tensors"], rows[:n1].to(device), n_val),
                       _Half(prepared["tensors"], rows[n1:].to(device), n_val))
             nets = self._build_nets(self.dims_, device)
+            if not _draws_random_numbers(nets):
+                global_rng.close()  # training never reads the global generator: let other members build theirs
             heads = TwoStageHeads(settings["lam1"], settings["lam2"], settings["lam12"], self.beta1, self.beta2,
                                   reducer=comm.reduce_stats if comm.active else None)
             truth_val = None
@@ -637,13 +704,16 @@ class TwoStageEstimator(BaseEstimator):
         current.load_state_dict({k: v.clone() for k, v in heads.state_dict().items()})
         if self.refit_heads:
             self._refit(nets, heads, halves, settings["batch_size"])
-        with _eval_mode(nets):
+        # A fitted model's networks stay in eval mode: predictions never switch modes, so predictions
+        # in several threads at once cannot see each other's mode (see _predicting).
+        nets.eval()
+        with torch.no_grad():
             summaries = self._summaries(nets, halves[1].batches(4096), comm)
-            draws = (score_bootstrap_heads(self, nets, halves, int(self.n_bootstrap), bootstrap_seed, comm)
-                     if self.n_bootstrap else None)
+            draws, summary_draws = (score_bootstrap_heads(self, nets, halves, int(self.n_bootstrap), bootstrap_seed,
+                                                          comm) if self.n_bootstrap else (None, None))
 
         self.nets_, self.heads_, self.current_heads_ = nets, heads, current
-        self.summaries_, self.head_draws_ = summaries, draws
+        self.summaries_, self.head_draws_, self.summary_draws_ = summaries, draws, summary_draws
         self.history_ = pd.DataFrame(history)
         self.stopping_ = stop
         return self
@@ -723,9 +793,9 @@ class TwoStageEstimator(BaseEstimator):
                             raise
                         kept = history[track["row"]]
                         recoveries.append(step + 1)
-                        warnings.warn(f"training diverged at step {step + 1} ({exc}); training goes on from the "
-                                      f"check at step {kept['step']} at {0.5 ** len(recoveries):g} times the "
-                                      "learning rate", RuntimeWarning, stacklevel=4)
+                        warn(f"training diverged at step {step + 1} ({exc}); training goes on from the "
+                             f"check at step {kept['step']} at {0.5 ** len(recoveries):g} times the "
+                             "learning rate", RuntimeWarning)
                         self._restore(nets, heads, track["state"])
                         opts = self._optimisers(nets)
                         continue  # the failed step is not counted; the next minibatch pair takes its place
@@ -752,7 +822,7 @@ class TwoStageEstimator(BaseEstimator):
                         break
         except KeyboardInterrupt:
             reason = "interrupted"
-            warnings.warn(f"training interrupted after {step} step(s); the model is usable", stacklevel=4)
+            warn(f"training interrupted after {step} step(s); the model is usable")
         except FloatingPointError as exc:
             # Diverged again after _MAX_RECOVERIES restarts: the kept state is the model, as if early stopping
             # had ended training there. Without a kept state, or with several processes, it is an error.
@@ -760,9 +830,9 @@ class TwoStageEstimator(BaseEstimator):
                 raise
             reason = "diverged"
             kept = history[track["row"]]
-            warnings.warn(f"training diverged at step {step + 1} ({exc}) after {len(recoveries)} restart(s) at a "
-                          f"lower learning rate; the model of the check at step {kept['step']} (held-out stage-2 "
-                          f"loss {kept['val_stage2_loss']:.4g}) is kept", RuntimeWarning, stacklevel=4)
+            warn(f"training diverged at step {step + 1} ({exc}) after {len(recoveries)} restart(s) at a "
+                 f"lower learning rate; the model of the check at step {kept['step']} (held-out stage-2 "
+                 f"loss {kept['val_stage2_loss']:.4g}) is kept", RuntimeWarning)
         finally:
             bar.close()
         stop = {"reason": reason, "steps": step, "epochs": math.ceil(step / steps_per_epoch),
@@ -771,10 +841,10 @@ class TwoStageEstimator(BaseEstimator):
             self._restore(nets, heads, track["state"])
             stop.update(kept_step=history[track["row"]]["step"], restored=True)
             if reason == "early_stopping" and track["row"] == 0:
-                warnings.warn(
+                warn(
                     "early stopping: the held-out stage-2 loss never improved on its first check (step "
                     f"{history[0]['step']}); the model of that check is kept. Try a smaller lr or larger "
-                    "beta/lam, or early_stopping=False", UserWarning, stacklevel=4)
+                    "beta/lam, or early_stopping=False", UserWarning)
         for i, row in enumerate(history):
             row["kept"] = track["row"] == i
         return history, stop
@@ -985,15 +1055,16 @@ class TwoStageEstimator(BaseEstimator):
         return getattr(self, "estimators_", None) or [self]
 
     def _features_at(self, inputs: dict, summaries: Optional[dict] = None, size: int = 8192) -> torch.Tensor:
-        """This member's prediction features G at standardized ``inputs``: float64 (n, d₂)."""
+        """This member's prediction features G at standardized ``inputs``: float64 (n, d₂), or
+        (S, n, d₂) for summaries with a leading dimension of S bootstrap draws."""
         n = next(iter(inputs.values())).shape[0]
         summaries = self.summaries_ if summaries is None else summaries
-        with _eval_mode(self.nets_):
+        with _predicting(self.nets_):
             return torch.cat([
                 self._predict_features(self.nets_, {k: v[lo : lo + size] for k, v in inputs.items()},
                                        summaries).double()
                 for lo in range(0, n, size)
-            ])
+            ], dim=-2)
 
     def _predict_std(self, nets, heads, summaries, inputs: dict, size: int = 8192) -> np.ndarray:
         """Predictions in outcome units with given networks, heads and summaries (used in training)."""
@@ -1011,24 +1082,38 @@ class TwoStageEstimator(BaseEstimator):
         return z * sc.scale[0] + (sc.mean[0] if level else 0.0)
 
     def _linear_statistic(self, phi, heads: str = "fitted"):
-        """Each member's estimate of the statistic Φ u and its bootstrap deviations Φ (u_b − û).
+        """Each member's estimate of the statistic Φ(ŝ) û and its bootstrap deviations.
 
         Every quantity the estimators report (h at rows, averages over rows, effects, marginal
         effects) is linear in the stage-2 head u, with Φ built from the member's features by
-        ``phi(member) -> (q, d₂) float64``. Returns (estimates (K, q), list of K (B, q) or None), in
-        standardized outcome units.
+        ``phi(member, summaries=None) -> (q, d₂) float64``, at the member's fitted stage-2 summaries
+        ŝ, or at summaries with a leading dimension of S draws -> (S, q, d₂). A draw b deviates by
+        Φ(ŝ) (u_b − û); for a member whose prediction also integrates over stage-2 summaries that
+        were drawn with the heads (DFPV's mean of ψ_W, ``summary_draws_``), by Φ(s_b) u_b − Φ(ŝ) û.
+        Returns (estimates (K, q), list of K (B, q) or None), in standardized outcome units.
         """
         self._check_fitted()
-        if heads not in ("fitted", "current"):
-            raise ValueError(f"heads must be 'fitted' or 'current', got {heads!r}")
         ests, devs = [], []
         for m in self._members():
-            Phi = phi(m)
-            u = m._heads(heads).u.to(device=Phi.device, dtype=torch.float64)
-            Phi = Phi.detach()
-            ests.append((Phi @ u)[:, 0].cpu().numpy())
+            u = m._heads(heads).u
+            Phi = phi(m).detach()
+            u = u.to(device=Phi.device, dtype=torch.float64)
+            est = (Phi @ u)[:, 0]
+            ests.append(est.cpu().numpy())
             d = getattr(m, "head_draws_", None)
-            devs.append(None if d is None else (Phi @ d.to(Phi.device))[..., 0].cpu().numpy())
+            s_draws = getattr(m, "summary_draws_", None)
+            if d is None:
+                devs.append(None)
+            elif not s_draws:
+                devs.append((Phi @ d.to(Phi.device))[..., 0].cpu().numpy())
+            else:
+                # Draws of Φ(s_b), a few at a time: S × q × d₂ values at once stay under 32 MB.
+                step = max(1, 2**22 // max(1, Phi.shape[0] * Phi.shape[1]))
+                parts = []
+                for lo in range(0, d.shape[0], step):
+                    Phi_b = phi(m, {k: v[lo : lo + step] for k, v in s_draws.items()}).detach()
+                    parts.append((Phi_b @ (u + d[lo : lo + step].to(Phi.device)))[..., 0] - est)
+                devs.append(torch.cat(parts).cpu().numpy())
         return np.stack(ests), devs
 
     def _report(self, phi, level: bool, alpha=None, band: str = "pointwise", heads: str = "fitted") -> dict:
@@ -1037,8 +1122,10 @@ class TwoStageEstimator(BaseEstimator):
         ests, devs = self._linear_statistic(phi, heads)
         if alpha is None:
             return {"estimate": self._to_outcome(ests.mean(axis=0), level)}
+        # Complete-data degrees of freedom of one member's estimate: stage-2 rows less the head's size.
+        dof = (int(self.n_train_) - int(self.n_stage1_)) - int(self._members()[0].heads_.u.shape[0])
         try:
-            out = combine_draws(ests, devs, check_alpha(alpha), band)
+            out = combine_draws(ests, devs, check_alpha(alpha), band, dof_complete=dof if dof > 0 else None)
         except NoDrawsError as exc:
             raise NoDrawsError(f"{exc}: refit with n_bootstrap >= 2 (or n_estimators >= 2 for pointwise bands) "
                                "to get intervals") from None
@@ -1047,7 +1134,7 @@ class TwoStageEstimator(BaseEstimator):
                 "lower": self._to_outcome(out["lower"], level), "upper": self._to_outcome(out["upper"], level)}
 
     def _levels(self, inputs: dict):
-        return lambda m: m._features_at(inputs)
+        return lambda m, summaries=None: m._features_at(inputs, summaries)
 
     def _predict(self, first, X=None, heads: str = "fitted") -> np.ndarray:
         self._check_fitted()
@@ -1082,9 +1169,9 @@ class TwoStageEstimator(BaseEstimator):
             raise ValueError(f"T0 and T1 have different shapes {t0.shape} and {t1.shape}")
         in0, in1 = self._prediction_inputs(t0, X), self._prediction_inputs(t1, X)
 
-        def phi(m):
-            D = m._features_at(in1) - m._features_at(in0)
-            return D.mean(dim=0, keepdim=True) if average else D
+        def phi(m, summaries=None):
+            D = m._features_at(in1, summaries) - m._features_at(in0, summaries)
+            return D.mean(dim=-2, keepdim=True) if average else D
 
         return phi
 
@@ -1126,20 +1213,21 @@ class TwoStageEstimator(BaseEstimator):
         key = self._predict_keys[0]
         t_scale = torch.as_tensor(self.scalers_[key].scale, dtype=torch.float64)
 
-        def phi(m):
+        def phi(m, summaries=None):
+            summaries = m.summaries_ if summaries is None else summaries
             out = []
-            with _eval_mode(m.nets_), torch.enable_grad():
+            with _predicting(m.nets_), torch.enable_grad():
                 for j in range(m.dims_[key]):
                     tangent = torch.zeros_like(inputs[key])
                     tangent[:, j] = 1.0
 
                     def G(t):
-                        return m._predict_features(m.nets_, {**inputs, key: t}, m.summaries_)
+                        return m._predict_features(m.nets_, {**inputs, key: t}, summaries)
 
                     _, dG = torch.func.jvp(G, (inputs[key],), (tangent,))
                     dG = dG.double() / t_scale[j].to(dG.device)  # per unit of the treatment, not per sd
-                    out.append(dG.mean(dim=0, keepdim=True) if average else dG)
-            return torch.cat(out)
+                    out.append(dG.mean(dim=-2, keepdim=True) if average else dG)
+            return torch.cat(out, dim=-2)
 
         return phi, inputs[key].shape[0], self.dims_[key]
 
@@ -1225,9 +1313,9 @@ class TwoStageEstimator(BaseEstimator):
         lo, hi = self.treatment_range_
         for j, name in enumerate(names):
             if (grid[:, j] < lo[j]).any() or (grid[:, j] > hi[j]).any():
-                warnings.warn(
+                warn(
                     f"treatment_grid: column {name!r} extends outside the training range [{lo[j]:.4g}, {hi[j]:.4g}]: "
-                    "the estimate there is an extrapolation", UserWarning, stacklevel=2)
+                    "the estimate there is an extrapolation", UserWarning)
         if X is None:
             if self.dims_.get("X") is not None and not self._covariates_optional_in_predict:
                 raise ValueError("X is required: the model was fitted with covariates; pass the rows to average over")
@@ -1237,9 +1325,9 @@ class TwoStageEstimator(BaseEstimator):
             base = self._prediction_inputs(np.repeat(grid[:1], n_x, axis=0), X)
             t_std = self._to_tensor(self.scalers_[key].transform(grid))
 
-            def phi(m):  # every grid value paired with every covariate row, averaged over the rows
-                return torch.stack([m._features_at({**base, key: t_std[g].expand(n_x, -1)}).mean(dim=0)
-                                    for g in range(grid.shape[0])])
+            def phi(m, summaries=None):  # every grid value paired with every covariate row, averaged over the rows
+                return torch.stack([m._features_at({**base, key: t_std[g].expand(n_x, -1)}, summaries).mean(dim=-2)
+                                    for g in range(grid.shape[0])], dim=-2)
 
             r = self._report(phi, True, alpha, band)
         frame = pd.DataFrame(grid, columns=names)
@@ -1325,7 +1413,7 @@ class TwoStageEstimator(BaseEstimator):
         the stage-1 prediction from the instruments (DFIV) / from treatment and proxy (DFPV)."""
         n = next(iter(inputs.values())).shape[0]
         out = []
-        with _eval_mode(self.nets_):
+        with _predicting(self.nets_):
             for lo in range(0, n, size):
                 b = {k: v[lo : lo + size] for k, v in inputs.items()}
                 G = self._projected_features(self.nets_, self.heads_.V, b)

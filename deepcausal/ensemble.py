@@ -13,6 +13,7 @@ run one after another or in parallel.
 
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from typing import List
 
@@ -20,7 +21,9 @@ import numpy as np
 import torch
 from joblib import Parallel, delayed
 
-__all__ = ["member_seeds", "fit_members", "check_n_jobs"]
+from ._warnings import recording
+
+__all__ = ["member_seeds", "fit_members", "check_n_jobs", "one_torch_thread"]
 
 
 def member_seeds(seed: int, n_members: int) -> List[int]:
@@ -42,22 +45,42 @@ def check_n_jobs(n_jobs) -> None:
         raise ValueError(f"n_jobs must be None, a positive integer or a negative one (-1: all cores), got {n_jobs!r}")
 
 
+_THREADS_LOCK = threading.Lock()
+_THREADS_USERS = 0  # blocks inside one_torch_thread, in any thread of this process
+_THREADS_BEFORE = 1  # torch's thread count before the first of them
+
+
 @contextmanager
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def one_torch_thread():
+    """One torch thread inside the block; the count before is restored when the last block ends.
+
+    ``torch.set_num_threads`` is process-wide: with members fitted in threads, a plain save/restore
+    per member would let one member restore several threads while another is still fitting, and
+    leave the count changed at the end. Counting the blocks open makes it safe.
+    """
+    global _THREADS_USERS, _THREADS_BEFORE
+    with _THREADS_LOCK:
+        if _THREADS_USERS == 0:
+            _THREADS_BEFORE = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _THREADS_USERS += 1
     try:
         yield
     finally:
-        torch.set_num_threads(before)
+        with _THREADS_LOCK:
+            _THREADS_USERS -= 1
+            if _THREADS_USERS == 0:
+                torch.set_num_threads(_THREADS_BEFORE)
 
 
 def _fit_one(member, prepared, seed, index, validation):
-    with _one_thread():
+    with one_torch_thread(), recording() as caught:
         try:
-            return member._fit_member(prepared, seed, validation)
+            member._fit_member(prepared, seed, validation)
         except FloatingPointError as exc:
             raise FloatingPointError(f"ensemble member {index} (seed {seed}): {exc}") from exc
+    member.fit_warnings_ = list(caught)  # the member's own: a worker's warnings do not reach the parent
+    return member
 
 
 def fit_members(estimator, prepared, seeds, validation, n_jobs, verbose: bool = False):

@@ -26,11 +26,12 @@ their inputs, which the two-stage solver uses for the λ₁₂ refit (gradients 
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
+
+from ._warnings import warn
 
 __all__ = [
     "SufficientStats",
@@ -263,15 +264,14 @@ def factor_spd(A: torch.Tensor, warn_on_jitter: bool = False) -> SPDSystem:
         L, info = torch.linalg.cholesky_ex(A + rel * scale * eye)
         if int(info) == 0:
             if warn_on_jitter:
-                warnings.warn(f"Cholesky of a head system built from float32 products needed a jitter of {rel:g} "
-                              "× its mean diagonal: the features are nearly collinear; consider a larger ridge beta",
-                              RuntimeWarning, stacklevel=4)
+                warn(f"Cholesky of a head system built from float32 products needed a jitter of {rel:g} "
+                     "× its mean diagonal: the features are nearly collinear; consider a larger ridge beta",
+                     RuntimeWarning)
             return SPDSystem(A, L)
-    warnings.warn(
+    warn(
         "Cholesky failed even with jitter; falling back to least squares. "
         "The features are (nearly) collinear: consider a larger ridge beta.",
         RuntimeWarning,
-        stacklevel=3,
     )
     return SPDSystem(A, None)
 

@@ -64,8 +64,15 @@ class DFIV(TwoStageEstimator):
     current_heads_ : TwoStageHeads
         Heads as they were at the end of training.
     first_stage_f_ : float
-        Partial F statistic of the instruments in a linear first stage T ~ [Z, X, 1]; below 10 a
-        ``WeakInstrumentWarning`` is raised at fit.
+        Strength of the instruments in a linear first stage T ~ [Z, X, 1]: the partial F statistic
+        of a one-column treatment; with several columns the smallest conditional
+        (Sanderson-Windmeijer) F, which is small when any one column is not moved by the
+        instruments apart from the others; for image treatments the pooled statistic. Below 10 a
+        ``WeakInstrumentWarning`` names the column at fit.
+    first_stage_ : pandas.DataFrame or None
+        Per treatment column: the classical and heteroskedasticity-robust partial F, the partial R²
+        and, with several columns, the conditional F (see
+        :func:`deepcausal._diagnostics.first_stage_table`). None for image treatments.
     history_ : pandas.DataFrame
         One row per check (each epoch end, or every 200 steps): ``epoch``, ``step``, ``lr`` (the
         learning rate in force), training and held-out stage losses (standardized units), ``kept``
@@ -247,8 +254,8 @@ class DFIV(TwoStageEstimator):
         """
         return self._score(Y, {"T": T, "X": X, "Z": Z})
 
-    def _diagnose(self, data, reduce_sum):
-        return {"first_stage_f_": warn_if_weak_instrument(data["T"], data["Z"], data.get("X"), reduce_sum)}
+    def _diagnose(self, data, reduce_sum, columns):
+        return warn_if_weak_instrument(data["T"], data["Z"], data.get("X"), reduce_sum, columns.get("T"))
 
     # ---- the feature maps of DESIGN §3 --------------------------------------------------------
     def _stage1_features(self, nets, b):

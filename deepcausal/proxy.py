@@ -12,8 +12,8 @@ from functools import partial
 
 import torch
 
-from ._estimator import TwoStageEstimator, _eval_mode, concat_inputs, fill_shared_docs
-from .heads import SufficientStats, add_intercept, outer_features
+from ._estimator import TwoStageEstimator, concat_inputs, fill_shared_docs
+from .heads import add_intercept, outer_features, solve_spd
 from .nets import default_net
 
 __all__ = ["DFPV"]
@@ -339,7 +339,9 @@ class DFPV(TwoStageEstimator):
         inputs = self._prediction_inputs(A, X, extra={"W": W})
         if self.dims_.get("X") is not None and "X" not in inputs:
             raise ValueError("X (covariates) is required: the model was fitted with covariates")
-        return self._report(lambda m: m._features_at(inputs, {"bridge": True}), True, heads=heads)["estimate"]
+        # h(a, w) integrates over nothing: the drawn summaries do not enter it
+        return self._report(lambda m, summaries=None: m._features_at(inputs, {"bridge": True}), True,
+                            heads=heads)["estimate"]
 
     # ---- the feature maps of DESIGN §4 --------------------------------------------------------
     def _stage1_features(self, nets, b):
@@ -358,40 +360,56 @@ class DFPV(TwoStageEstimator):
     def _stage2_combine(self, parts, target_hat):
         return _three_way(parts["a2"], target_hat, parts["eta"])  # [φ_A2(A), 1] ⊗ [Ŵ, 1] (⊗ [η(X), 1])
 
-    def _summaries(self, nets, batches_s2, comm) -> dict:
-        """Stage-2 means of ψ_W (and of [ψ_W,1] ⊗ [η,1], with the ridge of ψ_W on [η,1])."""
-        n, w_sum, joint_sum, stats = 0, 0.0, 0.0, None
-        with _eval_mode(nets):
-            for b in batches_s2:
-                n += b["Y"].shape[0]
-                w = nets["outcome_proxy"](b["W"]).double()
-                w_sum = w_sum + w.sum(0)
-                eta = self._covariate_features(nets, b, False)
-                if eta is not None:
-                    joint_sum = joint_sum + outer_features(w, eta.double()).sum(0)
-                    if stats is None:
-                        stats = SufficientStats.empty(eta.shape[1] + 1, w.shape[1], device=w.device)
-                    stats.update(add_intercept(eta.double()), w)
-        n = comm.sum_float(n)
-        out = {"w_mean": comm.sum(w_sum) / n}
-        if stats is not None:
-            out["w_x_mean"] = comm.sum(joint_sum) / n
-            out["w_given_x"] = comm.reduce_stats(stats).solve(float(self.beta1))
+    def _summary_terms(self, nets, b) -> dict:
+        """Per-row terms whose stage-2 means are the summaries (:meth:`_summaries_from_means`):
+        ψ_W(W) and, with covariates, [ψ_W, 1] ⊗ [η, 1], E Eᵀ and E ψ_Wᵀ with E = [η(X), 1]."""
+        w = nets["outcome_proxy"](b["W"]).double()
+        terms = {"w": w}
+        eta = self._covariate_features(nets, b, False)
+        if eta is not None:
+            e = add_intercept(eta.double())
+            terms["wx"] = outer_features(w, eta.double())
+            terms["ee"] = (e.unsqueeze(2) * e.unsqueeze(1)).flatten(1)
+            terms["ew"] = (e.unsqueeze(2) * w.unsqueeze(1)).flatten(1)
+        return terms
+
+    def _summaries_from_means(self, means: dict) -> dict:
+        """The stage-2 summaries a prediction integrates with, from the means of the terms (each may
+        carry a leading dimension of bootstrap draws):
+
+            w_mean    = mean ψ_W(W)
+            w_x_mean  = mean [ψ_W, 1] ⊗ [η, 1]                       (the joint mean, with covariates)
+            w_given_x = (mean E Eᵀ + β₁ I)⁻¹ mean E ψ_Wᵀ             (ridge of ψ_W on E = [η(X), 1])
+        """
+        out = {"w_mean": means["w"]}
+        if "wx" in means:
+            d_w = means["w"].shape[-1]
+            d_e = means["ew"].shape[-1] // d_w
+            A = means["ee"].unflatten(-1, (d_e, d_e)).clone()
+            A.diagonal(dim1=-2, dim2=-1).add_(float(self.beta1))
+            B = means["ew"].unflatten(-1, (d_e, d_w))
+            out["w_x_mean"] = means["wx"]
+            out["w_given_x"] = (solve_spd(A, B) if A.dim() == 2 else
+                                torch.stack([solve_spd(a, b) for a, b in zip(A, B)]))
         return out
 
     def _predict_features(self, nets, b, summaries):
+        """G at the prediction inputs. Summaries with a leading dimension of S bootstrap draws give
+        features of shape (S, n, d₂), one set per draw."""
         a2 = nets["treatment"](b["A"])
-        m = a2.shape[0]
         eta = self._covariate_features(nets, b, False)
         if summaries.get("bridge"):  # h(a, w, x) at given w
             return _three_way(a2, nets["outcome_proxy"](b["W"]), eta)
+        lead = tuple(summaries["w_mean"].shape[:-1])  # () or (S,)
+        m = a2.shape[0]
+        a2 = a2.expand(*lead, *a2.shape)
         if "w_x_mean" not in summaries:  # f(a) = ([φ_A2(a),1] ⊗ [E ψ_W, 1]) u
-            return outer_features(a2, summaries["w_mean"].to(a2.dtype).expand(m, -1))
+            return outer_features(a2, summaries["w_mean"].to(a2.dtype).unsqueeze(-2).expand(*lead, m, -1))
         if eta is None:  # average over (W, X): [φ_A2(a),1] ⊗ E([ψ_W,1] ⊗ [η,1])
-            joint = summaries["w_x_mean"].to(a2.dtype)
-            return (add_intercept(a2).unsqueeze(2) * joint.view(1, 1, -1)).reshape(m, -1)
+            joint = summaries["w_x_mean"].to(a2.dtype).unsqueeze(-2).unsqueeze(-2)
+            return (add_intercept(a2).unsqueeze(-1) * joint).reshape(*lead, m, -1)
         w_x = add_intercept(eta) @ summaries["w_given_x"].to(a2.dtype)  # E[ψ_W | x]
-        return _three_way(a2, w_x, eta)
+        return _three_way(a2, w_x, eta.expand(*lead, *eta.shape))
 
 
 DFPV.__doc__ = fill_shared_docs(DFPV.__doc__)

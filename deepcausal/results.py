@@ -13,65 +13,32 @@ from __future__ import annotations
 import functools
 import html
 import math
-import os
-import sys
-import warnings
 from typing import Dict, List, Tuple
 
 import numpy as np
 import pandas as pd
 
+from ._warnings import recording
+
 __all__ = ["FitSummary", "record_fit_warnings"]
 
 
-_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
-
-
-def _first_frame_outside_package():
-    frame = sys._getframe(1)
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE):
-        frame = frame.f_back
-    return frame
-
-
 def record_fit_warnings(fit):
-    """Decorate a fitting method: record the warnings it raises in ``fit_warnings_`` and re-emit them.
+    """Decorate a fitting method: keep the package warnings it raises in ``fit_warnings_``.
 
-    Inside the fit every warning is recorded (none is lost to "once per location" filtering); after
-    it, each is issued again, so the user's warning filters apply as usual (``pytest.warns``,
-    ``simplefilter("ignore")``, ...). A warning raised inside the package is re-issued at the line of
-    the user's code that called the fit (the first frame outside the package), others where they
-    were raised. On success the estimator gets ``fit_warnings_``: a list of ``"Category: message"``
-    strings, in the order raised. A failing fit re-emits its warnings too, then raises its error.
-
-    Warnings raised inside worker processes (ensemble members fitted with ``n_jobs`` > 1) do not
-    reach the parent process and are not recorded.
+    Each warning is issued when it happens, at the line of the user's code that called the fit, so
+    the user's warning filters apply as usual (``pytest.warns``, ``simplefilter("ignore")``, ...), and
+    is recorded whatever those filters do (:mod:`deepcausal._warnings`: per thread, so fits running in
+    several threads each keep their own, and no global filter is changed). On success the estimator
+    gets ``fit_warnings_``: a list of ``"Category: message"`` strings, in the order raised; an
+    ensemble's members' warnings are added by the fit itself.
     """
 
     @functools.wraps(fit)
     def wrapper(self, *args, **kwargs):
-        caught: List[warnings.WarningMessage] = []
-        failed = True
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                result = fit(self, *args, **kwargs)
-            failed = False
-        finally:
-            caller = _first_frame_outside_package()
-            for w in caught:
-                try:
-                    if caller is not None and os.path.abspath(w.filename).startswith(_PACKAGE):
-                        g = caller.f_globals
-                        warnings.warn_explicit(w.message, w.category, caller.f_code.co_filename, caller.f_lineno,
-                                               g.get("__name__", "<string>"), g.setdefault("__warningregistry__", {}),
-                                               source=w.source)
-                    else:
-                        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
-                except Warning:
-                    if not failed:  # a warning the user turned into an error; the fit's own error wins
-                        raise
-        self.fit_warnings_ = [f"{w.category.__name__}: {w.message}" for w in caught]
+        with recording() as caught:
+            result = fit(self, *args, **kwargs)
+        self.fit_warnings_ = list(caught)
         return result
 
     return wrapper
@@ -123,9 +90,12 @@ class FitSummary:
         (``val_stage1_loss``, ``val_stage2_loss``, standardized units), the held-out stage-1 R²
         (``val_stage1_r2``) and the held-out stage-2 mean squared error in the outcome's units²
         (``val_stage2_mse``; ``score`` reports the same quantity, negated, on new rows).
+    first_stage : DataFrame or None
+        DFIV, per treatment column: the classical and heteroskedasticity-robust partial F, the partial
+        R² and, with several columns, the conditional (Sanderson-Windmeijer) F.
     strength : Series
-        First-stage strength: the linear first-stage partial F statistic (DFIV; below 10 the fit
-        warned of a weak instrument) and the learned one, the held-out R² of the stage-1 head (the
+        First-stage strength: the linear first-stage F statistic (DFIV: ``first_stage_f_``; below
+        10 the fit warned of a weak instrument) and the learned one, the held-out R² of the stage-1 head (the
         share of the stage-1 target features' variance the stage-1 features explain on held-out rows,
         averaged over members).
     settings : DataFrame
@@ -159,6 +129,8 @@ class FitSummary:
         self._tables["data"] = self._data_table(est)
         self._tables["members"] = self._members_table(est, members)
         self._tables["strength"] = self._strength(est, self._tables["members"])
+        table = getattr(est, "first_stage_", None)
+        self._tables["first_stage"] = None if table is None else table.copy()
         self._tables["settings"] = self._settings_table(est)
         self._tables["warnings"] = tuple(getattr(est, "fit_warnings_", ()))
         formula = getattr(est, "formula_", None)
@@ -274,6 +246,13 @@ class FitSummary:
         return self._tables["strength"].copy()
 
     @property
+    def first_stage(self):
+        """Per treatment column (DFIV): classical and robust partial F, partial R² and, with several
+        columns, the conditional F (``first_stage_``); None when not computed."""
+        table = self._tables["first_stage"]
+        return None if table is None else table.copy()
+
+    @property
     def settings(self) -> pd.DataFrame:
         return self._tables["settings"].copy()
 
@@ -292,6 +271,11 @@ class FitSummary:
         yield "Model", self._tables["model"], (f"formula: {self.formula}" if self.formula else "")
         yield "Data (rows)", self._tables["data"], ""
         yield "First-stage strength", self._tables["strength"].to_frame(), ""
+        if self._tables["first_stage"] is not None:
+            yield "Linear first stage per treatment column", self._tables["first_stage"], (
+                "F: classical partial F; F (robust): heteroskedasticity-robust Wald / number of instruments"
+                + ("; F (conditional): Sanderson-Windmeijer, given the other treatment columns"
+                   if "F (conditional)" in self._tables["first_stage"] else ""))
         yield "Training and held-out losses per member", members, note
         yield "Hyper-parameters", self._tables["settings"], ""
         ws = self._tables["warnings"]

@@ -43,7 +43,7 @@ from sklearn.model_selection import ParameterGrid
 from sklearn.utils.metaestimators import available_if
 
 from ._estimator import NotFittedError, TwoStageEstimator
-from .ensemble import _one_thread, check_n_jobs
+from .ensemble import check_n_jobs, one_torch_thread
 from .nets import SkipMLP, image_mlp, mlp
 
 __all__ = ["StageLossSearch", "default_grid", "ScaledWidth"]
@@ -193,7 +193,7 @@ def _as_list_grid(param_grid) -> List[dict]:
     return list(ParameterGrid(param_grid))
 
 
-def _score(est) -> dict:
+def _kept_check_losses(est) -> dict:
     """Held-out losses at the kept check (the last check without early stopping), mean over members."""
     rows = []
     for m in getattr(est, "estimators_", None) or [est]:
@@ -214,12 +214,12 @@ def _fit_candidate(candidate, index: int, args, kwargs):
     """Fit one candidate on one torch thread (results do not depend on n_jobs); a diverging
     candidate is reported, not raised."""
     start = time.perf_counter()
-    with _one_thread():
+    with one_torch_thread():
         try:
             candidate.fit(*args, **kwargs)
         except FloatingPointError as exc:
             return None, {"fit_seconds": time.perf_counter() - start, "error": f"candidate {index}: {exc}"}
-    return candidate, {"fit_seconds": time.perf_counter() - start, "error": "", **_score(candidate)}
+    return candidate, {"fit_seconds": time.perf_counter() - start, "error": "", **_kept_check_losses(candidate)}
 
 
 def _delegated(name):

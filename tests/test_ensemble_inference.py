@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy import stats
 
 from deepcausal import DFIV, DFPV
 from deepcausal.datasets import demand, demand_proxy, lowdim
@@ -105,7 +106,11 @@ def test_combine_draws_follows_rubins_rules():
     within = np.mean([d.var(axis=0, ddof=1) for d in devs], axis=0)
     expected = np.sqrt(within + 1.25 * ests.var(axis=0, ddof=1))
     np.testing.assert_allclose(out["std_error"], expected)
-    np.testing.assert_allclose(out["upper"] - out["estimate"], 1.959963984540054 * expected)
+    # Student's t with Rubin's degrees of freedom (K − 1) / λ², λ the between-member share of se²
+    lam = 1.25 * ests.var(axis=0, ddof=1) / expected**2
+    t = stats.t.ppf(0.975, 3.0 / lam**2)
+    np.testing.assert_allclose(out["upper"] - out["estimate"], t * expected)
+    assert np.all(t > 1.959963984540054)
 
 
 def test_slope_interval_covers_the_truth_of_a_linear_iv_design_in_most_replications():
@@ -350,9 +355,12 @@ def test_score_bootstrap_draws_equal_the_docstring_formulas_computed_draw_by_dra
         _stage2_parts = staticmethod(lambda nets, b, grad: {"a": b["a"]})
         _stage2_combine = staticmethod(
             lambda parts, hat: torch.cat([hat, parts["a"].expand(*hat.shape[:-1], 2)], dim=-1))
+        _summary_terms = staticmethod(lambda nets, b: {"a": b["a"]})  # a summary: the stage-2 mean of a
+        _summaries_from_means = staticmethod(lambda means: {"a_mean": means["a"]})
 
-    dev = score_bootstrap_heads(Hooks(), None, (Half(s1_rows), Half(s2_rows)), B, seed, Communicator(torch.device("cpu")),
-                                batch_size=10**6).numpy()
+    dev, summary_draws = score_bootstrap_heads(Hooks(), None, (Half(s1_rows), Half(s2_rows)), B, seed,
+                                               Communicator(torch.device("cpu")), batch_size=10**6)
+    dev = dev.numpy()
 
     gen = torch.Generator().manual_seed(seed)
     w1 = (-torch.log1p(-torch.rand(n1, B, generator=gen, dtype=torch.float64)) - 1.0).numpy()
@@ -370,3 +378,5 @@ def test_score_bootstrap_draws_equal_the_docstring_formulas_computed_draw_by_dra
         G = np.hstack([F2 @ V_b, a])
         s2 = sum(w2[j, b] * np.outer(G[j], Y[j] - G[j] @ u) for j in range(n2)) / n2 - 0.02 * u
         np.testing.assert_allclose(dev[b], np.linalg.solve(A2, s2), rtol=1e-9, atol=1e-12)
+        # the summary of draw b: the stage-2 mean reweighted by the same multipliers as s₂
+        np.testing.assert_allclose(summary_draws["a_mean"][b].numpy(), w2[:, b] @ a / w2[:, b].sum(), rtol=1e-12)
