@@ -5,12 +5,12 @@ neural feature maps by gradient steps while their linear stage heads are solved 
 on minibatches, by a proximal solver (see :mod:`deepcausal.heads`).
 """
 
-__version__ = "0.1.0"
+from sklearn.exceptions import NotFittedError
 
-from ._estimator import NotFittedError  # noqa: E402
-from .iv import DFIV  # noqa: E402
-from .proxy import DFPV  # noqa: E402
-from .regression import LastLayerRegressor  # noqa: E402
-from .plotting import plot_dose_response  # noqa: E402
+from ._version import __version__
+from .iv import DFIV
+from .plotting import plot_dose_response
+from .proxy import DFPV
+from .regression import LastLayerRegressor
 
-__all__ = ["DFIV", "DFPV", "LastLayerRegressor", "NotFittedError", "plot_dose_response"]
+__all__ = ["DFIV", "DFPV", "LastLayerRegressor", "NotFittedError", "plot_dose_response", "__version__"]

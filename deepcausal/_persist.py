@@ -21,11 +21,11 @@ File format 2 (a dict)::
 * ``attributes``: every fitted attribute (public names ending in ``_``), encoded by type: see
   :func:`_encode`. Types without an encoder are refused at save with an error naming the attribute.
 * ``modules``: the ``state_dict`` of every fitted attribute that is a ``torch.nn.Module``. At load the
-  networks are rebuilt by the estimator (``_rebuild_modules(states, device)``, or :func:`rebuild_nets`
-  for ``nets_`` of the two-stage estimators) and the weights loaded into them.
+  networks are rebuilt by the function the estimator's class registered (:func:`register_estimator`)
+  and the weights loaded into them (:func:`load_weights`).
 * Nested estimators (e.g. the members of an ensemble, ``estimators_``) are records themselves. Their
-  class is looked up among the package's estimator classes (:func:`register_estimator`), never imported
-  by a name read from the file.
+  class is looked up among the registered estimator classes, never imported by a name read from the
+  file. Each estimator module registers its classes, so this module imports no estimator.
 
 Adding a fitted attribute of a type already listed needs no change here; a new kind of helper object
 needs an encoder and a decoder (:func:`register_object`).
@@ -50,9 +50,10 @@ import torch
 from torch import nn
 
 from ._data import Standardizer
+from ._version import __version__
 from .twostage import TwoStageHeads
 
-__all__ = ["save_estimator", "load_estimator", "rebuild_nets", "register_object", "register_estimator"]
+__all__ = ["save_estimator", "load_estimator", "load_weights", "register_object", "register_estimator"]
 
 _FORMAT = "deepcausal-estimator"
 _FORMAT_VERSION = 2
@@ -63,6 +64,7 @@ _PLAIN = (bool, int, float, str, type(None))
 # ---- registries: the only classes a file can make us build ---------------------------------------
 _OBJECTS: Dict[str, tuple] = {}  # name → (class, encode(obj) -> plain dict, decode(plain dict) -> obj)
 _ESTIMATORS: Dict[str, type] = {}
+_REBUILD: Dict[type, Callable] = {}  # estimator class → rebuild_modules(est, states, device) -> {name: module}
 
 
 def register_object(cls: type, encode: Callable, decode: Callable, name: Optional[str] = None) -> None:
@@ -71,17 +73,15 @@ def register_object(cls: type, encode: Callable, decode: Callable, name: Optiona
     _OBJECTS[name or cls.__name__] = (cls, encode, decode)
 
 
-def register_estimator(cls: type) -> None:
-    """Let model files hold (nested) estimators of class ``cls``, looked up by its name at load."""
+def register_estimator(cls: type, rebuild_modules: Optional[Callable] = None) -> None:
+    """Let model files hold (nested) estimators of class ``cls``, looked up by its name at load.
+
+    ``rebuild_modules(est, states, device)`` builds the estimator's fitted networks from their saved
+    ``state_dict`` s (``states``: attribute name → state dict) on ``device`` and returns them by
+    attribute name; needed when the estimator has fitted ``nn.Module`` attributes."""
     _ESTIMATORS[cls.__name__] = cls
-
-
-def _estimator_classes() -> Dict[str, type]:
-    from .iv import DFIV
-    from .proxy import DFPV
-    from .regression import LastLayerRegressor
-
-    return {**{c.__name__: c for c in (DFIV, DFPV, LastLayerRegressor)}, **_ESTIMATORS}
+    if rebuild_modules is not None:
+        _REBUILD[cls] = rebuild_modules
 
 
 def _encode_heads(h: TwoStageHeads) -> dict:
@@ -119,7 +119,7 @@ class _Context:
         self.nets = dict(nets or {})
         self.used_nets: set = set()
         self.trusted = trusted
-        self.classes = _estimator_classes()
+        self.classes = dict(_ESTIMATORS)
         if top is not None:
             self.classes[top.__name__] = top
 
@@ -310,15 +310,8 @@ def _user_networks(record: dict, ctx: _Context) -> dict:
     return given
 
 
-def rebuild_nets(est, state_dict: dict, device) -> nn.Module:
-    """The two-stage estimators' networks (``nets_``): built as at fit from ``est.dims_`` and the
-    network parameters, then given the saved weights."""
-    nets = est._build_nets(est.dims_, device)
-    _load_weights(nets, state_dict, "nets_")
-    return nets
-
-
-def _load_weights(module: nn.Module, state_dict: dict, name: str) -> None:
+def load_weights(module: nn.Module, state_dict: dict, name: str) -> None:
+    """Load saved weights into a rebuilt network, with an error naming the attribute when they do not fit."""
     try:
         module.load_state_dict(state_dict)
     except RuntimeError as exc:
@@ -327,19 +320,13 @@ def _load_weights(module: nn.Module, state_dict: dict, name: str) -> None:
 
 
 def _rebuild_modules(est, states: dict, device) -> dict:
+    rebuild = next((f for c, f in _REBUILD.items() if isinstance(est, c)), None)
+    if rebuild is None:
+        raise ValueError(f"{type(est).__name__} has no way to rebuild its networks {sorted(states)}: register it with "
+                         "deepcausal._persist.register_estimator(cls, rebuild_modules)")
     # Building a network draws initial weights: keep the caller's random stream as it was.
     with torch.random.fork_rng(devices=[]):
-        hook = getattr(est, "_rebuild_modules", None)
-        if hook is not None:
-            return hook(states, device)
-        out = {}
-        for name, state in states.items():
-            if name == "nets_" and hasattr(est, "_build_nets"):
-                out[name] = rebuild_nets(est, state, device)
-            else:
-                raise ValueError(f"{type(est).__name__} has no way to rebuild its network {name!r} "
-                                 "(define _rebuild_modules(states, device))")
-        return out
+        return rebuild(est, states, device)
 
 
 def _decode_estimator(record: dict, ctx: _Context):
@@ -366,8 +353,6 @@ def save_estimator(estimator, path) -> None:
     Everything is encoded before anything is written, so an attribute that cannot be saved raises a
     ``TypeError`` naming it and leaves no file behind.
     """
-    from . import __version__
-
     ctx = _Context(top=type(estimator))
     blob = {"format": _FORMAT, "version": _FORMAT_VERSION, "class": type(estimator).__name__,
             "deepcausal_version": __version__, "estimator": _encode_estimator(estimator, ctx)}

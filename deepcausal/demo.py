@@ -28,8 +28,8 @@ def main(argv=None) -> None:
     import matplotlib.pyplot as plt
     import torch
 
-    from deepcausal import DFIV
-    from deepcausal.datasets import demand, demand_structural
+    from .datasets import demand, demand_structural
+    from .iv import DFIV
 
     torch.set_num_threads(1)
     design = demand(n=5000, rho=0.5, seed=0)  # its test grid and truth; its training rows are the CSV's

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from ._diagnostics import warn_if_weak_instrument
-from ._estimator import TwoStageEstimator, concat_inputs, fill_shared_docs
+from ._docstrings import fill_shared_docs
+from ._estimator import TwoStageEstimator
+from ._inputs import concat_inputs
 from .heads import add_intercept, outer_features
 
 __all__ = ["DFIV"]

@@ -12,7 +12,9 @@ from functools import partial
 
 import torch
 
-from ._estimator import TwoStageEstimator, concat_inputs, fill_shared_docs
+from ._docstrings import fill_shared_docs
+from ._estimator import TwoStageEstimator
+from ._inputs import concat_inputs
 from .heads import add_intercept, outer_features, solve_spd
 from .nets import default_net
 

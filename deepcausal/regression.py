@@ -35,13 +35,14 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.exceptions import NotFittedError
 from sklearn.metrics import r2_score
 from torch import nn
 
 from ._data import Standardizer, as_2d_array
-from ._estimator import NotFittedError
-from ._estimator import _eval_mode, _resolve_device
-from ._persist import load_estimator, save_estimator
+from ._modes import eval_mode as _eval_mode
+from ._modes import resolve_device as _resolve_device
+from ._persist import load_estimator, register_estimator, save_estimator
 from .heads import SufficientStats, add_intercept, check_coefficients, proximal_head, ridge_head
 from .nets import mlp
 
@@ -579,3 +580,6 @@ class LastLayerRegressor(RegressorMixin, BaseEstimator):
         backbone = self._build_backbone().to(device=device, dtype=self.dtype_)
         backbone.load_state_dict(states["backbone_"])
         return {"backbone_": backbone}
+
+
+register_estimator(LastLayerRegressor, lambda est, states, device: est._rebuild_modules(states, device))

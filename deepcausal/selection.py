@@ -3,7 +3,7 @@
 A fit of :class:`~deepcausal.DFIV` or :class:`~deepcausal.DFPV` holds out ``validation_fraction`` of
 each stage half and records the held-out stage losses in ``history_``. The held-out stage-2 loss
 
-    (1/|H₂|) Σ_{i ∈ H₂} (Yᵢ − G(ψ̂(Zᵢ, Xᵢ), Xᵢ) u)²,   ψ̂ = [φ(Z, X), 1] V
+    (1/#H₂) Σ_{i ∈ H₂} (Yᵢ − G(ψ̂(Zᵢ, Xᵢ), Xᵢ) u)²,   ψ̂ = [φ(Z, X), 1] V
 
 (DFPV: its analogue with the stage-1 prediction of the outcome-proxy features) is the projected risk
 of the fitted structural function plus the noise variance. It needs no truth, so it can compare
@@ -21,18 +21,16 @@ seeds, hence their splits.)
 
 What the criterion cannot see: a low projected risk does not imply a low structural error when
 the problem is ill-posed (a weak instrument, a flat treatment-instrument relation), so bias must
-still be checked on designs with a known structural function (``benchmarks/bench_selection.py``).
+still be checked on designs with a known structural function (``benchmarks/diagnostics/bench_selection.py``).
 """
 
 from __future__ import annotations
 
 import inspect
-import math
 import numbers
 import time
 import warnings
-from functools import partial
-from typing import List, Optional
+from typing import List
 
 import numpy as np
 import pandas as pd
@@ -40,9 +38,11 @@ import torch
 from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, clone
 from sklearn.model_selection import ParameterGrid
+from sklearn.exceptions import NotFittedError
 from sklearn.utils.metaestimators import available_if
 
-from ._estimator import NotFittedError, TwoStageEstimator
+from ._estimator import TwoStageEstimator
+from ._training import build_nets
 from .ensemble import check_n_jobs, one_torch_thread
 from .nets import SkipMLP, image_mlp, mlp
 
@@ -290,7 +290,7 @@ class StageLossSearch(BaseEstimator):
     -----
     The score of candidate k is the held-out stage-2 loss of DESIGN §7,
 
-        L₂(k) = (1/|H₂|) Σ_{i ∈ H₂} (Yᵢ − G_k(ψ̂_k(Zᵢ, Xᵢ), Xᵢ) u_k)²,
+        L₂(k) = (1/#H₂) Σ_{i ∈ H₂} (Yᵢ − G_k(ψ̂_k(Zᵢ, Xᵢ), Xᵢ) u_k)²,
 
     computed with the networks and proximal heads of the kept check, over the held-out rows H₂ of
     the stage-2 half, which all candidates share. With ``refit_heads`` the heads that ``predict``
@@ -373,7 +373,7 @@ class StageLossSearch(BaseEstimator):
             warnings.simplefilter("ignore")
             candidate._settings(max(min(n1, n - n1), 1))
         with torch.random.fork_rng(devices=[]):  # building nets draws weights; leave the caller's RNG alone
-            candidate._build_nets(dims, torch.device("cpu"))
+            build_nets(candidate, dims, torch.device("cpu"))
 
     # ---- fit ------------------------------------------------------------------------------------
     def fit(self, *args, **kwargs):

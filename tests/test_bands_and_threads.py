@@ -14,6 +14,7 @@ import torch
 from scipy import stats
 
 from deepcausal import DFIV, DFPV
+from deepcausal import _training
 from deepcausal._diagnostics import WeakInstrumentWarning
 from deepcausal.datasets import demand, demand_proxy, lowdim
 from deepcausal.inference import combine_draws
@@ -224,15 +225,15 @@ def test_fits_in_threads_record_only_their_own_warnings():
 
 def test_ensemble_records_its_members_warnings(small, monkeypatch):
     # every held-out loss after the first is worse: each member warns that early stopping kept its first check
-    original = DFIV._held_out_losses
+    original = _training.held_out_losses
     counter = iter(range(10**6))
 
-    def rising(self, *args):
-        out = original(self, *args)
+    def rising(est, *args):
+        out = original(est, *args)
         out["val_stage2_loss"] = 1.0 + next(counter)
         return out
 
-    monkeypatch.setattr(DFIV, "_held_out_losses", rising)
+    monkeypatch.setattr(_training, "held_out_losses", rising)
     with pytest.warns(UserWarning, match="never improved"):
         est = DFIV(**{**QUICK, "n_estimators": 2, "n_bootstrap": 0, "n_epochs": 30, "n_iter_no_change": 2}).fit(
             small.train, **small.fit_kwargs())

@@ -7,6 +7,7 @@ import torch
 from sklearn.base import clone
 
 from deepcausal import DFIV, NotFittedError
+from deepcausal._training import optimisers
 from deepcausal.datasets import demand, lowdim
 
 FAST = dict(n_estimators=1, n_epochs=3, batch_size=128, random_state=0)
@@ -235,7 +236,7 @@ def test_auto_schedule_anneals_only_the_default_proximal_budget():
 def test_treatment_weight_decay_penalises_the_treatment_network_only(small_demand, fitted):
     d = small_demand
     est = DFIV(**FAST, treatment_weight_decay=0.01).fit(d.train, **d.fit_kwargs())
-    opts = est._optimisers(est.nets_)
+    opts = optimisers(est, est.nets_)
     treatment = {id(p) for p in est.nets_["treatment"].parameters()}
     for group, opt in opts.items():
         params = {id(p) for p in opt.param_groups[0]["params"]}

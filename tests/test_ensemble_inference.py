@@ -9,6 +9,7 @@ import torch
 from scipy import stats
 
 from deepcausal import DFIV, DFPV
+from deepcausal import _training
 from deepcausal.datasets import demand, demand_proxy, lowdim
 from deepcausal.ensemble import member_seeds
 from deepcausal.inference import combine_draws
@@ -183,14 +184,14 @@ def test_held_out_losses_equal_an_independent_computation_from_the_saved_state(s
 def _script_held_out_loss(monkeypatch, values):
     """Replace the held-out stage-2 loss of successive checks by ``values`` (the rest is computed)."""
     script = iter(values)
-    original = DFIV._held_out_losses
+    original = _training.held_out_losses
 
-    def scripted(self, *args):
-        out = original(self, *args)
+    def scripted(est, *args):
+        out = original(est, *args)
         out["val_stage2_loss"] = next(script)
         return out
 
-    monkeypatch.setattr(DFIV, "_held_out_losses", scripted)
+    monkeypatch.setattr(_training, "held_out_losses", scripted)
 
 
 def test_early_stopping_restores_exactly_the_kept_checks_predictions(monkeypatch):
@@ -227,18 +228,18 @@ def test_a_spike_in_the_held_out_loss_is_never_the_kept_state(monkeypatch):
 def _diverge_at_step(monkeypatch, step_number, times=1):
     """Make ``times`` minibatch-step calls of a fit, from the ``step_number``-th on, raise the training loop's
     divergence error (calls are counted across members fitted one after another)."""
-    original, calls = DFIV._step, {"n": 0}
+    original, calls = _training.train_step, {"n": 0}
 
-    def step(self, nets, *args):
+    def step(member, *args):
         calls["n"] += 1
         if step_number <= calls["n"] < step_number + times:
             with torch.no_grad():  # as a real divergence leaves them: only a restore can bring training back
-                for p in nets.parameters():
+                for p in member.nets.parameters():
                     p.fill_(float("nan"))
             raise FloatingPointError("stage 2: training diverged (the loss became inf). Try a smaller lr")
-        return original(self, nets, *args)
+        return original(member, *args)
 
-    monkeypatch.setattr(DFIV, "_step", step)
+    monkeypatch.setattr(_training, "train_step", step)
 
 
 def test_divergence_after_a_kept_check_goes_back_to_it_at_half_the_rate(monkeypatch):

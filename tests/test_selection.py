@@ -6,7 +6,7 @@ import pytest
 import torch
 from sklearn.base import clone
 
-import deepcausal._estimator as estimator_module
+import deepcausal._training as training_module
 from deepcausal import DFIV, DFPV, NotFittedError
 from deepcausal.datasets import demand_proxy, lowdim
 from deepcausal.nets import SkipMLP
@@ -60,12 +60,12 @@ def test_candidates_share_the_held_out_rows(small, monkeypatch):
     """All candidates get the same split and held-out rows (the claim the criterion rests on)."""
     seen = []
 
-    class Recording(estimator_module._Half):
+    class Recording(training_module.Half):
         def __init__(self, tensors, rows, n_val=0):
             seen.append(rows[:n_val].clone())
             super().__init__(tensors, rows, n_val)
 
-    monkeypatch.setattr(estimator_module, "_Half", Recording)
+    monkeypatch.setattr(training_module, "Half", Recording)
     StageLossSearch(DFIV(**TINY), {"lr": [1e-4, 1e-2], "beta2": [1e-3, 1e-1]}, n_jobs=1).fit(
         small.train, **small.fit_kwargs())
     assert len(seen) == 8  # 4 candidates × 2 halves

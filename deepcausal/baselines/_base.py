@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from .._estimator import NotFittedError
+from sklearn.exceptions import NotFittedError
 
 __all__ = ["Baseline", "NotApplicableError", "median_bandwidths", "subsample", "standardize"]
 

@@ -9,8 +9,8 @@ import warnings
 
 import numpy as np
 from scipy.stats import norm
+from sklearn.exceptions import NotFittedError
 
-from .._estimator import NotFittedError
 from ._base import Baseline, NotApplicableError, hstack
 
 __all__ = ["NPIV", "moderndid_available"]

@@ -63,7 +63,7 @@ def _project(images, weights: np.ndarray) -> np.ndarray:
 
 
 def dsprites_position_structural(images) -> np.ndarray:
-    """Default dSprites structural function f(a) = ((vec(B)ᵀa)² − 3000)/500, B[i, j] = |32 − j|/32.
+    """Default dSprites structural function f(a) = ((vec(B)ᵀa)² − 3000)/500, B[i, j] = abs(32 − j)/32.
 
     Varies with the horizontal position and the size of the sprite.
 
@@ -179,7 +179,7 @@ def dsprites(
     seed : int, SeedSequence or None, default=0
         Seed of ``numpy.random.default_rng``.
     structural : {"position", "area"}, default="position"
-        ``"position"``: f(a) = ((vec(B)ᵀa)² − 3000)/500, B[i, j] = |32 − j|/32 (varies with position and
+        ``"position"``: f(a) = ((vec(B)ᵀa)² − 3000)/500, B[i, j] = abs(32 − j)/32 (varies with position and
         size). ``"area"``: f(a) = (mean_k (aᵀM_k)² − 5000)/1000 with a 4096 × 10 matrix M (nearly a
         function of the sprite area only).
     matrix : array-like of shape (4096, 10), str or path-like, default=None

@@ -31,7 +31,7 @@ def _step(t):
 
 
 LOWDIM_FUNCTIONS = {"abs": _abs, "linear": _linear, "sin": _sin, "step": _step}
-"""The structural functions g of :func:`lowdim`: |t|, 3t − 2, sin t and 1{t ≥ 0}."""
+"""The structural functions g of :func:`lowdim`: abs(t), 3t − 2, sin t and 1{t ≥ 0}."""
 
 
 def lowdim_structural(t, g: str = "sin"):
@@ -42,7 +42,7 @@ def lowdim_structural(t, g: str = "sin"):
     t : array-like
         Treatment values.
     g : {"abs", "linear", "sin", "step"}, default="sin"
-        |t|, 3t − 2, sin t or 1{t ≥ 0}.
+        abs(t), 3t − 2, sin t or 1{t ≥ 0}.
 
     Returns
     -------
@@ -77,7 +77,7 @@ def lowdim(n: int = 5000, *, g: str = "sin", seed=0) -> Design:
     n : int, default=5000
         Number of training rows.
     g : {"abs", "linear", "sin", "step"}, default="sin"
-        Structural function: |t|, 3t − 2, sin t or 1{t ≥ 0}.
+        Structural function: abs(t), 3t − 2, sin t or 1{t ≥ 0}.
     seed : int, SeedSequence or None, default=0
         Seed of ``numpy.random.default_rng``.
 

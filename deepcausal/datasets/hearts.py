@@ -10,7 +10,7 @@ reference kept outside the package): 99.9955% of all 712,704 pixels agree (32 di
 38,476 foreground pixels) and 155 of 174 frames (89.1%) are pixel-identical. The 19 differing frames
 are at scales 4–5 and differ in 1–4 boundary pixels each.
 
-Speed on one core (``OMP_NUM_THREADS=1 python benchmarks/bench_renderer.py``; Xeon, numpy 2.4):
+Speed on one core (``OMP_NUM_THREADS=1 python benchmarks/diagnostics/bench_renderer.py``; Xeon, numpy 2.4):
 the 588-image test grid in 0.04 s, 10,000 training images in 0.7 s. See the "Heart renderer"
 section of ``benchmarks/RESULTS.md``.
 """

@@ -1,0 +1,335 @@
+"""The estimators' reports: every public query, through one linear-statistic path.
+
+Every quantity DFIV and DFPV report — h at rows (``predict``), effects and average effects, marginal
+effects, the dose-response curve — is linear in the stage-2 head u: Φ u, with Φ built from one
+member's features at the query's inputs. :meth:`QueryReports._linear_statistic` evaluates Φ û for
+each ensemble member and the bootstrap deviations Φ (u_b − û) (for DFPV also through the drawn
+stage-2 summaries), and :meth:`QueryReports._report` combines the members into a point estimate,
+a standard error and a band (:func:`deepcausal.inference.combine_draws`). A query only says how to
+build Φ.
+
+:class:`QueryReports` is mixed into :class:`~deepcausal._estimator.TwoStageEstimator`; it reads the
+fitted members (``estimators_`` or the estimator itself), their ``nets_``, ``heads_``,
+``summaries_``, ``head_draws_`` and ``summary_draws_``, and the input handling of
+:class:`~deepcausal._inputs.RoleInputs`.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ._data import as_2d_array
+from ._modes import predicting
+from ._warnings import warn
+from .inference import NoDrawsError, check_alpha, combine_draws
+from .twostage import TwoStageHeads
+
+__all__ = ["QueryReports"]
+
+
+class QueryReports:
+    """Predictions, effects, dose-response and their intervals (mixed into :class:`TwoStageEstimator`)."""
+
+    # Batch keys that ``score`` accepts but does not need (the stage-2 loss does not read them).
+    _unscored_keys: Tuple[str, ...] = ()
+
+    def _members(self) -> list:
+        """The fitted members: ``estimators_`` for an ensemble, else the estimator itself."""
+        return getattr(self, "estimators_", None) or [self]
+
+    def _features_at(self, inputs: dict, summaries: Optional[dict] = None, size: int = 8192) -> torch.Tensor:
+        """This member's prediction features G at standardized ``inputs``: float64 (n, d₂), or
+        (S, n, d₂) for summaries with a leading dimension of S bootstrap draws."""
+        n = next(iter(inputs.values())).shape[0]
+        summaries = self.summaries_ if summaries is None else summaries
+        with predicting(self.nets_):
+            return torch.cat([
+                self._predict_features(self.nets_, {k: v[lo : lo + size] for k, v in inputs.items()},
+                                       summaries).double()
+                for lo in range(0, n, size)
+            ], dim=-2)
+
+    def _to_outcome(self, z, level: bool = True) -> np.ndarray:
+        """Standardized outcome units → the outcome's units (``level=False`` for differences)."""
+        sc = self.scalers_["Y"]
+        return z * sc.scale[0] + (sc.mean[0] if level else 0.0)
+
+    def _linear_statistic(self, phi, heads: str = "fitted"):
+        """Each member's estimate of the statistic Φ(ŝ) û and its bootstrap deviations.
+
+        Every quantity the estimators report (h at rows, averages over rows, effects, marginal
+        effects) is linear in the stage-2 head u, with Φ built from the member's features by
+        ``phi(member, summaries=None) -> (q, d₂) float64``, at the member's fitted stage-2 summaries
+        ŝ, or at summaries with a leading dimension of S draws -> (S, q, d₂). A draw b deviates by
+        Φ(ŝ) (u_b − û); for a member whose prediction also integrates over stage-2 summaries that
+        were drawn with the heads (DFPV's mean of ψ_W, ``summary_draws_``), by Φ(s_b) u_b − Φ(ŝ) û.
+        Returns (estimates (K, q), list of K (B, q) or None), in standardized outcome units.
+        """
+        self._check_fitted()
+        ests, devs = [], []
+        for m in self._members():
+            u = m._heads(heads).u
+            Phi = phi(m).detach()
+            u = u.to(device=Phi.device, dtype=torch.float64)
+            est = (Phi @ u)[:, 0]
+            ests.append(est.cpu().numpy())
+            d = getattr(m, "head_draws_", None)
+            s_draws = getattr(m, "summary_draws_", None)
+            if d is None:
+                devs.append(None)
+            elif not s_draws:
+                devs.append((Phi @ d.to(Phi.device))[..., 0].cpu().numpy())
+            else:
+                # Draws of Φ(s_b), a few at a time: S × q × d₂ values at once stay under 32 MB.
+                step = max(1, 2**22 // max(1, Phi.shape[0] * Phi.shape[1]))
+                parts = []
+                for lo in range(0, d.shape[0], step):
+                    Phi_b = phi(m, {k: v[lo : lo + step] for k, v in s_draws.items()}).detach()
+                    parts.append((Phi_b @ (u + d[lo : lo + step].to(Phi.device)))[..., 0] - est)
+                devs.append(torch.cat(parts).cpu().numpy())
+        return np.stack(ests), devs
+
+    def _report(self, phi, level: bool, alpha=None, band: str = "pointwise", heads: str = "fitted") -> dict:
+        """Point estimate (the member average), and with ``alpha`` its standard error and band, in
+        the outcome's units."""
+        ests, devs = self._linear_statistic(phi, heads)
+        if alpha is None:
+            return {"estimate": self._to_outcome(ests.mean(axis=0), level)}
+        # Complete-data degrees of freedom of one member's estimate: stage-2 rows less the head's size.
+        dof = (int(self.n_train_) - int(self.n_stage1_)) - int(self._members()[0].heads_.u.shape[0])
+        try:
+            out = combine_draws(ests, devs, check_alpha(alpha), band, dof_complete=dof if dof > 0 else None)
+        except NoDrawsError as exc:
+            raise NoDrawsError(f"{exc}: refit with n_bootstrap >= 2 (or n_estimators >= 2 for pointwise bands) "
+                               "to get intervals") from None
+        scale = self.scalers_["Y"].scale[0]
+        return {"estimate": self._to_outcome(out["estimate"], level), "std_error": out["std_error"] * scale,
+                "lower": self._to_outcome(out["lower"], level), "upper": self._to_outcome(out["upper"], level)}
+
+    def _levels(self, inputs: dict):
+        return lambda m, summaries=None: m._features_at(inputs, summaries)
+
+    def _predict(self, first, X=None, heads: str = "fitted") -> np.ndarray:
+        self._check_fitted()
+        return self._report(self._levels(self._prediction_inputs(first, X)), True, heads=heads)["estimate"]
+
+    def _heads(self, heads: str) -> TwoStageHeads:
+        if heads not in ("fitted", "current"):
+            raise ValueError(f"heads must be 'fitted' or 'current', got {heads!r}")
+        return self.heads_ if heads == "fitted" else self.current_heads_
+
+    def predict_interval(self, T, X=None, *, alpha=0.05, band="pointwise"):
+        """A 1 − ``alpha`` confidence band for h at each row: ``(lower, upper)`` arrays.
+
+        Takes the same inputs as ``predict`` (arrays or a DataFrame with the role columns).
+        ``band="uniform"`` makes the band simultaneous over the rows (sup-t).
+
+        The band accounts for the sampling noise of both linear stages (score bootstrap of the
+        heads, first-stage noise included) and, with ``n_estimators`` > 1, for the variability of
+        the split, the initialisation and the batch order (member spread). It does not account for
+        bias from regularisation, network capacity or training length. See
+        :mod:`deepcausal.inference`.
+        """
+        r = self._report(self._levels(self._prediction_inputs(T, X)), True, alpha, band)
+        return r["lower"], r["upper"]
+
+    # ---- effects ------------------------------------------------------------------------------
+    def _effect_phi(self, X, T0, T1, average: bool):
+        self._check_fitted()
+        n = None if X is None else len(X) if isinstance(X, pd.DataFrame) else as_2d_array(X, "X (covariates)").shape[0]
+        t0, t1 = (self._broadcast_treatment(t, n, name) for t, name in ((T0, "T0"), (T1, "T1")))
+        if t0.shape != t1.shape:
+            raise ValueError(f"T0 and T1 have different shapes {t0.shape} and {t1.shape}")
+        in0, in1 = self._prediction_inputs(t0, X), self._prediction_inputs(t1, X)
+
+        def phi(m, summaries=None):
+            D = m._features_at(in1, summaries) - m._features_at(in0, summaries)
+            return D.mean(dim=-2, keepdim=True) if average else D
+
+        return phi
+
+    def effect(self, X=None, *, T0, T1) -> np.ndarray:
+        """h(T1, X) − h(T0, X) per row (econml's ``effect``); scalar treatments broadcast over X's rows."""
+        return self._report(self._effect_phi(X, T0, T1, False), False)["estimate"]
+
+    def effect_interval(self, X=None, *, T0, T1, alpha=0.05):
+        """A 1 − ``alpha`` band for ``effect`` per row: ``(lower, upper)`` (econml's signature).
+
+        Covers what :meth:`predict_interval` covers (not regularisation bias)."""
+        r = self._report(self._effect_phi(X, T0, T1, False), False, alpha)
+        return r["lower"], r["upper"]
+
+    def ate(self, X=None, *, T0, T1) -> float:
+        """Average over the rows of X of h(T1, x) − h(T0, x) (econml's ``ate``)."""
+        return float(self._report(self._effect_phi(X, T0, T1, True), False)["estimate"][0])
+
+    def ate_interval(self, X=None, *, T0, T1, alpha=0.05):
+        """A 1 − ``alpha`` interval for :meth:`ate`: ``(lower, upper)``."""
+        r = self._report(self._effect_phi(X, T0, T1, True), False, alpha)
+        return float(r["lower"][0]), float(r["upper"][0])
+
+    # ---- marginal effects (autograd through the treatment network) ----------------------------
+    def _marginal_phi(self, T, X, average: bool):
+        """Φ = ∂G/∂t at each row (forward-mode autograd), one treatment column after another;
+        columns are stacked as (column, row). In outcome units per treatment unit after scaling."""
+        self._check_fitted()
+        inputs = self._prediction_inputs(T, X)
+        key = self._predict_keys[0]
+        t_scale = torch.as_tensor(self.scalers_[key].scale, dtype=torch.float64)
+
+        def phi(m, summaries=None):
+            summaries = m.summaries_ if summaries is None else summaries
+            out = []
+            with predicting(m.nets_), torch.enable_grad():
+                for j in range(m.dims_[key]):
+                    tangent = torch.zeros_like(inputs[key])
+                    tangent[:, j] = 1.0
+
+                    def G(t):
+                        return m._predict_features(m.nets_, {**inputs, key: t}, summaries)
+
+                    _, dG = torch.func.jvp(G, (inputs[key],), (tangent,))
+                    dG = dG.double() / t_scale[j].to(dG.device)  # per unit of the treatment, not per sd
+                    out.append(dG.mean(dim=-2, keepdim=True) if average else dG)
+            return torch.cat(out, dim=-2)
+
+        return phi, inputs[key].shape[0], self.dims_[key]
+
+    def _marginal(self, T, X, average, alpha):
+        phi, n, d = self._marginal_phi(T, X, average)
+        r = self._report(phi, False, alpha)
+        rows = 1 if average else n
+        return {k: (v.reshape(d, rows).T[:, 0] if d == 1 else v.reshape(d, rows).T) for k, v in r.items()}
+
+    def marginal_effect(self, T, X=None) -> np.ndarray:
+        """∂h/∂t at each row, by autograd through the treatment network (econml's
+        ``marginal_effect``): shape (n,) for a one-column treatment, else (n, d_t)."""
+        return self._marginal(T, X, False, None)["estimate"]
+
+    def marginal_effect_interval(self, T, X=None, *, alpha=0.05):
+        """A 1 − ``alpha`` band for :meth:`marginal_effect`: ``(lower, upper)``."""
+        r = self._marginal(T, X, False, alpha)
+        return r["lower"], r["upper"]
+
+    def marginal_ate(self, T, X=None):
+        """The average marginal effect mean_i ∂h/∂t(tᵢ, xᵢ) over the given rows (econml's
+        ``marginal_ate``): the number to compare with a linear 2SLS slope."""
+        est = self._marginal(T, X, True, None)["estimate"]
+        return float(est[0]) if np.ndim(est) == 1 else est[0]
+
+    def marginal_ate_interval(self, T, X=None, *, alpha=0.05):
+        """A 1 − ``alpha`` interval for :meth:`marginal_ate`: ``(lower, upper)``."""
+        r = self._marginal(T, X, True, alpha)
+        if np.ndim(r["lower"]) == 1:
+            return float(r["lower"][0]), float(r["upper"][0])
+        return r["lower"][0], r["upper"][0]
+
+    def dose_response(self, treatment_grid, X=None, *, alpha=None, band="pointwise") -> pd.DataFrame:
+        """Estimated structural function on a grid of treatment values, as a tidy DataFrame.
+
+        Parameters
+        ----------
+        treatment_grid : array-like (m,) or (m, d_t), or DataFrame
+            Treatment values. A multi-column treatment needs a 2-D grid (one row per point) or a
+            DataFrame with the treatment columns.
+        X : array-like or DataFrame, optional
+            Covariate rows: each grid value's estimate is the average of h(t, x) over them (the
+            average dose-response over that covariate distribution).
+        alpha : float in (0, 1), optional
+            With it, add ``std_error``, ``lower`` and ``upper``: a 1 − alpha confidence band.
+        band : {"pointwise", "uniform"}, default="pointwise"
+            ``"uniform"``: simultaneous over the grid (sup-t over the bootstrap and member draws).
+            The band covers what :meth:`predict_interval` covers; not regularisation bias.
+
+        Returns
+        -------
+        DataFrame with the treatment column(s) (named as at fit time), ``"estimate"`` and, with
+        ``alpha``, ``"std_error"``, ``"lower"``, ``"upper"``.
+        """
+        self._check_fitted()
+        key = self._predict_keys[0]
+        grid = self._grid(treatment_grid)
+        names = self._treatment_names()
+        lo, hi = self.treatment_range_
+        for j, name in enumerate(names):
+            if (grid[:, j] < lo[j]).any() or (grid[:, j] > hi[j]).any():
+                warn(
+                    f"treatment_grid: column {name!r} extends outside the training range [{lo[j]:.4g}, {hi[j]:.4g}]: "
+                    "the estimate there is an extrapolation", UserWarning)
+        if X is None:
+            if self.dims_.get("X") is not None and not self._covariates_optional_in_predict:
+                raise ValueError("X is required: the model was fitted with covariates; pass the rows to average over")
+            r = self._report(self._levels(self._prediction_inputs(grid)), True, alpha, band)
+        else:
+            n_x = len(X) if isinstance(X, pd.DataFrame) else as_2d_array(X, "X (covariates)").shape[0]
+            base = self._prediction_inputs(np.repeat(grid[:1], n_x, axis=0), X)
+            t_std = self._to_tensor(self.scalers_[key].transform(grid))
+
+            def phi(m, summaries=None):  # every grid value paired with every covariate row, averaged over the rows
+                return torch.stack([m._features_at({**base, key: t_std[g].expand(n_x, -1)}, summaries).mean(dim=-2)
+                                    for g in range(grid.shape[0])], dim=-2)
+
+            r = self._report(phi, True, alpha, band)
+        frame = pd.DataFrame(grid, columns=names)
+        for k, v in r.items():
+            frame[k] = v
+        return frame
+
+    def _projected(self, inputs: dict, size: int = 8192) -> torch.Tensor:
+        """This member's stage-2 prediction G(ψ̂, ·) û at standardized inputs (float64, (n,)), with ψ̂
+        the stage-1 prediction from the instruments (DFIV) / from treatment and proxy (DFPV)."""
+        n = next(iter(inputs.values())).shape[0]
+        out = []
+        with predicting(self.nets_):
+            for lo in range(0, n, size):
+                b = {k: v[lo : lo + size] for k, v in inputs.items()}
+                G = self._projected_features(self.nets_, self.heads_.V, b)
+                out.append((G.double() @ self.heads_.u.to(device=G.device, dtype=torch.float64))[:, 0])
+        return torch.cat(out)
+
+    def _score(self, first, arrays: dict) -> float:
+        """``score``: arrays by role (``arrays`` key → value) or one DataFrame ``first`` with every role."""
+        self._check_fitted()
+        frame_mode = isinstance(first, pd.DataFrame) and all(v is None for v in arrays.values())
+        if frame_mode:
+            unnamed = [self._role_name(k) for _, k, _ in self._roles
+                       if self.dims_.get(k) is not None and k not in self._unscored_keys and not self.columns_.get(k)]
+            if unnamed:
+                raise ValueError(f"score(frame) needs the column names of every role, but the model was fitted on "
+                                 f"arrays without names for {unnamed}; pass the roles as arrays")
+        treatment = self._predict_keys[0]
+        order = [treatment] + [k for _, k, _ in self._roles if k != treatment]  # row errors speak of the treatment
+        inputs, n = {}, None
+        for key in order:
+            value = first if (key == "Y" or frame_mode) else arrays.get(key)
+            role = self._role_name(key)
+            if self.dims_.get(key) is None:
+                if value is not None and not frame_mode:
+                    raise ValueError(f"{key} was given but the model was fitted without {role}")
+                continue
+            if value is None or (frame_mode and key in self._unscored_keys and not self._frame_has(first, key)):
+                if key in self._unscored_keys:
+                    continue
+                raise ValueError(f"{key} ({role}) is required to score")
+            arr = self._role_array(value, key, n)
+            n = arr.shape[0]
+            if key not in self._unscored_keys:
+                inputs[key] = self._to_tensor(self.scalers_[key].transform(arr))
+        y = inputs.pop("Y").double()[:, 0]
+        pred = torch.stack([m._projected(inputs) for m in self._members()]).mean(dim=0)
+        mse = float(torch.mean((y - pred.to(y.device)) ** 2)) * float(self.scalers_["Y"].scale[0]) ** 2
+        return -mse
+
+    _SCORE_DOC = """The negative held-out-style stage-2 loss on these rows, in the outcome's units².
+
+        score = −mean((Y − G(ψ̂, X) û)²), with ψ̂ the stage-1 prediction of the treatment features
+        from the instruments (DFIV) or of the outcome-proxy features from treatment and treatment
+        proxy (DFPV), and û the fitted stage-2 head; an ensemble uses the average of its members'
+        predictions. This is the projected (IV) risk plus noise: the loss the held-out stage losses
+        (``history_``, ``summary()``) track, computable on any rows, so it compares fits of the same
+        data (higher is better), e.g. on rows kept out of ``fit``. A low loss does not imply a low
+        structural error when the problem is ill-posed: it measures fit, not identification."""
