@@ -30,7 +30,7 @@ switched off one at a time by patching the code path they replaced:
 former defaults at a million rows (the issue's "no lower than today's" target).
 
 Configurations are interleaved round by round so that a busy machine slows them alike; the table
-gives medians over rounds. Command: ``OMP_NUM_THREADS=1 python benchmarks/bench_levers.py [--rounds 3] [--epochs 10]
+gives medians over rounds. Command: ``OMP_NUM_THREADS=1 python benchmarks/diagnostics/bench_levers.py [--rounds 3] [--epochs 10]
 [--n 5000] [--configs SUBSTRINGS]``.
 """
 
@@ -51,10 +51,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [os.path.dirname(os.path.abspath(__file__)), os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
 from _results import machine, single_thread, write_section  # noqa: E402
 
-import deepcausal._estimator as core  # noqa: E402
+import deepcausal._training as core  # noqa: E402
 from deepcausal import DFIV, DFPV  # noqa: E402
 from deepcausal.datasets import demand, demand_proxy  # noqa: E402
 from deepcausal.heads import SufficientStats  # noqa: E402
@@ -213,7 +213,7 @@ def adam_step_saving(method: str, data) -> str:
         return _ms_per_call(opt.step, 2000, 20)
 
     flat = foreach = 0.0
-    for group, opt in est._optimisers(est.nets_).items():
+    for group, opt in core.optimisers(est, est.nets_).items():
         a = ms(opt)
         opt._flat = None  # the per-tensor path: one foreach call per operation over the group's tensors
         b = ms(opt)
@@ -225,12 +225,13 @@ def adam_step_saving(method: str, data) -> str:
 def startup_seconds(which: str) -> float:
     """Seconds from process start to the end of a 1-epoch fit, with deepcausal's or torch's Adam."""
     code = ("import time; t = time.perf_counter(); import sys; sys.path.insert(0, %r); "
-            "from unittest import mock; import torch; import deepcausal._estimator as core; "
+            "from unittest import mock; import torch; import deepcausal._training as core; "
             "from deepcausal import DFIV; from deepcausal.datasets import lowdim; d = lowdim(500, seed=0); "
             "p = mock.patch.object(core, 'Adam', lambda ps, lr, **kw: torch.optim.Adam(ps, lr=lr, foreach=False)) "
             "if %r == 'torch' else mock.patch.object(core, 'Adam', core.Adam); p.start(); "
             "DFIV(n_estimators=1, n_epochs=1, n_bootstrap=0, random_state=0).fit(d.train, **d.fit_kwargs()); "
-            "print(time.perf_counter() - t)") % (os.path.dirname(os.path.dirname(os.path.abspath(__file__))), which)
+            "print(time.perf_counter() - t)") % (os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                                                 which)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
@@ -261,7 +262,7 @@ def main(argv=None):
     extra = (f" --n {args.n}" if args.n != 5000 else "") + (f" --configs {args.configs}" if args.configs else "") \
         + (" --no-startup" if args.no_startup else "")
     lines = ["## Speed levers: steps per second" + (f" at n = {args.n:,}" if args.n != 5000 else ""), "",
-             "Command: `OMP_NUM_THREADS=1 python benchmarks/bench_levers.py "
+             "Command: `OMP_NUM_THREADS=1 python benchmarks/diagnostics/bench_levers.py "
              f"--rounds {args.rounds} --epochs {args.epochs}{extra}` (from the repository root).",
              f"Machine: {machine()}; load average at the end {os.getloadavg()[0]:.1f} (other jobs shared the 2 cores: "
              "compare rows, not absolute rates).", "",

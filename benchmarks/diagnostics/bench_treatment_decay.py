@@ -13,8 +13,8 @@ the one with the lowest geometric-mean loss ratio becomes the default, provided 
 whole default fit (``bench_default_fit.py``) and the scale rows (``bench_scale.py``) are then checked before
 the default changes.
 
-Command: ``OMP_NUM_THREADS=1 python benchmarks/bench_treatment_decay.py [--seeds 0,1,2] [--designs a,b]
-[--decays 0,0.001,0.01] [--n N] [--n-jobs 2] [--from-csv]``; raw rows in ``benchmarks/treatment_decay.csv``.
+Command: ``OMP_NUM_THREADS=1 python benchmarks/diagnostics/bench_treatment_decay.py [--seeds 0,1,2] [--designs a,b]
+[--decays 0,0.001,0.01] [--n N] [--n-jobs 2] [--from-csv]``; raw rows in ``benchmarks/diagnostics/treatment_decay.csv``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [os.path.dirname(os.path.abspath(__file__)), os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
 from _member_compare import (RATIO_COLUMNS, add_member_args, command_line, finish_section,  # noqa: E402
                              fit_and_merge, fit_member, header_lines, ratio_cells, ratio_table)
 

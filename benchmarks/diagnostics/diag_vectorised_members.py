@@ -18,7 +18,7 @@ After one untimed warm-up run, each M is timed ``--repeats`` times, the Ms inter
 the machine's noise only slows a run down) over ``--updates`` updates after 20 warm-up updates, one thread. ``per member`` = (time for M) / (M × time for one):
 1 means stacking saves nothing, 1/M that M members cost what one does.
 
-Command: ``OMP_NUM_THREADS=1 python benchmarks/diag_vectorised_members.py [--members 1,2,3,5] [--updates 300]
+Command: ``OMP_NUM_THREADS=1 python benchmarks/diagnostics/diag_vectorised_members.py [--members 1,2,3,5] [--updates 300]
 [--repeats 3] [--no-write]``
 """
 
@@ -30,7 +30,7 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [os.path.dirname(os.path.abspath(__file__)), os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
 from _results import machine, single_thread, write_section  # noqa: E402
 
 SHAPES = {  # name: (inputs of each stage-1 network, target columns, batch size, input kept beside the features)
@@ -149,7 +149,7 @@ def main(argv=None):
             rows.append((name, M, ms[M], ms[M] / ms[1], ms[M] / (M * ms[1])))
             print(rows[-1], flush=True)
 
-    command = "OMP_NUM_THREADS=1 python benchmarks/diag_vectorised_members.py" + (
+    command = "OMP_NUM_THREADS=1 python benchmarks/diagnostics/diag_vectorised_members.py" + (
         f" --members {args.members}" if args.members != "1,2,3,5" else "") + (
         f" --updates {args.updates}" if args.updates != 300 else "") + (
         f" --repeats {args.repeats}" if args.repeats != 3 else "")

@@ -8,7 +8,7 @@ fit diverged (RESULTS "Scale"). This script fits one default DFIV member on dema
 (the original DFIV code's knob of the same name), and prints the held-out stage-2 loss of the kept check,
 the structural MSE (information), how training ended, and the first and last stage-1 training losses.
 
-Command: ``OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/diag_treatment_decay.py N SEEDS WD [norm]``, e.g.
+Command: ``OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/diagnostics/diag_treatment_decay.py N SEEDS WD [norm]``, e.g.
 ``... 1000000 1 0.01``; ``WD = 0`` is today's default. Results: RESULTS.md, "Diagnosis: treatment-feature drift".
 
 With ``norm`` the treatment network's learned features are divided by their root mean square per row

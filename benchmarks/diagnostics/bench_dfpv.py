@@ -2,7 +2,7 @@
 
 Run from the repository root on one thread:
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_dfpv.py [--demand-seeds 0 1 2 3 4] [--dsprites-seeds 0 1 2]
+    OMP_NUM_THREADS=1 python benchmarks/diagnostics/bench_dfpv.py [--demand-seeds 0 1 2 3 4] [--dsprites-seeds 0 1 2]
         [--dsprites-epochs N] [--no-write]
 
 Only the "## DFPV" section of RESULTS.md is replaced; the other sections are kept.
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 from _results import machine, single_thread, write_section  # noqa: E402
 
 single_thread()
@@ -101,7 +101,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     demand_rows = run_demand(args.demand_seeds) if args.demand_seeds else []
     dsprites_rows = run_dsprites(args.dsprites_seeds, n_epochs=args.dsprites_epochs) if args.dsprites_seeds else []
-    command = "OMP_NUM_THREADS=1 python benchmarks/bench_dfpv.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "OMP_NUM_THREADS=1 python benchmarks/diagnostics/bench_dfpv.py " + " ".join(argv if argv is not None else sys.argv[1:])
     text = markdown(demand_rows, dsprites_rows, command.strip(), args.dsprites_epochs)
     if args.notes:
         text += "\n" + args.notes + "\n"

@@ -14,9 +14,9 @@ and, for information only, the fit seconds and the structural MSE against the kn
 to choose the defaults: the cheapest setting whose median held-out stage-2 loss is within 2% of the best
 setting's and whose median stage-1 R² is within 0.02 of the best, on every design of the estimator.
 
-Command: ``OMP_NUM_THREADS=1 python benchmarks/bench_iters.py [--seeds 0,1,2] [--only dfiv|dfpv] [--n-jobs 2]
+Command: ``OMP_NUM_THREADS=1 python benchmarks/diagnostics/bench_iters.py [--seeds 0,1,2] [--only dfiv|dfpv] [--n-jobs 2]
 [--from-csv]``;
-raw rows in ``benchmarks/iters.csv``
+raw rows in ``benchmarks/diagnostics/iters.csv``
 (two fits run at a time, one thread each; compare seconds within the table, not with other sections).
 """
 
@@ -32,7 +32,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import pandas as pd  # noqa: E402
 from joblib import Parallel, delayed  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [os.path.dirname(os.path.abspath(__file__)), os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
 from _results import machine, write_section  # noqa: E402
 
 # (stage1_iter, covariate_iter, stage2_iter); DFPV has no covariate network on these designs
@@ -99,7 +99,7 @@ def main(argv=None):
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--only", choices=["dfiv", "dfpv"])
     ap.add_argument("--n-jobs", type=int, default=2)
-    ap.add_argument("--from-csv", action="store_true", help="rewrite the section from benchmarks/iters.csv only")
+    ap.add_argument("--from-csv", action="store_true", help="rewrite the section from benchmarks/diagnostics/iters.csv only")
     args = ap.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     jobs = []
@@ -117,7 +117,7 @@ def main(argv=None):
                     mse=("mse", "median"), seeds=("seed", "count")).reset_index())
     best = table.groupby(["method", "design"])["held_out_stage2"].transform("min")
     table["vs_best"] = table["held_out_stage2"] / best
-    lines = [f"Command: `OMP_NUM_THREADS=1 python benchmarks/bench_iters.py --seeds {args.seeds}"
+    lines = [f"Command: `OMP_NUM_THREADS=1 python benchmarks/diagnostics/bench_iters.py --seeds {args.seeds}"
              + (f" --only {args.only}" if args.only else "") + f" --n-jobs {args.n_jobs}` (from the repository root).",
              f"Machine: {machine()}; {args.n_jobs} fits at a time, one thread each; load average at the end "
              f"{os.getloadavg()[0]:.1f}"

@@ -12,8 +12,8 @@ size (a bias that more data cannot remove). One default member on demand PCL at 
 Reported per seed: the kept check's held-out stage-2 loss (the criterion, no truth), the held-out stage-1
 R², and for information the structural MSE and the fit seconds.
 
-Command: ``OMP_NUM_THREADS=1 python benchmarks/diag_dfpv_scale.py [--n 100000] [--seeds 0,1,2] [--n-jobs 2]``;
-rows in ``benchmarks/dfpv_scale_diag.csv``; results in RESULTS.md, "Diagnosis: DFPV at scale".
+Command: ``OMP_NUM_THREADS=1 python benchmarks/diagnostics/diag_dfpv_scale.py [--n 100000] [--seeds 0,1,2] [--n-jobs 2]``;
+rows in ``benchmarks/diagnostics/dfpv_scale_diag.csv``; results in RESULTS.md, "Diagnosis: DFPV at scale".
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import os
 import sys
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [os.path.dirname(os.path.abspath(__file__)), os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
 from _member_compare import command_line, fit_and_merge, fit_member, header_lines, medians  # noqa: E402
 from _results import write_section  # noqa: E402
 

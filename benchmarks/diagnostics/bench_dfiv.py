@@ -1,7 +1,7 @@
 """DFIV benchmarks of issue 4, written to benchmarks/RESULTS.md.
 
-    python benchmarks/bench_dfiv.py demand              # demand rho 0.5/0.9 and lowdim, n = 5,000
-    python benchmarks/bench_dfiv.py dsprites --seeds 0  # dSprites IV, n = 10,000, batch-size sweep
+    python benchmarks/diagnostics/bench_dfiv.py demand              # demand rho 0.5/0.9 and lowdim, n = 5,000
+    python benchmarks/diagnostics/bench_dfiv.py dsprites --seeds 0  # dSprites IV, n = 10,000, batch-size sweep
 
 Every fit runs on one CPU thread. Hyper-parameters are the estimator's defaults (chosen on a held-out
 split of the training rows, see the DFIV docstring); nothing here looks at the test truth except the
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 from _results import RESULTS, machine, markdown_table, single_thread, write_section  # noqa: E402
 
 single_thread()
@@ -82,7 +82,7 @@ def run_demand(seeds, out_csv: Path) -> str:
     table = _summary(df, ["design", "method"])
     return (
         "## DFIV: demand and lowdim\n\n"
-        f"Command: `python benchmarks/bench_dfiv.py demand --seeds {','.join(map(str, seeds))}` "
+        f"Command: `python benchmarks/diagnostics/bench_dfiv.py demand --seeds {','.join(map(str, seeds))}` "
         f"(raw rows: `{out_csv.relative_to(RESULTS.parent.parent)}`).\n"
         f"Machine: {machine()}.\n\n"
         "n = 5,000; structural MSE of the refit heads on the design's test set (demand: 2,800-point grid, "
@@ -116,7 +116,7 @@ def run_dsprites(seeds, epochs: int, out_csv: Path) -> str:
     var_f = dsprites(n=100, seed=0).test_truth.var()
     return (
         "## DFIV: dSprites batch sizes\n\n"
-        f"Command: `python benchmarks/bench_dfiv.py dsprites --seeds {','.join(map(str, seeds))} --epochs {epochs}` "
+        f"Command: `python benchmarks/diagnostics/bench_dfiv.py dsprites --seeds {','.join(map(str, seeds))} --epochs {epochs}` "
         f"(raw rows: `{out_csv.relative_to(RESULTS.parent.parent)}`).\n"
         f"Machine: {machine()}.\n\n"
         f"dSprites IV (position structural function), n = 10,000, 588 test images, Var f on the test grid = "
@@ -133,7 +133,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     default = "0,1,2,3,4" if args.part == "demand" else "0,1,2"
     seeds = [int(s) for s in (args.seeds or default).split(",")]
-    out_csv = RESULTS.parent / f"dfiv_{args.part}.csv"
+    out_csv = Path(__file__).resolve().parent / f"dfiv_{args.part}.csv"
     if args.part == "demand":
         text = run_demand(seeds, out_csv)
         title = "## DFIV: demand and lowdim"

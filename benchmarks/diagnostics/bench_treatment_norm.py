@@ -14,8 +14,8 @@ is at most 1% above the default's on every design. No gain is asked for at n = 5
 remove a drift that shows in long fits on large data. The scale rows (``diag_treatment_decay.py`` at 10⁵ and 10⁶
 with ``norm``) must then show no held-out loss more than 1% above the default's either.
 
-Command: ``OMP_NUM_THREADS=1 python benchmarks/bench_treatment_norm.py [--seeds 0,1,2] [--designs a,b] [--n N]
-[--n-jobs 2] [--from-csv]``; raw rows in ``benchmarks/treatment_norm.csv``.
+Command: ``OMP_NUM_THREADS=1 python benchmarks/diagnostics/bench_treatment_norm.py [--seeds 0,1,2] [--designs a,b] [--n N]
+[--n-jobs 2] [--from-csv]``; raw rows in ``benchmarks/diagnostics/treatment_norm.csv``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [os.path.dirname(os.path.abspath(__file__)), os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
 from _member_compare import (RATIO_COLUMNS, add_member_args, command_line, finish_section,  # noqa: E402
                              fit_and_merge, fit_member, header_lines, ratio_cells, ratio_table)
 

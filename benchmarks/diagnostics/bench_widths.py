@@ -6,7 +6,7 @@ information only, the structural MSE against the known truth. The rule applied t
 the narrowest setting whose median held-out stage-2 loss is within 2% of the best setting's on every
 design (narrow heads make every solve and the bootstrap cheaper).
 
-Command: ``OMP_NUM_THREADS=1 python benchmarks/bench_widths.py [--seeds 0,1] [--only dfiv|dfpv]``
+Command: ``OMP_NUM_THREADS=1 python benchmarks/diagnostics/bench_widths.py [--seeds 0,1] [--only dfiv|dfpv]``
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [os.path.dirname(os.path.abspath(__file__)), os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
 from _results import machine, write_section  # noqa: E402
 
 from deepcausal import DFIV, DFPV  # noqa: E402
@@ -85,7 +85,7 @@ def main(argv=None):
                     steps=("steps", "median"), mse=("mse", "median"), seeds=("seed", "count")).reset_index())
     best = table.groupby(["method", "design"])["held_out_stage2"].transform("min")
     table["vs_best"] = table["held_out_stage2"] / best
-    lines = [f"Command: `OMP_NUM_THREADS=1 python benchmarks/bench_widths.py --seeds {args.seeds}"
+    lines = [f"Command: `OMP_NUM_THREADS=1 python benchmarks/diagnostics/bench_widths.py --seeds {args.seeds}"
              + (f" --only {args.only}" if args.only else "") + "` (from the repository root).",
              f"Machine: {machine()}; load average at the end {os.getloadavg()[0]:.1f}.", "",
              "Default estimators (n = 5,000, no bootstrap) with other default-network widths. `held-out stage-2` is "

@@ -2,7 +2,7 @@
 
 Run from the repository root on one core::
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_renderer.py
+    OMP_NUM_THREADS=1 python benchmarks/diagnostics/bench_renderer.py
 
 Targets (issue 3): the 588-image test grid in under 2 s and 10,000 training images in under 10 s on one
 core; against the 174 real frames, at least 99.8% of pixels agree and at least 80% of frames are
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 from _results import RESULTS, ROOT, write_section  # noqa: E402
 
 from deepcausal.datasets import render_hearts  # noqa: E402
@@ -34,7 +34,7 @@ from deepcausal.datasets._dsprites import _test_ids  # noqa: E402
 
 REFERENCE = ROOT.parent / "shared" / "reference" / "dsprites_gif_hearts.npz"
 SECTION = "## Heart renderer"
-COMMAND = "OMP_NUM_THREADS=1 python benchmarks/bench_renderer.py"
+COMMAND = "OMP_NUM_THREADS=1 python benchmarks/diagnostics/bench_renderer.py"
 
 
 def _time(fn, repeats: int) -> list[float]:

@@ -17,8 +17,8 @@ held-out stage-2 loss is at most 2% above the constant schedule's on every desig
 Sizes: n = 5,000 (dSprites IV and PCL: 2,000), the default step budget (``n_epochs=None``);
 ``--n`` changes the tabular size (e.g. ``--n 100000 --designs demand,demand_proxy``).
 
-Command: ``OMP_NUM_THREADS=1 python benchmarks/bench_schedule.py [--seeds 0,1,2] [--designs a,b] [--n N]
-[--n-jobs 2] [--from-csv]``; raw rows in ``benchmarks/schedule.csv`` (merged by design, n, seed and schedule;
+Command: ``OMP_NUM_THREADS=1 python benchmarks/diagnostics/bench_schedule.py [--seeds 0,1,2] [--designs a,b] [--n N]
+[--n-jobs 2] [--from-csv]``; raw rows in ``benchmarks/diagnostics/schedule.csv`` (merged by design, n, seed and schedule;
 two fits run at a time, one thread each).
 """
 
@@ -31,7 +31,7 @@ import sys
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 import pandas as pd  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [os.path.dirname(os.path.abspath(__file__)), os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
 from _member_compare import (add_member_args, command_line, fit_and_merge, fit_member,  # noqa: E402
                              header_lines, medians)
 from _results import write_section  # noqa: E402

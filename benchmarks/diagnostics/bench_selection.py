@@ -1,7 +1,7 @@
 """Selection by the held-out stage-2 loss, measured against the truth on every benchmark design.
 
-    python benchmarks/bench_selection.py                          # every design, seed 0
-    python benchmarks/bench_selection.py --seeds 0,1 --designs lowdim_abs,demand
+    python benchmarks/diagnostics/bench_selection.py                          # every design, seed 0
+    python benchmarks/diagnostics/bench_selection.py --seeds 0,1 --designs lowdim_abs,demand
 
 Per design and seed, :class:`deepcausal.selection.StageLossSearch` fits the default grid
 (:func:`deepcausal.selection.default_grid`, 8 points, the first being the defaults) and the script
@@ -18,7 +18,7 @@ Sizes: n = 5,000 rows (dSprites: 2,000 rows and at most 50 epochs, i.e. ``n_epoc
 candidate and for the defaults, to keep the image fits affordable on 2 cores). ``n_bootstrap=0``
 everywhere: the bootstrap runs after training and does not change predictions, only bands.
 Fits run one after another on one thread (``n_jobs=1``). Raw rows (one per candidate) go to
-``benchmarks/selection.csv``, merged by (design, seed); ``## Selection`` in RESULTS.md is written
+``benchmarks/diagnostics/selection.csv``, merged by (design, seed); ``## Selection`` in RESULTS.md is written
 from that file.
 """
 
@@ -31,7 +31,7 @@ import time
 import warnings
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 from _results import machine, markdown_table, single_thread, write_section  # noqa: E402
 
 # Order of the runs: one of each kind first, so that a run cut short still covers IV, proxy and images.
@@ -124,7 +124,7 @@ def section(raw, notes: str = "") -> str:
     return (
         "## Selection\n\n"
         "Commands (from the repository root, `PYTHONPATH=.`): " + ", ".join(f"`{c}`" for c in dict.fromkeys(raw["command"])) + " (raw rows, one per grid "
-        "point: `benchmarks/selection.csv`).\n"
+        "point: `benchmarks/diagnostics/selection.csv`).\n"
         f"Machine: {machine()}; shared with other work (1-minute load average {raw['load_start'].min():.1f}–"
         f"{raw['load_end'].max():.1f} during the runs; 2 = both cores busy).\n\n"
         "`StageLossSearch(est)` with the default grid (`default_grid`: the defaults; λ₁, λ₂ × 0.3 and × 3; "
@@ -162,7 +162,7 @@ def main(argv=None) -> None:
     import pandas as pd
 
     single_thread()
-    command = ("python benchmarks/bench_selection.py " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
+    command = ("python benchmarks/diagnostics/bench_selection.py " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
     csv = Path(args.csv)
     raw = pd.read_csv(csv) if csv.exists() else None
     for seed in ([] if args.report_only else (int(s) for s in args.seeds.split(","))):
