@@ -31,6 +31,18 @@ from .twostage import TwoStageHeads
 __all__ = ["QueryReports"]
 
 
+def _evaluating(phi, rows: int, conditional: bool, summaries: bool = True):
+    """Tag a Φ builder with what the draws of the stage-2 summaries need to know about it.
+
+    ``rows``: the most rows it evaluates features at in one go (draws evaluated a few at a time keep
+    S × rows × d₂ values at once bounded); ``conditional``: whether its inputs hold covariates (then a
+    prediction is conditional on them and the summaries cannot be folded into the head); ``summaries``:
+    False for a statistic that integrates over no summary (DFPV's bridge h(a, w)).
+    """
+    phi.rows, phi.conditional, phi.summaries = int(rows), bool(conditional), bool(summaries)
+    return phi
+
+
 class QueryReports:
     """Predictions, effects, dose-response and their intervals (mixed into :class:`TwoStageEstimator`)."""
 
@@ -78,14 +90,22 @@ class QueryReports:
             est = (Phi @ u)[:, 0]
             ests.append(est.cpu().numpy())
             d = getattr(m, "head_draws_", None)
-            s_draws = getattr(m, "summary_draws_", None)
+            s_draws = getattr(m, "summary_draws_", None) if getattr(phi, "summaries", True) else None
             if d is None:
                 devs.append(None)
             elif not s_draws:
                 devs.append((Phi @ d.to(Phi.device))[..., 0].cpu().numpy())
+            elif not getattr(phi, "conditional", True):
+                # The summaries fold into the head (DFPV: f(a) = [φ_A2(a), 1] c, c = U [w̄, 1]): every
+                # draw is Φ_A (c_b − ĉ) on the treatment features alone, exactly and at no extra pass.
+                Phi_A = phi(m, {"folded": True}).detach()
+                d = d.to(Phi.device)
+                folded = m._fold_summaries(s_draws, u + d) - m._fold_summaries(m.summaries_, u)
+                devs.append((Phi_A @ folded)[..., 0].cpu().numpy())
             else:
-                # Draws of Φ(s_b), a few at a time: S × q × d₂ values at once stay under 32 MB.
-                step = max(1, 2**22 // max(1, Phi.shape[0] * Phi.shape[1]))
+                # Draws of Φ(s_b), a few at a time: S × rows × d₂ values at once stay under 32 MB.
+                rows = max(getattr(phi, "rows", 0), Phi.shape[0])
+                step = max(1, 2**22 // max(1, rows * Phi.shape[1]))
                 parts = []
                 for lo in range(0, d.shape[0], step):
                     Phi_b = phi(m, {k: v[lo : lo + step] for k, v in s_draws.items()}).detach()
@@ -111,7 +131,8 @@ class QueryReports:
                 "lower": self._to_outcome(out["lower"], level), "upper": self._to_outcome(out["upper"], level)}
 
     def _levels(self, inputs: dict):
-        return lambda m, summaries=None: m._features_at(inputs, summaries)
+        return _evaluating(lambda m, summaries=None: m._features_at(inputs, summaries),
+                           next(iter(inputs.values())).shape[0], "X" in inputs)
 
     def _predict(self, first, X=None, heads: str = "fitted") -> np.ndarray:
         self._check_fitted()
@@ -150,7 +171,7 @@ class QueryReports:
             D = m._features_at(in1, summaries) - m._features_at(in0, summaries)
             return D.mean(dim=-2, keepdim=True) if average else D
 
-        return phi
+        return _evaluating(phi, 2 * t0.shape[0], "X" in in0)
 
     def effect(self, X=None, *, T0, T1) -> np.ndarray:
         """h(T1, X) − h(T0, X) per row (econml's ``effect``); scalar treatments broadcast over X's rows."""
@@ -197,7 +218,8 @@ class QueryReports:
                     out.append(dG.mean(dim=-2, keepdim=True) if average else dG)
             return torch.cat(out, dim=-2)
 
-        return phi, inputs[key].shape[0], self.dims_[key]
+        n, d = inputs[key].shape[0], self.dims_[key]
+        return _evaluating(phi, n * d, "X" in inputs), n, d
 
     def _marginal(self, T, X, average, alpha):
         phi, n, d = self._marginal_phi(T, X, average)
@@ -273,7 +295,7 @@ class QueryReports:
                 return torch.stack([m._features_at({**base, key: t_std[g].expand(n_x, -1)}, summaries).mean(dim=-2)
                                     for g in range(grid.shape[0])], dim=-2)
 
-            r = self._report(phi, True, alpha, band)
+            r = self._report(_evaluating(phi, max(n_x, grid.shape[0]), "X" in base), True, alpha, band)
         frame = pd.DataFrame(grid, columns=names)
         for k, v in r.items():
             frame[k] = v

@@ -15,6 +15,7 @@ import torch
 from ._docstrings import fill_shared_docs
 from ._estimator import TwoStageEstimator
 from ._inputs import concat_inputs
+from ._reporting import _evaluating
 from .heads import add_intercept, outer_features, solve_spd
 from .nets import default_net
 
@@ -342,8 +343,9 @@ class DFPV(TwoStageEstimator):
         if self.dims_.get("X") is not None and "X" not in inputs:
             raise ValueError("X (covariates) is required: the model was fitted with covariates")
         # h(a, w) integrates over nothing: the drawn summaries do not enter it
-        return self._report(lambda m, summaries=None: m._features_at(inputs, {"bridge": True}), True,
-                            heads=heads)["estimate"]
+        phi = _evaluating(lambda m, summaries=None: m._features_at(inputs, {"bridge": True}),
+                          next(iter(inputs.values())).shape[0], True, summaries=False)
+        return self._report(phi, True, heads=heads)["estimate"]
 
     # ---- the feature maps of DESIGN §4 --------------------------------------------------------
     def _stage1_features(self, nets, b):
@@ -395,10 +397,25 @@ class DFPV(TwoStageEstimator):
                                 torch.stack([solve_spd(a, b) for a, b in zip(A, B)]))
         return out
 
+    @staticmethod
+    def _fold_summaries(summaries: dict, u: torch.Tensor) -> torch.Tensor:
+        """The stage-2 head folded with the average a prediction without covariates integrates over:
+        f(a) = ([φ_A2(a), 1] ⊗ m) u = [φ_A2(a), 1] c, with c = U m and U the head as a matrix with one
+        row per treatment feature; m = [w̄, 1], or with covariates the joint mean of [ψ_W, 1] ⊗ [η, 1].
+        Summaries and ``u`` may carry a leading dimension of draws: (B, d_A2 + 1, k)."""
+        m = summaries.get("w_x_mean")
+        if m is None:
+            m = add_intercept(summaries["w_mean"].unsqueeze(-2)).squeeze(-2)
+        U = u.reshape(*u.shape[:-2], -1, m.shape[-1], u.shape[-1])
+        return torch.einsum("...ark,...r->...ak", U, m.to(U.dtype))
+
     def _predict_features(self, nets, b, summaries):
         """G at the prediction inputs. Summaries with a leading dimension of S bootstrap draws give
-        features of shape (S, n, d₂), one set per draw."""
+        features of shape (S, n, d₂), one set per draw; ``{"folded": True}`` gives [φ_A2(a), 1], the
+        features of the head folded with the summaries (:meth:`_fold_summaries`)."""
         a2 = nets["treatment"](b["A"])
+        if summaries.get("folded"):
+            return add_intercept(a2)
         eta = self._covariate_features(nets, b, False)
         if summaries.get("bridge"):  # h(a, w, x) at given w
             return _three_way(a2, nets["outcome_proxy"](b["W"]), eta)
