@@ -68,6 +68,12 @@ def _band_scores(lo, hi, truth):
     return float(inside.mean()), bool(inside.all()), float(np.mean(hi - lo) / np.std(truth))
 
 
+def _contains(ulo, uhi, lo, hi) -> bool:
+    """Whether the uniform band contains the pointwise band at every point (up to rounding)."""
+    tol = 1e-9 * (1.0 + np.abs(hi - lo))
+    return bool(np.all((ulo <= lo + tol) & (hi <= uhi + tol)))
+
+
 def score_fit(model, d, method, k, rep, seconds):
     truth = d.test_truth
     pred = model.predict(d.test_X)
@@ -76,7 +82,8 @@ def score_fit(model, d, method, k, rep, seconds):
     ulo, uhi = model.predict_interval(d.test_X, alpha=0.05, band="uniform")
     _, full, uwidth = _band_scores(ulo, uhi, truth)
     row = dict(design=d.name, method=method, members=k, rep=rep, n=d.n, mse=d.score(pred), pointwise_coverage=cov,
-               pointwise_width_sd=width, uniform_full_coverage=full, uniform_width_sd=uwidth, fit_s=seconds)
+               pointwise_width_sd=width, uniform_full_coverage=full, uniform_width_sd=uwidth,
+               uniform_contains_pointwise=_contains(ulo, uhi, lo, hi), fit_s=seconds)
     if "true_slope" in d.info:
         kw = d.fit_kwargs()
         T, X = d.train[kw["treatment"]], d.train[kw["covariates"]]
@@ -101,7 +108,8 @@ def score_npiv(d, rep):
     cov, _, width = _band_scores(lo, hi, d.test_truth)
     _, full, uwidth = _band_scores(ulo, uhi, d.test_truth)
     return dict(design=d.name, method="npiv", members=0, rep=rep, n=d.n, mse=d.score(pred), pointwise_coverage=cov,
-                pointwise_width_sd=width, uniform_full_coverage=full, uniform_width_sd=uwidth, fit_s=seconds)
+                pointwise_width_sd=width, uniform_full_coverage=full, uniform_width_sd=uwidth,
+                uniform_contains_pointwise=_contains(ulo, uhi, lo, hi), fit_s=seconds)
 
 
 def run(designs, reps, members, n_jobs, with_npiv, csv=CSV, ks=(1, 3)):
@@ -138,7 +146,8 @@ def summarise(df, command):
     ok = df[df["mse"].notna()] if "mse" in df else df
     agg = dict(n=("n", "first"), reps=("rep", "nunique"), mse_median=("mse", "median"), coverage=("pointwise_coverage", "mean"),
                width_sd=("pointwise_width_sd", "mean"), uniform_full=("uniform_full_coverage", "mean"),
-               uniform_width_sd=("uniform_width_sd", "mean"), fit_s=("fit_s", "median"))
+               uniform_width_sd=("uniform_width_sd", "mean"), contains=("uniform_contains_pointwise", "mean"),
+               fit_s=("fit_s", "median"))
     table = ok.groupby(["design", "method", "members"], sort=False).agg(**agg).reset_index()
     lines = [
         "## Confidence bands: coverage and width",
@@ -149,17 +158,20 @@ def summarise(df, command):
         "Default estimators fitted as an ensemble; `members` = k uses the first k members of that fit (k = 1 is a "
         "single fit). Coverage: mean over replications of the share of test points inside the 95% pointwise band; "
         "`uniform full`: share of replications whose 95% uniform (sup-t) band covers every test point. Widths are "
-        "mean band widths divided by the sd of the truth over the test inputs. `fit s`: median seconds of the whole "
-        "ensemble fit. MSE: median over replications.",
+        "mean band widths divided by the sd of the truth over the test inputs. `uniform ⊇ pointwise`: share of "
+        "replications whose uniform band contains the pointwise band at every test point (its critical value is "
+        "never below the pointwise one). `fit s`: median seconds of the whole ensemble fit. MSE: median over "
+        "replications.",
         "",
         "| design | n | method | members | reps | MSE (median) | pointwise coverage | width / sd | uniform full coverage "
-        "| uniform width / sd | fit s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| uniform width / sd | uniform ⊇ pointwise | fit s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in table.itertuples():
         fit = "–" if pd.isna(r.fit_s) else f"{r.fit_s:.1f}"
+        contains = "–" if pd.isna(r.contains) else f"{r.contains:.2f}"
         lines.append(f"| {r.design} | {r.n:.0f} | {r.method} | {r.members} | {r.reps} | {r.mse_median:.4g} | {r.coverage:.3f} | "
-                     f"{r.width_sd:.3f} | {r.uniform_full:.2f} | {r.uniform_width_sd:.3f} | {fit} |")
+                     f"{r.width_sd:.3f} | {r.uniform_full:.2f} | {r.uniform_width_sd:.3f} | {contains} | {fit} |")
     if "ame_covers" in ok:
         ame = ok[ok["ame_covers"].notna()].groupby(["design", "method", "members"]).agg(
             reps=("rep", "nunique"), covers=("ame_covers", "mean"), width=("ame_width", "mean"),
