@@ -32,12 +32,18 @@ def machine() -> str:
             f"torch threads {torch.get_num_threads()}")
 
 
-def write_section(title: str, text: str, path: Path = RESULTS) -> None:
-    """Replace (or append) the section headed ``title`` (e.g. "## DFIV") leaving the others alone."""
+def write_section(title: str, text: str, path: Path = RESULTS, first: bool = False) -> None:
+    """Replace (or append) the section headed ``title`` (e.g. "## DFIV") leaving the others alone.
+
+    ``first``: a new section goes before every other section (after the file's introduction), not last.
+    """
     old = path.read_text() if path.exists() else "# Benchmark results\n"
     lines = old.splitlines(keepends=True)
     start = next((i for i, ln in enumerate(lines) if ln.rstrip() == title), None)
-    if start is None:
+    if start is None and first:
+        at = next((i for i, ln in enumerate(lines) if ln.startswith("## ")), len(lines))
+        new = "".join(lines[:at]).rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n\n" + "".join(lines[at:])
+    elif start is None:
         new = old.rstrip("\n") + "\n\n" + text
     else:
         end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
