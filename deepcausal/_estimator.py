@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from typing import Dict, Tuple
 
 import numpy as np
@@ -35,9 +36,10 @@ from ._training import build_nets, fit_member
 from ._warnings import record, warn
 from .distributed import Communicator
 from .ensemble import check_n_jobs, fit_members, member_seeds
+from .formula import formula_inputs
 from .heads import check_coefficients
 from .nets import default_net
-from .results import FitSummary, record_fit_warnings
+from .results import FitResults, record_fit_warnings
 
 __all__ = ["TwoStageEstimator", "NotFittedError"]
 
@@ -250,12 +252,14 @@ class TwoStageEstimator(RoleInputs, QueryReports, BaseEstimator):
         # Fitting twice gives the same model: nothing from an earlier fit is reused; and a fit that
         # fails (bad settings, diverging loss) leaves the estimator unfitted, not half-fitted.
         self._clear_fitted()
+        start = time.perf_counter()
         try:
             prepared = self._prepare(data, columns, images, encoders)
             val = self._validation(validation)
             seeds = member_seeds(prepared["seed"], self.n_estimators)
             if self.n_estimators == 1:
-                return self._fit_member(prepared, seeds[0], val)
+                self._fit_member(prepared, seeds[0], val)
+                return self._finish(data, prepared, start)
             # Members are separate processes' work unless this is already a distributed fit.
             n_jobs = 1 if prepared["comm"].active else self.n_jobs
             members = fit_members(self, prepared, seeds, val, n_jobs, self.verbose)
@@ -276,10 +280,17 @@ class TwoStageEstimator(RoleInputs, QueryReports, BaseEstimator):
             self._set_shared(prepared)
             self.estimators_ = members
             self.history_ = pd.concat([m.history_.assign(member=i) for i, m in enumerate(members)], ignore_index=True)
-            return self
+            return self._finish(data, prepared, start)
         except BaseException:
             self._clear_fitted()
             raise
+
+    def _finish(self, data: dict, prepared: dict, start: float) -> "TwoStageEstimator":
+        """The fit's report: the estimates of ``summary()`` on the training rows (not in a distributed
+        fit, whose ranks hold different rows) and the fit's wall time."""
+        self.summary_estimates_ = None if prepared["comm"].active else self._summary_estimates(data)
+        self.fit_seconds_ = time.perf_counter() - start
+        return self
 
     def _prepare(self, data: dict, columns: dict, images: dict, encoders=None) -> dict:
         """What every member shares: settings, seed, standardisation, diagnostics, data tensors."""
@@ -330,30 +341,26 @@ class TwoStageEstimator(RoleInputs, QueryReports, BaseEstimator):
         """Train one member (all of a single fit): :func:`deepcausal._training.fit_member`."""
         return fit_member(self, prepared, seed, validation)
 
-    def summary(self) -> FitSummary:
-        """A read-only report of the fit (:class:`deepcausal.results.FitSummary`).
+    @property
+    def summary(self) -> FitResults:
+        """The results of the fit (:class:`deepcausal.results.FitResults`): estimates with standard
+        errors, 95% intervals and p-values, the first stage, the fit and its warnings.
 
-        It shows the rows per stage and held out, the ensemble members and their seeds, the
-        first-stage strength (linear F for DFIV, and the held-out R² of the learned stage-1 head), the
-        held-out stage losses, the hyper-parameters in force (defaults as resolved: λ at the batch
-        size used, the step cap), how training ended, and the warnings raised during fit.
-        ``print(est.summary())`` gives text; a notebook shows HTML.
-
-        Returns
-        -------
-        FitSummary
+        A property, as linearmodels' ``results.summary`` (``print(est.summary)``); the object is also
+        callable, so econml's ``est.summary()`` returns the same results.
         """
         self._check_fitted()
-        return FitSummary(self)
+        return FitResults(self)
 
     @classmethod
     def from_formula(cls, formula: str, data: pd.DataFrame, **params):
-        """Fit from a formula through formulaic (linearmodels' syntax); returns the fitted estimator.
+        """An estimator bound to a formula and its data (linearmodels' habit): ``.fit()`` fits it.
 
         DFIV: ``"outcome ~ covariates + [treatment ~ instruments]"``; DFPV:
-        ``"outcome ~ covariates + [treatment ~ treatment_proxies | outcome_proxies]"``. See
-        :mod:`deepcausal.formula` for the rules (``C(...)`` and string columns, ignored intercept,
-        plain numeric treatment columns, no silent row dropping).
+        ``"outcome ~ covariates + [treatment ~ treatment_proxies | outcome_proxies]"``. The formula
+        is read through formulaic (linearmodels' syntax) and its role matrices built now, so a wrong
+        column or formula fails here; see :mod:`deepcausal.formula` for the rules (``C(...)`` and
+        string columns, ignored intercept, plain numeric treatment columns, no silent row dropping).
 
         Parameters
         ----------
@@ -365,8 +372,9 @@ class TwoStageEstimator(RoleInputs, QueryReports, BaseEstimator):
 
         Returns
         -------
-        The fitted estimator. It keeps the formula's specs in ``formula_``, so its predictions
-        accept DataFrames with the original columns (e.g. the training frame).
+        An unfitted estimator; ``fit()`` without arguments fits it on the formula's data (fitting it
+        on other data the usual way ignores the formula). After that fit it keeps the formula's specs
+        in ``formula_``, so its predictions accept DataFrames with the original columns.
 
         Examples
         --------
@@ -379,13 +387,26 @@ class TwoStageEstimator(RoleInputs, QueryReports, BaseEstimator):
         >>> df["t"] = df["z"] + u + rng.normal(size=n)
         >>> df["y"] = np.sin(df["t"]) + (df["region"] == "s") + u + 0.1 * rng.normal(size=n)
         >>> est = DFIV.from_formula("y ~ C(region) + [t ~ z]", df, n_epochs=2, n_bootstrap=0,
-        ...                         random_state=0)
+        ...                         random_state=0, verbose=False).fit()
         >>> est.predict(df).shape
         (600,)
         """
-        from .formula import fit_formula
+        est = cls(**params)
+        # Not a parameter (clone() drops it) and not a fitted attribute (a fit keeps it).
+        est._formula_inputs = formula_inputs(cls, formula, data)
+        return est
 
-        return fit_formula(cls, formula, data, params)
+    def _fit_formula(self):
+        """``fit()`` without data: the formula and data of :meth:`from_formula`."""
+        bound = getattr(self, "_formula_inputs", None)
+        if bound is None:
+            raise TypeError(f"{type(self).__name__}.fit() needs data: the outcome and treatment (fit(Y, T, ...)), "
+                            f"a DataFrame with role column names (fit(df, outcome=..., ...)), or an estimator from "
+                            f"{type(self).__name__}.from_formula(formula, data)")
+        self._fit(bound.arrays, bound.columns, {k: False for k in bound.arrays}, None, None)
+        for member in {id(m): m for m in [self, *self._members()]}.values():  # members predict from frames too
+            member.formula_ = bound.model
+        return self
 
     # ---- persistence ----------------------------------------------------------------------------
     def save(self, path) -> None:

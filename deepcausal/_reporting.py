@@ -16,11 +16,13 @@ fitted members (``estimators_`` or the estimator itself), their ``nets_``, ``hea
 
 from __future__ import annotations
 
+import threading
 from typing import Optional, Tuple
 
 import numpy as np
 import pandas as pd
 import torch
+from scipy import stats
 
 from ._data import as_2d_array
 from ._modes import predicting
@@ -29,6 +31,11 @@ from .inference import NoDrawsError, check_alpha, combine_draws
 from .twostage import TwoStageHeads
 
 __all__ = ["QueryReports"]
+
+
+# torch's forward-mode autograd keeps its levels in process-global state: two threads computing a jvp at
+# once corrupt each other's level ("forward AD level with an invalid index"), so marginal effects take turns.
+_FORWARD_AD = threading.Lock()
 
 
 def _evaluating(phi, rows: int, conditional: bool, summaries: bool = True):
@@ -128,7 +135,8 @@ class QueryReports:
                                "to get intervals") from None
         scale = self.scalers_["Y"].scale[0]
         return {"estimate": self._to_outcome(out["estimate"], level), "std_error": out["std_error"] * scale,
-                "lower": self._to_outcome(out["lower"], level), "upper": self._to_outcome(out["upper"], level)}
+                "lower": self._to_outcome(out["lower"], level), "upper": self._to_outcome(out["upper"], level),
+                "dof": out["dof"]}
 
     def _levels(self, inputs: dict):
         return _evaluating(lambda m, summaries=None: m._features_at(inputs, summaries),
@@ -198,7 +206,10 @@ class QueryReports:
         """Φ = ∂G/∂t at each row (forward-mode autograd), one treatment column after another;
         columns are stacked as (column, row). In outcome units per treatment unit after scaling."""
         self._check_fitted()
-        inputs = self._prediction_inputs(T, X)
+        return self._marginal_phi_at(self._prediction_inputs(T, X), average)
+
+    def _marginal_phi_at(self, inputs: dict, average: bool):
+        """:meth:`_marginal_phi` at standardized inputs keyed like batches."""
         key = self._predict_keys[0]
         t_scale = torch.as_tensor(self.scalers_[key].scale, dtype=torch.float64)
 
@@ -213,7 +224,8 @@ class QueryReports:
                     def G(t):
                         return m._predict_features(m.nets_, {**inputs, key: t}, summaries)
 
-                    _, dG = torch.func.jvp(G, (inputs[key],), (tangent,))
+                    with _FORWARD_AD:
+                        _, dG = torch.func.jvp(G, (inputs[key],), (tangent,))
                     dG = dG.double() / t_scale[j].to(dG.device)  # per unit of the treatment, not per sd
                     out.append(dG.mean(dim=-2, keepdim=True) if average else dG)
             return torch.cat(out, dim=-2)
@@ -285,21 +297,81 @@ class QueryReports:
         if X is None:
             if self.dims_.get("X") is not None and not self._covariates_optional_in_predict:
                 raise ValueError("X is required: the model was fitted with covariates; pass the rows to average over")
-            r = self._report(self._levels(self._prediction_inputs(grid)), True, alpha, band)
+            base = None
         else:
             n_x = len(X) if isinstance(X, pd.DataFrame) else as_2d_array(X, "X (covariates)").shape[0]
             base = self._prediction_inputs(np.repeat(grid[:1], n_x, axis=0), X)
-            t_std = self._to_tensor(self.scalers_[key].transform(grid))
-
-            def phi(m, summaries=None):  # every grid value paired with every covariate row, averaged over the rows
-                return torch.stack([m._features_at({**base, key: t_std[g].expand(n_x, -1)}, summaries).mean(dim=-2)
-                                    for g in range(grid.shape[0])], dim=-2)
-
-            r = self._report(_evaluating(phi, max(n_x, grid.shape[0]), "X" in base), True, alpha, band)
+        r = self._report(self._dose_phi_at(grid, base), True, alpha, band)
         frame = pd.DataFrame(grid, columns=names)
-        for k, v in r.items():
-            frame[k] = v
+        for k in ("estimate", "std_error", "lower", "upper"):
+            if k in r:
+                frame[k] = r[k]
         return frame
+
+    def _dose_phi_at(self, grid: np.ndarray, base: Optional[dict]):
+        """Φ of the dose-response at the treatment ``grid`` (original units): h at each grid value
+        or, with ``base`` (standardized inputs holding the covariate rows), its average over them."""
+        key = self._predict_keys[0]
+        t_std = self._to_tensor(self.scalers_[key].transform(grid))
+        if base is None:
+            return self._levels({key: t_std})
+        n_x = base[key].shape[0]
+
+        def phi(m, summaries=None):  # every grid value paired with every covariate row, averaged over the rows
+            return torch.stack([m._features_at({**base, key: t_std[g].expand(n_x, -1)}, summaries).mean(dim=-2)
+                                for g in range(grid.shape[0])], dim=-2)
+
+        return _evaluating(phi, max(n_x, grid.shape[0]), "X" in base)
+
+    # ---- the estimates of summary() ----------------------------------------------------------------
+    _SUMMARY_ROWS = 10_000  # rows the summary's averages are taken over (a seeded subsample beyond)
+
+    def _summary_estimates(self, data: dict, alpha: float = 0.05) -> Optional[pd.DataFrame]:
+        """The estimates table of ``summary()``, from the training data (encoded arrays by role).
+
+        Rows: the average marginal effect of each treatment column over the training rows, and the
+        dose-response at each column's quartiles (the other columns at their medians), averaged over
+        the training rows' covariates. Columns: estimate, std. error, the 1 − alpha interval and the
+        p-value of the estimate being 0 (Student's t on the bands' degrees of freedom). None for
+        treatments of more than 32 columns (images). Beyond 10,000 rows a seeded subsample is used.
+        """
+        key = self._predict_keys[0]
+        T = data[key]
+        if T.shape[1] > 32:
+            return None
+        rows = np.arange(T.shape[0])
+        if len(rows) > self._SUMMARY_ROWS:
+            rows = np.sort(np.random.default_rng(0).choice(len(rows), self._SUMMARY_ROWS, replace=False))
+        inputs = {k: self._to_tensor(self.scalers_[k].transform(data[k][rows]))
+                  for k in (key, "X") if data.get(k) is not None}
+        if self._covariates_optional_in_predict:  # DFPV: the average dose-response integrates X out
+            inputs.pop("X", None)
+        names = self._treatment_names()
+        groups = [([f"AME {name}" for name in names], self._marginal_phi_at(inputs, True)[0], False)]
+        medians = np.median(T[rows], axis=0)
+        for j, name in enumerate(names):
+            grid = np.repeat(medians[None, :], 3, axis=0)
+            grid[:, j] = np.quantile(T[rows, j], [0.25, 0.5, 0.75])
+            groups.append(([f"h({name} = {grid[q, j]:.4g}) [{label}]" for q, label in enumerate(("Q1", "median", "Q3"))],
+                           self._dose_phi_at(grid, inputs if "X" in inputs else None), True))
+        table = {}
+        for labels, phi, level in groups:
+            try:
+                r = self._report(phi, level, alpha)
+            except NoDrawsError:  # neither draws nor members: estimates without intervals
+                r = self._report(phi, level)
+            for i, label in enumerate(labels):
+                table[label] = {k: float(np.atleast_1d(v)[i]) for k, v in r.items()}
+        frame = pd.DataFrame.from_dict(table, orient="index")
+        for col in ("std_error", "lower", "upper", "dof"):
+            if col not in frame:
+                frame[col] = np.nan
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = np.abs(frame["estimate"] / frame["std_error"])
+            dof = frame["dof"].to_numpy()
+            frame["p_value"] = np.where(np.isfinite(dof), 2 * stats.t.sf(t, np.where(np.isfinite(dof), dof, 1.0)),
+                                        2 * stats.norm.sf(t))
+        return frame[["estimate", "std_error", "lower", "upper", "p_value"]]
 
     def _projected(self, inputs: dict, size: int = 8192) -> torch.Tensor:
         """This member's stage-2 prediction G(ψ̂, ·) û at standardized inputs (float64, (n,)), with ψ̂

@@ -30,15 +30,16 @@ columns each role reads; ``dims_`` the model-matrix columns.
 
 from __future__ import annotations
 
+import re
 import warnings
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
 
 from ._data import is_categorical
 
-__all__ = ["ModelFormula", "parse_formula", "fit_formula"]
+__all__ = ["ModelFormula", "parse_formula", "formula_inputs", "FormulaInputs"]
 
 _CONTEXT = {"np": np}  # what expressions may use besides the data and formulaic's transforms
 
@@ -123,10 +124,15 @@ def parse_formula(formula: str, excluded: Sequence[str]) -> Dict[str, str]:
     return parts
 
 
-def _data_variables(spec, frame: pd.DataFrame) -> List:
-    """The DataFrame columns a model spec reads, in the frame's column order."""
-    used = spec.variables_by_source.get("data", set())
-    return [c for c in frame.columns if c in used]
+def _data_variables(spec, frame: pd.DataFrame, part: str) -> List:
+    """The DataFrame columns a model spec reads, in the order the formula's part names them."""
+    used = [c for c in frame.columns if c in spec.variables_by_source.get("data", set())]
+
+    def first_mention(column):
+        found = re.search(rf"(?<![\w.]){re.escape(str(column))}(?!\w)", part)
+        return found.start() if found else len(part)
+
+    return sorted(used, key=first_mention)
 
 
 class ModelFormula:
@@ -211,11 +217,21 @@ def _build(part: str, data: pd.DataFrame, role: str):
     arr = mm[cols].to_numpy(dtype=np.float64) if cols else np.empty((len(data), 0))
     if not np.isfinite(arr).all():
         raise ValueError(f"{role} ({part!r}): the formula gives NaN or infinite values")
-    return arr, spec, cols, _data_variables(spec, data)
+    return arr, spec, cols, _data_variables(spec, data, part)
 
 
-def fit_formula(cls, formula: str, data: pd.DataFrame, params: dict):
-    """Build ``cls(**params)`` and fit it on the role matrices that ``formula`` makes of ``data``."""
+class FormulaInputs(NamedTuple):
+    """What ``from_formula`` binds to an estimator: the role arrays, each role's DataFrame columns, and
+    the :class:`ModelFormula` that encodes other DataFrames the same way at predict."""
+
+    arrays: dict
+    columns: dict
+    model: "ModelFormula"
+
+
+def formula_inputs(cls, formula: str, data: pd.DataFrame) -> FormulaInputs:
+    """The role matrices that ``formula`` makes of ``data`` for estimator class ``cls``, every check done
+    (unknown columns, a treatment that is not plain numeric columns, a column in two roles, missing values)."""
     if not isinstance(data, pd.DataFrame):
         raise ValueError(f"data must be a pandas DataFrame, got {type(data).__name__}")
     roles = list(cls._roles)  # (role, key, required): outcome, treatment, *excluded, covariates
@@ -247,10 +263,5 @@ def fit_formula(cls, formula: str, data: pd.DataFrame, params: dict):
         if not cols:
             raise ValueError(f"{role} ({parts[role]!r}) gives no columns")
         arrays[key], columns[key], specs[key], matrix_cols[key] = arr, variables, spec, cols
-    est = cls(**params)
-    images = {k: False for k in arrays}
-    est._fit(arrays, columns, images, None, None)
     model = ModelFormula(formula, {k: parts[r] for r, k, _ in roles if k in specs}, specs, matrix_cols)
-    for member in {id(m): m for m in [est, *est._members()]}.values():  # members predict from frames too
-        member.formula_ = model
-    return est
+    return FormulaInputs(arrays, columns, model)

@@ -180,14 +180,16 @@ class DFIV(TwoStageEstimator):
         self.device = device
         self.verbose = verbose
 
-    def fit(self, Y, T=None, *, X=None, Z=None, outcome=None, treatment=None, instruments=None,
+    def fit(self, Y=None, T=None, *positional, X=None, Z=None, outcome=None, treatment=None, instruments=None,
             covariates=None, validation=None):
-        """Fit from arrays ``fit(Y, T, X=..., Z=...)`` or a DataFrame ``fit(df, outcome=..., ...)``.
+        """Fit from arrays ``fit(Y, T, X=..., Z=...)``, a DataFrame ``fit(df, outcome=..., ...)``, or, for an
+        estimator made by :meth:`from_formula`, its formula's data: ``fit()``.
 
         Parameters
         ----------
         Y : array-like (n,) or (n, 1), or a DataFrame in DataFrame mode
-            Outcome; in DataFrame mode, the frame holding every role's columns.
+            Outcome; in DataFrame mode, the frame holding every role's columns. Omitted: the data
+            bound by :meth:`from_formula`.
         T : array-like (n, d_t)
             Treatment (array mode).
         X : array-like (n, d_x), optional
@@ -204,6 +206,12 @@ class DFIV(TwoStageEstimator):
         -------
         self
         """
+        if positional:
+            raise TypeError("DFIV.fit() takes the outcome and the treatment by position and the other roles by name: "
+                            f"fit(Y, T, X=..., Z=...) (Z, the instruments, is keyword-only); {2 + len(positional)} "
+                            "positional arguments were given")
+        if Y is None and T is None:
+            return self._fit_formula()
         data, columns, images, encoders = self._collect(
             Y, {"T": T, "X": X, "Z": Z},
             {"outcome": outcome, "treatment": treatment, "instruments": instruments, "covariates": covariates},

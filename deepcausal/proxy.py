@@ -234,14 +234,16 @@ class DFPV(TwoStageEstimator):
         self.device = device
         self.verbose = verbose
 
-    def fit(self, Y, A=None, *, Z=None, W=None, X=None, outcome=None, treatment=None,
+    def fit(self, Y=None, A=None, *positional, Z=None, W=None, X=None, outcome=None, treatment=None,
             treatment_proxy=None, outcome_proxy=None, covariates=None, validation=None):
-        """Fit from arrays ``fit(Y, A, Z=..., W=...)`` or a DataFrame ``fit(df, outcome=..., ...)``.
+        """Fit from arrays ``fit(Y, A, Z=..., W=...)``, a DataFrame ``fit(df, outcome=..., ...)``, or, for an
+        estimator made by :meth:`from_formula`, its formula's data: ``fit()``.
 
         Parameters
         ----------
         Y : array-like (n,) or (n, 1), or a DataFrame in DataFrame mode
-            Outcome; in DataFrame mode, the frame holding every role's columns.
+            Outcome; in DataFrame mode, the frame holding every role's columns. Omitted: the data
+            bound by :meth:`from_formula`.
         A : array-like (n, d_a)
             Treatment (array mode).
         Z : array-like (n, d_z)
@@ -260,6 +262,12 @@ class DFPV(TwoStageEstimator):
         -------
         self
         """
+        if positional:
+            raise TypeError("DFPV.fit() takes the outcome and the treatment by position and the other roles by name: "
+                            f"fit(Y, A, Z=..., W=..., X=...) (the proxies are keyword-only); {2 + len(positional)} "
+                            "positional arguments were given")
+        if Y is None and A is None:
+            return self._fit_formula()
         data, columns, images, encoders = self._collect(
             Y, {"A": A, "Z": Z, "W": W, "X": X},
             {"outcome": outcome, "treatment": treatment, "treatment_proxy": treatment_proxy,

@@ -1,8 +1,9 @@
-"""Reports of fitted two-stage estimators: :class:`FitSummary`, what ``summary()`` returns.
+"""Reports of fitted two-stage estimators: :class:`FitResults`, what ``est.summary`` returns.
 
 Learning is kept apart from reporting (as linearmodels' ``results`` modules do): the estimator trains
-and predicts; a :class:`FitSummary` reads its fitted attributes once and presents them as read-only
-pandas tables, printable as text (``print(est.summary())``) and as HTML in a notebook.
+and predicts; a :class:`FitResults` reads its fitted attributes once and presents them as read-only
+pandas tables — the estimates with standard errors, intervals and p-values, the first stage, the fit —
+printable as text (``print(est.summary)``), as LaTeX, and as HTML in a notebook.
 
 Also here: :func:`record_fit_warnings`, which keeps the warnings a fit raised (``fit_warnings_``) so the
 summary can show them, while still letting the user see them when they happen.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import html
+import inspect
 import math
 from typing import Dict, List, Tuple
 
@@ -20,7 +22,7 @@ import pandas as pd
 
 from ._warnings import recording
 
-__all__ = ["FitSummary", "record_fit_warnings"]
+__all__ = ["FitResults", "FitSummary", "record_fit_warnings", "stage1_reading"]
 
 
 def record_fit_warnings(fit):
@@ -65,42 +67,74 @@ def _kept_row(history: pd.DataFrame):
     return history.iloc[-1]
 
 
-class FitSummary:
+def stage1_reading(r2: float, n_held_out: int, kind: str) -> str:
+    """One line that says what a held-out R² of the learned stage-1 head means for the user."""
+    target = "the treatment features" if kind == "iv" else "the outcome-proxy features"
+    source = "instrument" if kind == "iv" else "treatment and treatment-proxy"
+    few = f" ({n_held_out} held-out rows per half: a noisy figure)" if n_held_out < 100 else ""
+    if not np.isfinite(r2):
+        return "no held-out rows (validation_fraction=0): the learned first stage was not checked"
+    if r2 <= 0:
+        return (f"the learned {source} features predict {target} no better than their mean on held-out rows{few}: "
+                "the deep first stage overfits or the curve is barely identified; trust the linear F above, "
+                "read the curve as weakly identified and compare it with a linear IV estimate")
+    if r2 < 0.1:
+        return (f"the learned {source} features explain little of {target} on held-out rows{few}: the curve is "
+                "weakly identified, and regularisation bias (which the bands do not cover) can be large")
+    return f"the learned {source} features explain {r2:.0%} of {target} on held-out rows{few}"
+
+
+def _default_params(est) -> dict:
+    sig = inspect.signature(type(est).__init__)
+    return {k: p.default for k, p in sig.parameters.items() if p.default is not inspect.Parameter.empty}
+
+
+def _same(a, b) -> bool:
+    try:
+        return bool(a == b) and type(a) is type(b) or (a is None and b is None)
+    except Exception:
+        return a is b
+
+
+class FitResults:
     """A read-only report of a fitted :class:`~deepcausal.DFIV` or :class:`~deepcausal.DFPV`.
 
-    Returned by ``estimator.summary()``. Every table is a pandas object (a copy: changing it does
-    not change the summary); ``str(summary)`` renders them as text, and notebooks show them as HTML.
+    ``est.summary`` returns it (a property, as linearmodels' ``results.summary``); calling it, as in
+    econml's ``est.summary()``, returns the same object, so both habits work. Every table is a pandas
+    object (a copy: changing it does not change the report); ``str(results)`` is a readable text
+    table, :meth:`as_latex` LaTeX, and notebooks show HTML.
 
     Attributes
     ----------
     title : str
         Estimator class, mode and number of members.
-    model : DataFrame
-        One row per role: the columns as given at fit (or the formula's variables), the number of
-        columns the networks see after encoding (``encoded``), and the levels of categorical columns.
-    data : DataFrame
-        Rows per stage half (``"stage 1"``, ``"stage 2"``, ``"total"``): ``rows``, ``held_out``
-        (rows kept out of training to compute the held-out losses, the same number in both halves)
-        and ``trained_on``. With ``refit_heads`` the held-out rows rejoin the final head estimation.
-    members : DataFrame
-        One row per ensemble member: its ``seed``, how training ended (``stopped``: "early_stopping",
-        "max_steps", "interrupted" or "diverged"), ``epochs`` and ``steps`` trained, ``restarts`` (times a
-        divergence sent training back to the kept check at half the learning rate), the step of the check whose
-        state was kept (``kept_step``), and at that check the held-out stage losses
-        (``val_stage1_loss``, ``val_stage2_loss``, standardized units), the held-out stage-1 R²
-        (``val_stage1_r2``) and the held-out stage-2 mean squared error in the outcome's units²
-        (``val_stage2_mse``; ``score`` reports the same quantity, negated, on new rows).
+    estimates : DataFrame or None
+        The average marginal effect (AME) of each treatment column over the training rows, and the
+        dose-response at each column's quartiles (other columns at their medians), averaged over the
+        training rows' covariates: ``estimate``, ``std_error``, ``lower`` and ``upper`` (95%
+        interval) and ``p_value`` (of the estimate being 0; Student's t on the bands' degrees of
+        freedom). The same numbers as ``marginal_ate_interval`` and ``dose_response(..., alpha=0.05)``
+        on those rows (beyond 10,000 rows, on a seeded subsample of 10,000). None for image treatments.
     first_stage : DataFrame or None
         DFIV, per treatment column: the classical and heteroskedasticity-robust partial F, the partial
         R² and, with several columns, the conditional (Sanderson-Windmeijer) F.
     strength : Series
-        First-stage strength: the linear first-stage F statistic (DFIV: ``first_stage_f_``; below
-        10 the fit warned of a weak instrument) and the learned one, the held-out R² of the stage-1 head (the
-        share of the stage-1 target features' variance the stage-1 features explain on held-out rows,
-        averaged over members).
+        The linear first-stage F (``first_stage_f_``, DFIV) and the held-out R² of the learned
+        stage-1 head (averaged over members), with ``reading``, one line on what it means.
+    fit : Series
+        Rows, rows per stage half and held out, members, how training ended, fit seconds, warnings.
     settings : DataFrame
-        Hyper-parameters: ``given`` (the constructor's value, e.g. ``None`` or ``"auto"``) and
-        ``in force`` (the value the fit resolved and used, e.g. λ at the batch size in force).
+        The hyper-parameters that differ from the defaults: ``given`` and ``in force`` (as resolved).
+    all_settings : DataFrame
+        Every hyper-parameter, ``given`` and ``in force``.
+    model : DataFrame
+        One row per role: its columns (in the order given or in the formula's), the encoded width and
+        the levels of categorical columns.
+    data : DataFrame
+        Rows per stage half: ``rows``, ``held_out`` and ``trained_on``.
+    members : DataFrame
+        One row per ensemble member: seed, how training ended, steps, the kept check and its held-out
+        stage losses (standardized units) and stage-2 MSE (outcome units²).
     warnings : tuple of str
         The warnings raised during fit, as ``"Category: message"``.
 
@@ -109,12 +143,12 @@ class FitSummary:
     >>> from deepcausal import DFIV
     >>> from deepcausal.datasets import demand
     >>> d = demand(n=1000, seed=0)
-    >>> est = DFIV(n_epochs=2, n_bootstrap=0, random_state=0).fit(d.train, **d.fit_kwargs())
-    >>> s = est.summary()
-    >>> int(s.data.loc["total", "rows"])
-    1000
-    >>> print(s)  # doctest: +ELLIPSIS
-    DFIV summary...
+    >>> est = DFIV(n_epochs=2, n_estimators=2, n_jobs=1, random_state=0, verbose=False).fit(
+    ...     d.train, **d.fit_kwargs())
+    >>> list(est.summary.estimates.columns)
+    ['estimate', 'std_error', 'lower', 'upper', 'p_value']
+    >>> print(est.summary)  # doctest: +ELLIPSIS
+    DFIV results...
     """
 
     _frozen = False
@@ -122,25 +156,38 @@ class FitSummary:
     def __init__(self, estimator):
         est = estimator
         members = est._members()
-        self._tables: Dict[str, object] = {}
+        self._kind = "proxy" if "W" in est.dims_ else "iv"
         k = len(members)
-        self.title = (f"{type(est).__name__} summary (mode={est.mode!r}, {k} member{'s' if k > 1 else ''})")
+        self.title = f"{type(est).__name__} results (mode={est.mode!r}, {k} member{'s' if k > 1 else ''})"
+        self._tables: Dict[str, object] = {}
         self._tables["model"] = self._model_table(est)
         self._tables["data"] = self._data_table(est)
         self._tables["members"] = self._members_table(est, members)
-        self._tables["strength"] = self._strength(est, self._tables["members"])
+        self._tables["strength"] = self._strength(est, self._tables["members"], self._kind)
         table = getattr(est, "first_stage_", None)
         self._tables["first_stage"] = None if table is None else table.copy()
-        self._tables["settings"] = self._settings_table(est)
+        estimates = getattr(est, "summary_estimates_", None)
+        self._tables["estimates"] = None if estimates is None else estimates.copy()
+        self._tables["all_settings"] = self._settings_table(est)
+        defaults = _default_params(est)
+        given = self._tables["all_settings"]
+        differs = [name for name in given.index
+                   if name in defaults and not _same(getattr(est, name), defaults[name])]
+        self._tables["settings"] = given.loc[differs]
         self._tables["warnings"] = tuple(getattr(est, "fit_warnings_", ()))
+        self._tables["fit"] = self._fit_series(est, self._tables["members"], self._tables["warnings"])
         formula = getattr(est, "formula_", None)
         self.formula = None if formula is None else formula.formula
         self._frozen = True
 
     def __setattr__(self, name, value):
         if self._frozen:
-            raise AttributeError("a FitSummary is read-only")
+            raise AttributeError("the results are read-only")
         super().__setattr__(name, value)
+
+    def __call__(self) -> "FitResults":
+        """The results themselves: ``est.summary()`` (econml's habit) is ``est.summary``."""
+        return self
 
     # ---- tables ------------------------------------------------------------------------------
     @staticmethod
@@ -187,12 +234,15 @@ class FitSummary:
         return pd.DataFrame(rows, index=pd.RangeIndex(len(rows), name="member"))
 
     @staticmethod
-    def _strength(est, members: pd.DataFrame) -> pd.Series:
+    def _strength(est, members: pd.DataFrame, kind: str) -> pd.Series:
         out = {}
         if hasattr(est, "first_stage_f_"):
             out["linear first-stage F"] = float(est.first_stage_f_)
-        out["held-out stage-1 R² (learned)"] = float(members["val_stage1_r2"].mean())
-        return pd.Series(out, name="value", dtype=float)
+        r2 = float(members["val_stage1_r2"].mean())
+        out["held-out stage-1 R² (learned)"] = r2
+        series = pd.Series(out, name="value", dtype=float)
+        series.attrs["reading"] = stage1_reading(r2, int(est.settings_.get("n_val", 0)), kind)
+        return series
 
     @staticmethod
     def _settings_table(est) -> pd.DataFrame:
@@ -212,7 +262,6 @@ class FitSummary:
             ("lr_schedule", est.lr_schedule, s.get("lr_schedule", est.lr_schedule)),
             ("treatment_weight_decay", est.treatment_weight_decay, est.treatment_weight_decay),
             ("n_epochs", est.n_epochs, epochs_cap),
-            ("max_steps", "—", steps),
             ("stage1_iter", est.stage1_iter, s.get("stage1_iter")),
             ("covariate_iter", est.covariate_iter, s.get("covariate_iter")),
             ("stage2_iter", est.stage2_iter, s.get("stage2_iter")),
@@ -223,61 +272,83 @@ class FitSummary:
             ("refit_heads", est.refit_heads, est.refit_heads),
             ("n_estimators", est.n_estimators, len(est._members())),
             ("n_bootstrap", est.n_bootstrap, est.n_bootstrap),
+            ("n_jobs", est.n_jobs, est.n_jobs),
             ("random_state", est.random_state, est.random_state),
+            ("device", est.device, str(getattr(est, "device_", est.device))),
+            ("verbose", est.verbose, est.verbose),
         ]
-        return pd.DataFrame([(g, f) for _, g, f in rows], index=[r[0] for r in rows], columns=["given", "in force"],
-                            dtype=object)
+        rows += [(name, est.get_params()[name], type(est.get_params()[name]).__name__)
+                 for name in sorted(est.get_params()) if name.endswith("_net")]
+        frame = pd.DataFrame([(g, f) for _, g, f in rows], index=[r[0] for r in rows], columns=["given", "in force"],
+                             dtype=object)
+        frame.loc["max_steps"] = ["—", steps]
+        return frame
+
+    @staticmethod
+    def _fit_series(est, members: pd.DataFrame, warns: tuple) -> pd.Series:
+        reasons = members["stopped"].value_counts()
+        out = {
+            "rows": int(est.n_train_),
+            "rows per stage (held out)": f"{int(est.n_stage1_)} / {int(est.n_train_) - int(est.n_stage1_)} "
+                                         f"({int(est.settings_.get('n_val', 0))} each)",
+            "members": len(members),
+            "training ended": ", ".join(f"{r} ({c} of {len(members)})" if len(members) > 1 else str(r)
+                                        for r, c in reasons.items()),
+            "steps per member (median)": int(members["steps"].median()) if len(members) else 0,
+            "fit seconds": float(getattr(est, "fit_seconds_", float("nan"))),
+            "warnings": len(warns),
+        }
+        return pd.Series(out, name="value", dtype=object)
 
     # ---- read-only access -----------------------------------------------------------------------
-    @property
-    def model(self) -> pd.DataFrame:
-        return self._tables["model"].copy()
-
-    @property
-    def data(self) -> pd.DataFrame:
-        return self._tables["data"].copy()
-
-    @property
-    def members(self) -> pd.DataFrame:
-        return self._tables["members"].copy()
-
-    @property
-    def strength(self) -> pd.Series:
-        return self._tables["strength"].copy()
-
-    @property
-    def first_stage(self):
-        """Per treatment column (DFIV): classical and robust partial F, partial R² and, with several
-        columns, the conditional F (``first_stage_``); None when not computed."""
-        table = self._tables["first_stage"]
+    def _copy(self, name):
+        table = self._tables[name]
         return None if table is None else table.copy()
 
-    @property
-    def settings(self) -> pd.DataFrame:
-        return self._tables["settings"].copy()
+    estimates = property(lambda self: self._copy("estimates"))
+    first_stage = property(lambda self: self._copy("first_stage"))
+    model = property(lambda self: self._copy("model"))
+    data = property(lambda self: self._copy("data"))
+    members = property(lambda self: self._copy("members"))
+    strength = property(lambda self: self._copy("strength"))
+    settings = property(lambda self: self._copy("settings"))
+    all_settings = property(lambda self: self._copy("all_settings"))
+    fit = property(lambda self: self._copy("fit"))
+    warnings = property(lambda self: self._tables["warnings"])
 
-    @property
-    def warnings(self) -> tuple:
-        return self._tables["warnings"]
+    def to_frame(self) -> pd.DataFrame:
+        """The estimates table (a copy), as linearmodels' ``results.summary`` tables convert."""
+        if self._tables["estimates"] is None:
+            raise ValueError("this fit has no estimates table (image treatments have no quartiles or AME)")
+        return self._copy("estimates")
 
     # ---- rendering ------------------------------------------------------------------------------
+    def _header(self) -> List[Tuple[str, str]]:
+        model, fit = self._tables["model"], self._tables["fit"]
+        pairs = [(role, model.loc[role, "columns"]) for role in model.index]
+        pairs += [(k, _fmt(v)) for k, v in fit.items()]
+        if self.formula:
+            pairs.append(("formula", self.formula))
+        return pairs
+
     def _sections(self):
         """(heading, table or None, note) in display order."""
-        members = self._tables["members"]
-        note = ("held-out losses at the kept check (heads as trained); stage losses in standardized units, "
-                "val_stage2_mse in outcome units²")
-        if members["val_stage2_loss"].isna().all():
-            note = "no held-out rows (validation_fraction=0): no held-out losses"
-        yield "Model", self._tables["model"], (f"formula: {self.formula}" if self.formula else "")
-        yield "Data (rows)", self._tables["data"], ""
-        yield "First-stage strength", self._tables["strength"].to_frame(), ""
+        est = self._tables["estimates"]
+        if est is not None:
+            yield ("Estimates (95% intervals)", est.rename(columns={"std_error": "std. error", "p_value": "p-value"}),
+                   "AME: average marginal effect over the training rows; h(t): dose-response at the treatment's "
+                   "quartiles, averaged over the training rows' covariates. p-value: of the estimate being 0. "
+                   "The bands cover sampling noise, not regularisation bias.")
+        strength = self._tables["strength"]
         if self._tables["first_stage"] is not None:
-            yield "Linear first stage per treatment column", self._tables["first_stage"], (
-                "F: classical partial F; F (robust): heteroskedasticity-robust Wald / number of instruments"
-                + ("; F (conditional): Sanderson-Windmeijer, given the other treatment columns"
-                   if "F (conditional)" in self._tables["first_stage"] else ""))
-        yield "Training and held-out losses per member", members, note
-        yield "Hyper-parameters", self._tables["settings"], ""
+            fs = self._tables["first_stage"]
+            yield ("First stage (linear, per treatment column)", fs,
+                   "F: classical partial F; F (robust): heteroskedasticity-robust Wald / number of instruments"
+                   + ("; F (conditional): Sanderson-Windmeijer, given the other treatment columns"
+                      if "F (conditional)" in fs else "") + ". Below 10: weak.")
+        yield ("First-stage strength", strength.to_frame(), strength.attrs.get("reading", ""))
+        if len(self._tables["settings"]):
+            yield "Settings that differ from the defaults", self._tables["settings"], ""
         ws = self._tables["warnings"]
         yield f"Warnings during fit ({len(ws)})", None, "\n".join(f"- {w}" for w in ws) if ws else "none"
 
@@ -286,7 +357,10 @@ class FitSummary:
         return table.map(_fmt).to_string() if isinstance(table, pd.DataFrame) else str(table)
 
     def __str__(self) -> str:
-        out = [self.title, "=" * len(self.title)]
+        pairs = self._header()
+        width = max(len(k) for k, _ in pairs)
+        out = [self.title, "=" * max(len(self.title), 60)]
+        out += [f"{k + ':':<{width + 1}} {v}" for k, v in pairs]
         for heading, table, note in self._sections():
             out += ["", heading, "-" * len(heading)]
             if table is not None:
@@ -299,7 +373,10 @@ class FitSummary:
         return self.__str__()
 
     def _repr_html_(self) -> str:
-        parts = [f"<h3>{html.escape(self.title)}</h3>"]
+        parts = [f"<h3>{html.escape(self.title)}</h3>", "<table>"]
+        parts += [f"<tr><th style='text-align:left'>{html.escape(k)}</th><td style='text-align:left'>"
+                  f"{html.escape(str(v))}</td></tr>" for k, v in self._header()]
+        parts.append("</table>")
         for heading, table, note in self._sections():
             parts.append(f"<h4>{html.escape(heading)}</h4>")
             if table is not None:
@@ -307,3 +384,33 @@ class FitSummary:
             if note:
                 parts.append("<p>" + html.escape(note).replace("\n", "<br>") + "</p>")
         return "\n".join(parts)
+
+    def as_latex(self) -> str:
+        """The header, the estimates and the first stage as LaTeX tabulars (booktabs rules)."""
+        def tabular(frame: pd.DataFrame) -> str:
+            cols = "l" + "r" * frame.shape[1]
+            lines = [f"\\begin{{tabular}}{{{cols}}}", "\\toprule",
+                     " & ".join([""] + [_latex(c) for c in frame.columns]) + " \\\\", "\\midrule"]
+            lines += [" & ".join([_latex(i)] + [_latex(_fmt(v)) for v in row]) + " \\\\"
+                      for i, row in zip(frame.index, frame.itertuples(index=False))]
+            lines += ["\\bottomrule", "\\end{tabular}"]
+            return "\n".join(lines)
+
+        header = pd.DataFrame({"value": [v for _, v in self._header()]}, index=[k for k, _ in self._header()])
+        parts = [f"% {self.title}", tabular(header)]
+        for heading, table, _ in self._sections():
+            if isinstance(table, pd.DataFrame):
+                parts += [f"% {heading}", tabular(table)]
+        return "\n\n".join(parts) + "\n"
+
+
+def _latex(value) -> str:
+    text = str(value)
+    for char, escaped in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("$", r"\$"), ("#", r"\#"),
+                          ("_", r"\_"), ("{", r"\{"), ("}", r"\}"), ("~", r"\textasciitilde{}"),
+                          ("^", r"\textasciicircum{}")):
+        text = text.replace(char, escaped)
+    return text
+
+
+FitSummary = FitResults  # the name of deepcausal 0.1's report

@@ -5,6 +5,7 @@ categorical columns refused, messages without the column names), or pins a fix a
 test of its own (tiny data, the treatment in row-count messages).
 """
 
+import re
 import warnings
 
 import numpy as np
@@ -69,13 +70,16 @@ def test_summary_of_a_dfiv_fit_reports_rows_strength_losses_settings_and_trainin
     assert s.strength["held-out stage-1 R² (learned)"] == pytest.approx(kept["val_stage1_r2"])
     assert row["val_stage2_mse"] == pytest.approx(kept["val_stage2_loss"] * est.scalers_["Y"].scale[0] ** 2)
     # resolved defaults: λ at the batch size in force (the half's 270 training rows), the step cap
-    assert s.settings.loc["batch_size", "given"] == "auto"
-    assert s.settings.loc["batch_size", "in force"] == est.settings_["batch_size"] == 270
-    assert s.settings.loc["lam1", "given"] is None and s.settings.loc["lam1", "in force"] == est.settings_["lam1"]
-    assert s.settings.loc["max_steps", "in force"] == est.settings_["max_steps"]
+    assert s.all_settings.loc["batch_size", "given"] == "auto"
+    assert s.all_settings.loc["batch_size", "in force"] == est.settings_["batch_size"] == 270
+    assert s.all_settings.loc["lam1", "given"] is None
+    assert s.all_settings.loc["lam1", "in force"] == est.settings_["lam1"]
+    assert s.all_settings.loc["max_steps", "in force"] == est.settings_["max_steps"]
+    # the printed settings are those that differ from the defaults
+    assert "batch_size" not in s.settings.index and s.settings.loc["n_epochs", "given"] == est.n_epochs
     text = str(s)
-    for part in ("DFIV summary", "Data (rows)", "First-stage strength", "held-out", "Hyper-parameters",
-                 "Warnings during fit (0)", "max_steps", "cost"):
+    for part in ("DFIV results", "Estimates (95% intervals)", "First-stage strength", "held-out",
+                 "Settings that differ from the defaults", "Warnings during fit (0)", "n_epochs", "cost"):
         assert part in text
     assert "<table" in s._repr_html_() and "First-stage strength" in s._repr_html_()
 
@@ -296,7 +300,7 @@ def test_non_numeric_treatment_or_outcome_is_an_error_naming_the_column(role):
 def test_from_formula_fits_card_like_data_and_predicts_on_the_original_frame():
     card = card_like()
     original = card.copy()
-    est = DFIV.from_formula("lwage ~ exper + C(region) + [educ ~ nearc4 + nearc2]", card, **QUICK)
+    est = DFIV.from_formula("lwage ~ exper + C(region) + [educ ~ nearc4 + nearc2]", card, **QUICK).fit()
     pd.testing.assert_frame_equal(card, original)
     assert isinstance(est, DFIV) and est.formula_.formula.startswith("lwage ~")
     assert est.columns_ == {"Y": ["lwage"], "T": ["educ"], "Z": ["nearc4", "nearc2"], "X": ["exper", "region"]}
@@ -315,32 +319,32 @@ def test_from_formula_fits_card_like_data_and_predicts_on_the_original_frame():
         est.predict(new.assign(region="atlantis"))
     with pytest.raises(ValueError, match=r"lacks its column\(s\) \['exper'\]"):
         est.predict(card.drop(columns="exper"))
-    assert "formula: lwage ~ exper + C(region)" in str(est.summary())
+    assert re.search(r"formula:\s+lwage ~ exper \+ C\(region\)", str(est.summary()))
 
 
 def test_members_of_a_formula_ensemble_read_the_original_frame():
     card = card_like()
-    est = DFIV.from_formula("lwage ~ exper + C(region) + [educ ~ nearc4]", card, **{**QUICK, "n_estimators": 2})
+    est = DFIV.from_formula("lwage ~ exper + C(region) + [educ ~ nearc4]", card, **{**QUICK, "n_estimators": 2}).fit()
     rows = card.iloc[:10]
     np.testing.assert_allclose(np.mean([m.predict(rows) for m in est.estimators_], axis=0), est.predict(rows),
                                rtol=1e-9)
 
 
 def test_saving_a_formula_model_says_how_to_get_a_savable_one(tmp_path):
-    est = DFIV.from_formula("lwage ~ exper + C(region) + [educ ~ nearc4]", card_like(), **QUICK)
+    est = DFIV.from_formula("lwage ~ exper + C(region) + [educ ~ nearc4]", card_like(), **QUICK).fit()
     with pytest.raises(ValueError, match="from_formula cannot be saved yet"):
         est.save(tmp_path / "f.pt")
     assert not (tmp_path / "f.pt").exists()
 
 
 def test_a_formula_of_plain_columns_is_the_same_fit_as_the_dataframe_mode(iv):
-    by_formula = DFIV.from_formula("sales ~ time + customer_type + [price ~ cost]", iv.train, **QUICK)
+    by_formula = DFIV.from_formula("sales ~ time + customer_type + [price ~ cost]", iv.train, **QUICK).fit()
     by_frame = DFIV(**QUICK).fit(iv.train, **iv.fit_kwargs())
     np.testing.assert_array_equal(by_formula.predict(iv.test_X), by_frame.predict(iv.test_X))
 
 
 def test_dfpv_from_formula(pv):
-    est = DFPV.from_formula("sales ~ [price ~ cost1 + cost2 | views]", pv.train, **QUICK)
+    est = DFPV.from_formula("sales ~ [price ~ cost1 + cost2 | views]", pv.train, **QUICK).fit()
     ref = DFPV(**QUICK).fit(pv.train, **pv.fit_kwargs())
     np.testing.assert_array_equal(est.predict(pv.test_X), ref.predict(pv.test_X))
     assert est.columns_["W"] == ["views"] and est.columns_["Z"] == ["cost1", "cost2"]
