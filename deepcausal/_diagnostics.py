@@ -17,6 +17,10 @@ class WeakInstrumentWarning(UserWarning):
     """The instruments explain little of the treatment beyond the covariates."""
 
 
+class IdentificationWarning(UserWarning):
+    """The data identify the curve weakly or not at all: a reported curve or band needs care."""
+
+
 def _rss_from_moments(A: np.ndarray, B: np.ndarray, tTt: float):
     """Residual sum of squares of least squares from its moments, and the design's rank.
 
@@ -169,7 +173,8 @@ def first_stage_table(T: np.ndarray, Z: np.ndarray, X: Optional[np.ndarray], nam
 
 def warn_if_weak_instrument(T, Z, X, reduce_sum: Optional[Callable] = None, names=None) -> dict:
     """Warn (naming the treatment column, the instrument problem and the statistic) when the first
-    stage is weak; returns the fitted attributes ``first_stage_f_`` and ``first_stage_``.
+    stage is weak; returns the fitted attributes ``first_stage_f_``, ``first_stage_`` and
+    ``identification_`` (``{"status": "identified" | "weak" | "not identified", "reasons": [...]}``).
 
     ``first_stage_`` is :func:`first_stage_table` (None for treatments of more than 32 columns, e.g.
     images). ``first_stage_f_`` is the statistic whose weakness matters: a single column's F, the
@@ -181,23 +186,31 @@ def warn_if_weak_instrument(T, Z, X, reduce_sum: Optional[Callable] = None, name
     if np.all(np.sqrt(z_sq / n) < 1e-12):
         warn("instruments: every instrument column is constant; the structural function is not "
              "identified (weak instrument, first-stage F = 0)", WeakInstrumentWarning)
-        return {"first_stage_f_": 0.0, "first_stage_": None}
+        return {"first_stage_f_": 0.0, "first_stage_": None,
+                "identification_": {"status": "not identified", "reasons": ["every instrument column is constant"]}}
     why = "the instruments are constant, (nearly) collinear with the covariates, or barely move the treatment"
     if T.shape[1] > _MAX_PER_COLUMN:
         F = first_stage_f(T, Z, X, reduce_sum)
-        if F < WEAK_F:
+        weak = F < WEAK_F
+        if weak:
             warn(f"instruments: weak instrument: the linear first-stage partial F statistic (all {T.shape[1]} "
                  f"treatment columns pooled) is {F:.3g} (< {WEAK_F:g}); {why}", WeakInstrumentWarning)
-        return {"first_stage_f_": F, "first_stage_": None}
+        reasons = [f"the linear first-stage F of the pooled treatment columns is {F:.3g}"] if weak else []
+        return {"first_stage_f_": F, "first_stage_": None,
+                "identification_": {"status": "weak" if weak else "identified", "reasons": reasons}}
     table = first_stage_table(T, Z, X, names, reduce_sum)
     column = "F (conditional)" if "F (conditional)" in table else "F"
     what = ("the linear first-stage partial F statistic is" if column == "F" else
             "its conditional (Sanderson-Windmeijer) first-stage F, given the other treatment columns, is")
+    reasons = []
     for name, F in table[column].items():
         if np.isnan(F):
+            reasons.append(f"treatment column {name!r} has no linear first stage of its own (fewer instruments than "
+                           "treatment columns)")
             warn(f"instruments: treatment column {name!r} is not identified by a linear first stage: there are fewer "
                  "instruments than treatment columns (conditional first-stage F undefined)", WeakInstrumentWarning)
         elif F < WEAK_F:
+            reasons.append(f"the linear first-stage {'conditional ' if column != 'F' else ''}F of {name!r} is {F:.3g}")
             own = table.loc[name, "F"]
             because = (f"the instruments move it (its own F is {own:.3g}) but not apart from the other treatment "
                        "columns, so the effects of the columns cannot be told apart" if column != "F" and own >= WEAK_F
@@ -206,4 +219,5 @@ def warn_if_weak_instrument(T, Z, X, reduce_sum: Optional[Callable] = None, name
                  f"{because}", WeakInstrumentWarning)
     values = table[column].to_numpy(dtype=float)
     weakest = 0.0 if np.isnan(values).any() else float(values.min())
-    return {"first_stage_f_": weakest, "first_stage_": table}
+    return {"first_stage_f_": weakest, "first_stage_": table,
+            "identification_": {"status": "weak" if reasons else "identified", "reasons": reasons}}

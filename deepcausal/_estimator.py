@@ -16,6 +16,7 @@ G, the prediction features).
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import time
@@ -25,12 +26,14 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.base import BaseEstimator
+from sklearn.utils import metadata_routing
 from sklearn.exceptions import NotFittedError
 
 from ._data import Standardizer
 from ._inputs import RoleInputs
 from ._modes import resolve_device
 from ._persist import load_estimator, load_weights, register_estimator, save_estimator
+from ._progress import logger, progress_bar, show_progress
 from ._reporting import QueryReports
 from ._training import build_nets, fit_member
 from ._warnings import record, warn
@@ -80,8 +83,15 @@ class TwoStageEstimator(RoleInputs, QueryReports, BaseEstimator):
     }
 
     def __init_subclass__(cls, **kwargs):
-        # Every estimator class can be read back from a model file (deepcausal._persist's registry).
+        # The roles fit, predict and score take are data, not metadata for scikit-learn's routing: marking
+        # them unused spares the estimators the generated set_fit_request & co (and help() their docs).
+        for method in ("fit", "predict", "score"):
+            params = [p for p in inspect.signature(getattr(cls, method)).parameters.values()
+                      if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+                      and p.name not in ("self", "X", "y", "Y", "Xt", "yt")]  # names scikit-learn never routes
+            setattr(cls, f"__metadata_request__{method}", {p.name: metadata_routing.UNUSED for p in params})
         super().__init_subclass__(**kwargs)
+        # Every estimator class can be read back from a model file (deepcausal._persist's registry).
         register_estimator(cls, _rebuild_nets)
 
     # ---- hooks -----------------------------------------------------------------------------
@@ -145,6 +155,8 @@ class TwoStageEstimator(RoleInputs, QueryReports, BaseEstimator):
         """Resolved training settings for stage halves of ``n_half`` rows (the smaller half)."""
         if self.mode not in self._mode_defaults:
             raise ValueError(f"mode must be 'proximal' or 'ridge', got {self.mode!r}")
+        if self.verbose != "auto" and not isinstance(self.verbose, (bool, np.bool_)):
+            raise ValueError(f"verbose must be True, False or 'auto', got {self.verbose!r}")
         s = dict(self._mode_defaults[self.mode])
         for k in s:
             v = getattr(self, k)
@@ -257,13 +269,21 @@ class TwoStageEstimator(RoleInputs, QueryReports, BaseEstimator):
             prepared = self._prepare(data, columns, images, encoders)
             val = self._validation(validation)
             seeds = member_seeds(prepared["seed"], self.n_estimators)
-            if self.n_estimators == 1:
-                self._fit_member(prepared, seeds[0], val)
-                return self._finish(data, prepared, start)
             # Members are separate processes' work unless this is already a distributed fit.
             n_jobs = 1 if prepared["comm"].active else self.n_jobs
-            members = fit_members(self, prepared, seeds, val, n_jobs, self.verbose)
+            total = self.n_estimators * prepared["settings"]["max_steps"]
+            show = show_progress(self.verbose, total, prepared["comm"].rank)
+            with progress_bar(total, type(self).__name__, show, processes=n_jobs not in (None, 1)) as channel:
+                if self.n_estimators == 1:
+                    self._fit_member(prepared, seeds[0], val, channel(0))
+                    return self._finish(data, prepared, start)
+                members = fit_members(self, prepared, seeds, val, n_jobs, channel)
             for i, m in enumerate(members):
+                kept = m.history_[m.history_["kept"]] if "kept" in m.history_ and m.history_["kept"].any() \
+                    else m.history_.tail(1)
+                logger.info("%s member %d (seed %d): %s after %d steps, held-out stage-2 loss %.4g at the kept check",
+                            type(self).__name__, i, seeds[i], m.stopping_["reason"], m.stopping_["steps"],
+                            float(kept["val_stage2_loss"].iloc[-1]) if "val_stage2_loss" in kept else float("nan"))
                 # The member's own warnings join this fit's record; a worker process's are not shown to
                 # the user, so the divergences are issued again here, naming the member.
                 for w in getattr(m, "fit_warnings_", ()):
@@ -286,8 +306,9 @@ class TwoStageEstimator(RoleInputs, QueryReports, BaseEstimator):
             raise
 
     def _finish(self, data: dict, prepared: dict, start: float) -> "TwoStageEstimator":
-        """The fit's report: the estimates of ``summary()`` on the training rows (not in a distributed
-        fit, whose ranks hold different rows) and the fit's wall time."""
+        """The fit's report: how well the data identify the curve, the estimates of ``summary`` on the
+        training rows (not in a distributed fit, whose ranks hold different rows) and the wall time."""
+        self.identification_ = self._identification()
         self.summary_estimates_ = None if prepared["comm"].active else self._summary_estimates(data)
         self.fit_seconds_ = time.perf_counter() - start
         return self
@@ -337,9 +358,25 @@ class TwoStageEstimator(RoleInputs, QueryReports, BaseEstimator):
         for name, value in prepared["shared"].items():
             setattr(self, name, value)
 
-    def _fit_member(self, prepared: dict, seed: int, validation) -> "TwoStageEstimator":
+    def _identification(self) -> dict:
+        """``identification_``: the first stage's verdict (DFIV's linear first stage per column) and the
+        learned stage-1 head's: its held-out R² (mean over members) at most 0 makes the curve weakly
+        identified — the learned first stage predicts its target no better than a constant."""
+        ident = dict(getattr(self, "identification_", None) or {"status": "identified", "reasons": []})
+        ident["reasons"] = list(ident["reasons"])
+        r2 = [float(m.history_.loc[m.history_["kept"], "val_stage1_r2"].iloc[-1]) if m.history_["kept"].any()
+              else float(m.history_["val_stage1_r2"].iloc[-1])
+              for m in self._members() if "val_stage1_r2" in getattr(m, "history_", ())]
+        if r2 and np.nanmean(r2) <= 0:
+            ident["reasons"].append(f"the learned stage-1 head predicts its target no better than a constant on "
+                                    f"held-out rows (R² {np.nanmean(r2):.2g})")
+            if ident["status"] == "identified":
+                ident["status"] = "weak"
+        return ident
+
+    def _fit_member(self, prepared: dict, seed: int, validation, progress=None) -> "TwoStageEstimator":
         """Train one member (all of a single fit): :func:`deepcausal._training.fit_member`."""
-        return fit_member(self, prepared, seed, validation)
+        return fit_member(self, prepared, seed, validation, progress)
 
     @property
     def summary(self) -> FitResults:

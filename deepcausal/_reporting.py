@@ -25,6 +25,7 @@ import torch
 from scipy import stats
 
 from ._data import as_2d_array
+from ._diagnostics import IdentificationWarning
 from ._modes import predicting
 from ._warnings import warn
 from .inference import NoDrawsError, check_alpha, combine_draws
@@ -120,12 +121,38 @@ class QueryReports:
                 devs.append(torch.cat(parts).cpu().numpy())
         return np.stack(ests), devs
 
-    def _report(self, phi, level: bool, alpha=None, band: str = "pointwise", heads: str = "fitted") -> dict:
+    def _identified(self, quiet: bool = False) -> bool:
+        """Warn, in words a user can act on, when the fit found the curve weakly identified or not at
+        all (``identification_``); False when nothing is identified (then no band is reported)."""
+        ident = getattr(self, "identification_", None) or {"status": "identified", "reasons": []}
+        if ident["status"] == "identified":
+            return True
+        why = "; ".join(ident["reasons"])
+        if ident["status"] == "not identified":
+            if not quiet:
+                warn(f"the data do not identify the curve ({why}): the estimate only reflects the networks' "
+                     "initialisation and the ridge, not a causal effect, so no band is reported (NaN); use "
+                     "instruments that move the treatment", IdentificationWarning)
+            return False
+        if not quiet:
+            warn(f"the data identify the curve weakly ({why}): the estimate is pulled towards a flat curve by the "
+                 "regularisation, and the bands cover sampling noise, not that bias; read the shape with care and "
+                 "compare the average marginal effect with a linear IV estimate (e.g. linearmodels' IV2SLS)",
+                 IdentificationWarning)
+        return True
+
+    def _report(self, phi, level: bool, alpha=None, band: str = "pointwise", heads: str = "fitted",
+                quiet: bool = False) -> dict:
         """Point estimate (the member average), and with ``alpha`` its standard error and band, in
-        the outcome's units."""
+        the outcome's units. Bands are NaN when the data do not identify the curve (with a warning,
+        unless ``quiet``)."""
         ests, devs = self._linear_statistic(phi, heads)
         if alpha is None:
             return {"estimate": self._to_outcome(ests.mean(axis=0), level)}
+        if not self._identified(quiet):
+            estimate = self._to_outcome(ests.mean(axis=0), level)
+            nan = np.full_like(estimate, np.nan)
+            return {"estimate": estimate, "std_error": nan, "lower": nan, "upper": nan, "dof": nan}
         # Complete-data degrees of freedom of one member's estimate: stage-2 rows less the head's size.
         dof = (int(self.n_train_) - int(self.n_stage1_)) - int(self._members()[0].heads_.u.shape[0])
         try:
@@ -285,7 +312,6 @@ class QueryReports:
         ``alpha``, ``"std_error"``, ``"lower"``, ``"upper"``.
         """
         self._check_fitted()
-        key = self._predict_keys[0]
         grid = self._grid(treatment_grid)
         names = self._treatment_names()
         lo, hi = self.treatment_range_
@@ -301,6 +327,8 @@ class QueryReports:
         else:
             n_x = len(X) if isinstance(X, pd.DataFrame) else as_2d_array(X, "X (covariates)").shape[0]
             base = self._prediction_inputs(np.repeat(grid[:1], n_x, axis=0), X)
+        if alpha is None:
+            self._identified()
         r = self._report(self._dose_phi_at(grid, base), True, alpha, band)
         frame = pd.DataFrame(grid, columns=names)
         for k in ("estimate", "std_error", "lower", "upper"):
@@ -357,7 +385,7 @@ class QueryReports:
         table = {}
         for labels, phi, level in groups:
             try:
-                r = self._report(phi, level, alpha)
+                r = self._report(phi, level, alpha, quiet=True)
             except NoDrawsError:  # neither draws nor members: estimates without intervals
                 r = self._report(phi, level)
             for i, label in enumerate(labels):

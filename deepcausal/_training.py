@@ -43,13 +43,12 @@ import math
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ._modes import diverged, draws_random_numbers, eval_mode, mode_matters, seeded_global_rng
 from ._warnings import warn
@@ -109,12 +108,14 @@ class Member:
     comm: Any
     gen: torch.Generator
     opts: Dict[str, Adam] = field(default_factory=dict)
+    progress: Optional[Callable] = None  # progress(steps since the last report, held-out loss)
 
 
 # ---- initialise ---------------------------------------------------------------------------------
-def fit_member(est, prepared: dict, seed: int, validation):
+def fit_member(est, prepared: dict, seed: int, validation, progress: Optional[Callable] = None):
     """Train one member (all of a single fit) and set its fitted attributes on ``est``: its split,
-    networks, heads (as trained and refit), stage-2 summaries and bootstrap draws. Returns ``est``."""
+    networks, heads (as trained and refit), stage-2 summaries and bootstrap draws. Returns ``est``.
+    ``progress(steps, held_out_loss)`` hears of the steps at each check (:mod:`deepcausal._progress`)."""
     est._set_shared(prepared)
     comm, settings, device = prepared["comm"], prepared["settings"], est.device_
     n, n1, offset, n_local = prepared["n"], prepared["n1"], prepared["offset"], prepared["n_local"]
@@ -139,7 +140,7 @@ def fit_member(est, prepared: dict, seed: int, validation):
         truth_val = None
         if validation is not None:
             truth_val = (est._prediction_inputs(*validation[0]), validation[1])
-        member = Member(est, nets, heads, halves, settings, comm, gen)
+        member = Member(est, nets, heads, halves, settings, comm, gen, progress=progress)
         history, stop = train(member, truth_val)
         heads.release_features()
         bootstrap_seed = int(torch.randint(0, 2**62, (1,), generator=gen))
@@ -221,7 +222,8 @@ def train(member: Member, truth_val) -> Tuple[List[dict], dict]:
     track = {"recent": [], "best": math.inf, "row": None, "state": None, "worse": 0}
     step, reason = 0, "max_steps"
     recoveries: List[int] = []  # steps at which training diverged and went back to the kept check
-    bar = tqdm(total=st["max_steps"], disable=not est.verbose or comm.rank != 0, desc=type(est).__name__)
+    report = member.progress or (lambda steps, held_out=None: None)
+    reported = 0
     try:
         while step < st["max_steps"] and reason == "max_steps":
             # a new epoch: one random order of each half's training rows (after its held-out rows)
@@ -252,7 +254,6 @@ def train(member: Member, truth_val) -> Tuple[List[dict], dict]:
                     member.opts = optimisers(est, nets)
                     continue  # the failed step is not counted; the next minibatch pair takes its place
                 step, since_check = step + 1, since_check + 1
-                bar.update(1)
                 if since_check < check_every and step % steps_per_epoch and step < st["max_steps"]:
                     continue
                 row = {"epoch": math.ceil(step / steps_per_epoch), "step": step,
@@ -264,8 +265,8 @@ def train(member: Member, truth_val) -> Tuple[List[dict], dict]:
                 if truth_val is not None:
                     row.update(validation_mse(est, nets, heads, halves, st, comm, *truth_val))
                 history.append(row)
-                bar.set_postfix(stage2=f"{row['stage2_loss']:.4f}",
-                                held_out=f"{row.get('val_stage2_loss', float('nan')):.4f}")
+                report(step - reported, row.get("val_stage2_loss"))
+                reported = step
                 if "val_stage2_loss" in row and st["early_stopping"]:
                     if early_stopping_check(track, row, len(history) - 1, nets, heads, st["patience"]):
                         reason = "early_stopping"
@@ -286,7 +287,7 @@ def train(member: Member, truth_val) -> Tuple[List[dict], dict]:
              f"lower learning rate; the model of the check at step {kept['step']} (held-out stage-2 "
              f"loss {kept['val_stage2_loss']:.4g}) is kept", RuntimeWarning)
     finally:
-        bar.close()
+        report(st["max_steps"] - reported)  # the steps an early stop saved count as done
     stop = {"reason": reason, "steps": step, "epochs": math.ceil(step / steps_per_epoch),
             "kept_step": None, "restored": False, "recoveries": recoveries}
     if track["state"] is not None:

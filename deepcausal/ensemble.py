@@ -73,27 +73,25 @@ def one_torch_thread():
                 torch.set_num_threads(_THREADS_BEFORE)
 
 
-def _fit_one(member, prepared, seed, index, validation):
+def _fit_one(member, prepared, seed, index, validation, progress=None):
     with one_torch_thread(), recording() as caught:
         try:
-            member._fit_member(prepared, seed, validation)
+            member._fit_member(prepared, seed, validation, progress)
         except FloatingPointError as exc:
             raise FloatingPointError(f"ensemble member {index} (seed {seed}): {exc}") from exc
     member.fit_warnings_ = list(caught)  # the member's own: a worker's warnings do not reach the parent
     return member
 
 
-def fit_members(estimator, prepared, seeds, validation, n_jobs, verbose: bool = False):
+def fit_members(estimator, prepared, seeds, validation, n_jobs, channel=None):
     """Fit one member per seed: clones of ``estimator`` with one member each, in parallel.
 
-    A member that diverges raises a ``FloatingPointError`` naming the member and its seed.
+    ``channel(i)`` gives member i's line to the progress bar (:mod:`deepcausal._progress`). A member
+    that diverges raises a ``FloatingPointError`` naming the member and its seed.
     """
     from sklearn.base import clone
 
     template = clone(estimator).set_params(n_estimators=1, n_jobs=None, verbose=False)
-    jobs = (delayed(_fit_one)(clone(template), prepared, s, i, validation) for i, s in enumerate(seeds))
-    if n_jobs in (None, 1) and verbose:
-        from tqdm.auto import tqdm
-
-        return [job[0](*job[1], **job[2]) for job in tqdm(list(jobs), desc=f"{type(estimator).__name__} members")]
-    return Parallel(n_jobs=n_jobs, verbose=10 if verbose else 0)(jobs)
+    jobs = (delayed(_fit_one)(clone(template), prepared, s, i, validation, channel(i) if channel else None)
+            for i, s in enumerate(seeds))
+    return Parallel(n_jobs=n_jobs)(jobs)

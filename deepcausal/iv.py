@@ -14,82 +14,45 @@ __all__ = ["DFIV"]
 class DFIV(TwoStageEstimator):
     """Deep feature instrumental-variable regression of a structural function h(t, x).
 
-    An instrument Z moves the treatment T but reaches the outcome Y only through T; covariates X are
-    exogenous. Three networks give features: ψ(T) of the treatment, φ(Z, X) of the instruments and
-    η(X) of the covariates. Stage 1 fits the head V: [φ, 1] → ψ on one half of the data; stage 2
-    fits u: [ψ̂, 1] ⊗ [η, 1] → Y on the other half with ψ̂ = [φ, 1]V the *predicted* treatment
-    features, which removes the confounding. The heads are solved in closed form; on minibatches
-    by the proximal solver (see :mod:`deepcausal.twostage`).
+    Estimates h(t, x) = E[Y | do(T = t), X = x] when the treatment T is confounded, from instruments
+    Z that move T but reach the outcome Y only through it: E[Y − h(T, X) | Z, X] = 0, with covariates
+    X exogenous. With learned features ψ(t), φ(z, x) and η(x)::
+
+        stage 1 (half S1)   ψ(T) ≈ Vᵀ [φ(Z, X), 1]
+        stage 2 (half S2)   Y ≈ uᵀ ([ψ̂, 1] ⊗ [η(X), 1]),   ψ̂ = Vᵀ [φ(Z, X), 1]
+        estimate            ĥ(t, x) = uᵀ ([ψ(t), 1] ⊗ [η(x), 1])
+
+    The heads V, u are solved in closed form (on minibatches by the proximal solver) while the
+    networks take gradient steps; an ensemble of members, each with its own split, is averaged, and
+    its bands combine a bootstrap of the heads with the members' spread. The API reference's method
+    page gives the equations and what the defaults rest on.
 
     Parameters
     ----------
     mode : {"proximal", "ridge"}, default="proximal"
-        ``"proximal"``: minibatches with proximal heads (λ₁, λ₂, λ₁₂; β₁, β₂). Setting all λ to 0
-        gives the per-batch ridge ablation. ``"ridge"``: the original full-batch algorithm (each
-        batch is the whole stage half, λ ignored and taken as 0).
-    treatment_net, instrument_net, covariate_net : torch.nn.Module or callable, optional
-        Feature networks for T, (Z, X) and X. A module is deep-copied at each fit; a callable is
-        called with the input dimension and must return a module. Default: [x, MLP(x)] (the raw
-        standardized input beside a ReLU MLP 64, 32 → w; :class:`deepcausal.nets.SkipMLP`) for
-        vectors, with w = 4 for the treatment, 16 for the instruments and 8 for the covariates, and
-        a spectral-normalised tanh MLP for images.
+        Minibatches with proximal heads, or the original full-batch algorithm (λ taken as 0).
+    treatment_net, instrument_net, covariate_net : nn.Module or callable, optional
+        Feature networks of T, (Z, X) and X (a module, or a factory called with the input width).
     %(n_epochs_parameter)s
     batch_size : int or "auto", default="auto"
-        Rows per stage half in one minibatch (proximal mode). "auto": 512, or the whole half
-        when it has fewer training rows.
-    lam1, lam2 : float or None, default=None
-        Proximal coefficients of the stage-1 and stage-2 head updates. None: 0.1 × 512 / batch_size,
-        i.e. 0.1 at the default batch and inversely proportional to the batch size, as the Kalman
-        reading of the proximal step prescribes (λ = σ²/(n_B s²): the previous head stands for a fixed
-        amount of data, so a smaller batch should lean on it more). On dSprites this scaling gave a
-        lower held-out stage-2 loss at batches 64 and 256 than a fixed 0.1.
+        Rows of each stage half per minibatch (512, or the whole half when smaller).
+    lam1, lam2 : float, optional
+        Proximal coefficients of the stage-1 and stage-2 heads; default 0.1 × 512 / batch_size.
     lam12 : float, default=0.0
-        Proximal coefficient of the stage-1 refit inside the stage-2 loss (the path of the
-        stage-2 gradient into the treatment network). λ₁₂ = 0
-        (an exact per-batch ridge refit) validated best on demand: a λ₁₂ refit that leans on the
-        previous head gives the treatment network a misleading gradient.
-    beta1, beta2 : float, default=(1e-3, 1e-3)
-        Ridge penalties of the stage-1 and stage-2 heads (on standardized data).
+        Proximal coefficient of the stage-1 refit inside the stage-2 loss.
+    beta1, beta2 : float, default=1e-3
+        Ridge penalties of the stage-1 and stage-2 heads, on standardized data.
     stage1_iter, covariate_iter, stage2_iter : int, optional
-        Gradient steps of each stage per minibatch. Defaults: 4, 4, 1 (proximal); 20, 20, 1 (ridge).
-        Fewer (2, 2, 1) matched the held-out losses in two thirds of the time, but the default
-        ensemble's structural error on demand doubled (benchmarks/RESULTS.md, "Gradient steps per
-        minibatch"), so the defaults keep 4, 4, 1.
+        Gradient steps per minibatch pair and stage; default 4, 4, 1 (ridge mode: 20, 20, 1).
     %(training_parameters)s
 
     Attributes
     ----------
-    nets_ : torch.nn.ModuleDict
-        Trained networks ("treatment", "instrument" and, with covariates, "covariate").
-    heads_ : TwoStageHeads
-        Heads used by ``predict`` (refitted on all data when ``refit_heads``).
-    current_heads_ : TwoStageHeads
-        Heads as they were at the end of training.
+    %(results_attributes)s
     first_stage_f_ : float
-        Strength of the instruments in a linear first stage T ~ [Z, X, 1]: the partial F statistic
-        of a one-column treatment; with several columns the smallest conditional
-        (Sanderson-Windmeijer) F, which is small when any one column is not moved by the
-        instruments apart from the others; for image treatments the pooled statistic. Below 10 a
-        ``WeakInstrumentWarning`` names the column at fit.
-    first_stage_ : pandas.DataFrame or None
-        Per treatment column: the classical and heteroskedasticity-robust partial F, the partial R²
-        and, with several columns, the conditional F (see
-        :func:`deepcausal._diagnostics.first_stage_table`). None for image treatments.
-    history_ : pandas.DataFrame
-        One row per check (each epoch end, or every 200 steps): ``epoch``, ``step``, ``lr`` (the
-        learning rate in force), training and held-out stage losses (standardized units), ``kept``
-        (the check whose state was restored) and, when ``fit`` had ``validation``, the structural
-        MSE with current heads (``val_mse_current``) and refit heads (``val_mse_refit``).
-    stopping_ : dict
-        How training ended: ``reason`` ("max_steps", "early_stopping", "diverged", "interrupted"),
-        ``steps``, ``epochs``, ``kept_step`` and ``recoveries`` (steps at which a divergence sent
-        training back to the kept check at half the learning rate). A single fit's; in an ensemble
-        each of ``estimators_`` has its own.
-
-    Notes
-    -----
-    Inputs and the outcome are standardized internally (per column; images with one global scale),
-    so the coefficients β and λ are on a unit scale whatever the data's units.
+        Linear first-stage F of the weakest treatment column (conditional F with several columns).
+    first_stage_ : DataFrame or None
+        Per treatment column: classical and robust partial F, partial R², conditional F.
 
     References
     ----------
@@ -101,7 +64,7 @@ class DFIV(TwoStageEstimator):
     >>> from deepcausal import DFIV
     >>> from deepcausal.datasets import demand
     >>> d = demand(n=1000, seed=0)
-    >>> est = DFIV(n_epochs=5, random_state=0).fit(d.train, **d.fit_kwargs())
+    >>> est = DFIV(n_epochs=5, n_estimators=2, random_state=0).fit(d.train, **d.fit_kwargs())
     >>> est.dose_response([15.0, 20.0], X=d.train[["time", "customer_type"]]).shape
     (2, 2)
     """
@@ -149,7 +112,7 @@ class DFIV(TwoStageEstimator):
         n_jobs=-1,
         random_state=None,
         device="cpu",
-        verbose=False,
+        verbose="auto",
     ):
         self.mode = mode
         self.treatment_net = treatment_net

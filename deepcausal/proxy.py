@@ -36,90 +36,46 @@ def _three_way(a: torch.Tensor, b: torch.Tensor, c) -> torch.Tensor:
 class DFPV(TwoStageEstimator):
     """Deep feature proxy causal learning of a dose-response f(a) with a hidden confounder.
 
-    No instrument is needed; instead a *treatment proxy* Z and an *outcome proxy* W of the hidden
-    confounder U are observed. A bridge function h(a, w) solving E[Y | A, Z] = E[h(A, W) | A, Z]
-    gives the dose-response f(a) = E_W[h(a, W)], W averaged over its marginal distribution.
+    Without an instrument: a treatment proxy Z and an outcome proxy W of the hidden confounder U
+    identify a bridge function b(a, w) with E[Y | A, Z] = E[b(A, W) | A, Z], and the dose-response is
+    f(a) = E_W[b(a, W)], W averaged over its marginal. With learned features::
 
-    The bridge is h(a, w) = ([φ_A2(a), 1] ⊗ [ψ_W(w), 1]) u. Stage 1 (one half of the rows) learns
-    the conditional mean of ψ_W(W) given (A, Z) with features [φ_A1(A), 1] ⊗ [φ_Z(Z), 1] and head V;
-    stage 2 (the other half) regresses Y on [φ_A2(A), 1] ⊗ [Ŵ, 1], Ŵ the stage-1 prediction, with
-    head u. Heads are solved in closed form, on minibatches by the proximal solver; ψ_W and φ_A2
-    are trained by the stage-2 loss, ψ_W through the λ₁₂ refit of V (see :mod:`deepcausal.twostage`).
+        stage 1 (half S1)   ψ_W(W) ≈ Vᵀ ([φ_A1(A), 1] ⊗ [φ_Z(Z), 1])
+        stage 2 (half S2)   Y ≈ uᵀ ([φ_A2(A), 1] ⊗ [Ŵ, 1]),   Ŵ the stage-1 prediction
+        estimate            f̂(a) = uᵀ ([φ_A2(a), 1] ⊗ [mean over S2 of ψ_W(W), 1])
+
+    The average over W is exact since the bridge is linear in ψ_W. With covariates X the bridge also
+    crosses [η(X), 1]: ``predict(A)`` averages over the covariates (their joint mean with ψ_W),
+    ``predict(A, X)`` is conditional on them. Heads in closed form, networks by gradient steps,
+    ensembles and bands as in :class:`DFIV`; the API reference's method page has the details.
 
     Parameters
     ----------
     mode : {"proximal", "ridge"}, default="proximal"
-        ``"proximal"``: minibatches with proximal heads. ``"ridge"``: the original full-batch
-        algorithm (each batch is a whole stage half; λ ignored and taken as 0).
-    treatment_net : torch.nn.Module or callable, optional
-        φ_A2, the treatment features of the bridge (stage 2).
-    stage1_treatment_net : torch.nn.Module or callable, optional
-        φ_A1, the treatment features of the stage-1 conditional mean.
-    treatment_proxy_net : torch.nn.Module or callable, optional
-        φ_Z, features of the treatment proxy (and of the covariates, when given).
-    outcome_proxy_net : torch.nn.Module or callable, optional
-        ψ_W, features of the outcome proxy.
-    covariate_net : torch.nn.Module or callable, optional
-        η(X), features of the covariates. The stage-2 head has (d_A2+1)(d_W+1)(d_X+1) rows, so
-        keep covariate features few (e.g. ``lambda d: deepcausal.nets.mlp(d, d_out=4)``).
-        Every network: a module is deep-copied at each fit; a callable is called with the input
-        dimension and must return a module. Default: a ReLU MLP (64, 32 → 16) for vectors and a
-        spectral-normalised tanh MLP (→ 32) for inputs with ≥ 1024 columns (images).
+        Minibatches with proximal heads, or the original full-batch algorithm (λ taken as 0).
+    treatment_net, stage1_treatment_net : nn.Module or callable, optional
+        φ_A2 (the bridge's treatment features) and φ_A1 (stage 1's).
+    treatment_proxy_net, outcome_proxy_net, covariate_net : nn.Module or callable, optional
+        φ_Z (of the treatment proxy and covariates), ψ_W (of the outcome proxy) and η (of X).
     %(n_epochs_parameter)s
     batch_size : int or "auto", default="auto"
-        Rows per stage half in one minibatch (proximal mode). "auto": 256, or the whole half
-        when it has fewer training rows.
-    lam1, lam2 : float or None, default=None
-        Proximal coefficients of the stage-1 and stage-2 head updates. None: 0.1 × 256 / batch_size,
-        i.e. 0.1 at the default batch and inversely proportional to the batch size, as the Kalman
-        reading of the proximal step prescribes (λ = σ²/(n_B s²): the previous head stands for a fixed
-        amount of data, so a smaller batch should lean on it more). On dSprites this scaling gave a
-        lower held-out stage-2 loss at batches 64 and 256 than a fixed 0.1.
+        Rows of each stage half per minibatch (256, or the whole half when smaller).
+    lam1, lam2 : float, optional
+        Proximal coefficients of the stage-1 and stage-2 heads; default 0.1 × 256 / batch_size.
     lam12 : float, default=0.0
-        Proximal coefficient of the stage-1 refit inside the stage-2 loss. λ₁₂ = 0 (the stage-2 gradient reaches ψ_W through the exact per-batch
-        ridge refit of V) gave a lower held-out stage-2 loss on demand PCL than λ₁₂ = 0.1.
-    beta1, beta2 : float, default=(1e-2, 1e-2)
-        Ridge penalties of the stage-1 and stage-2 heads (on standardized data).
+        Proximal coefficient of the stage-1 refit inside the stage-2 loss.
+    beta1, beta2 : float, default=1e-2
+        Ridge penalties of the stage-1 and stage-2 heads, on standardized data.
     stage1_iter, covariate_iter, stage2_iter : int, optional
-        Gradient steps of each stage per minibatch. Defaults: 1, 1, 1 (proximal); 20, 20, 1 (ridge).
-        Chosen by the held-out stage-2 loss on demand PCL: 1, 1, 1 was 6.5% lower than 5, 1, 1 at half
-        the time (benchmarks/RESULTS.md, "Gradient steps per minibatch").
+        Gradient steps per minibatch pair and stage; default 1, 1, 1 (ridge mode: 20, 20, 1).
     %(training_parameters)s
 
     Attributes
     ----------
-    nets_ : torch.nn.ModuleDict
-        "treatment" (φ_A2), "stage1_treatment" (φ_A1), "treatment_proxy" (φ_Z), "outcome_proxy"
-        (ψ_W) and, with covariates, "covariate" (η).
-    heads_, current_heads_ : TwoStageHeads
-        Heads used by ``predict`` (refit on all data when ``refit_heads``), and as trained.
+    %(results_attributes)s
     summaries_ : dict
-        Stage-2 averages the prediction integrates with: ``"w_mean"``, the mean of ψ_W(W); with
-        covariates also ``"w_x_mean"``, the joint mean of [ψ_W, 1] ⊗ [η(X), 1], and
-        ``"w_given_x"``, the ridge head (β₁) of ψ_W(W) on [η(X), 1].
-    history_ : pandas.DataFrame
-        One row per check (each epoch end, or every 200 steps): ``epoch``, ``step``, ``lr``, training
-        and held-out stage losses (standardized units), ``kept`` and, with ``validation``, the
-        structural MSE with current and refit heads.
-    stopping_ : dict
-        How training ended (``reason``, ``steps``, ``epochs``, ``kept_step``, ``recoveries``); see
-        :class:`DFIV`. A single fit's; in an ensemble each of ``estimators_`` has its own.
-
-    Notes
-    -----
-    Prediction integrates the outcome proxy exactly: h is linear in ψ_W, so
-
-        f(a) = ([φ_A2(a), 1] ⊗ [mean_{S2} ψ_W(W), 1]) u.
-
-    With covariates X the bridge is h(a, w, x) = ([φ_A2(a),1] ⊗ [ψ_W(w),1] ⊗ [η(x),1]) u and
-
-    * ``predict(A)`` (no X) returns the average dose-response E_{W,X}[h(a, W, X)], using the
-      joint stage-2 mean of [ψ_W, 1] ⊗ [η, 1] (not the product of the means);
-    * ``predict(A, X)`` returns the conditional dose-response E[h(a, W, x) | X = x], with
-      E[ψ_W(W) | X = x] estimated by a ridge regression of ψ_W on [η(x), 1] over the stage-2 rows.
-      Averaged over the stage-2 rows' X it reproduces ``predict(A)`` (up to the ridge β₁).
-
-    Inputs and the outcome are standardized internally, so β and λ are on a unit scale.
+        The stage-2 averages a prediction integrates with (``w_mean``; with covariates ``w_x_mean``
+        and ``w_given_x``); ``summary_draws_`` holds their bootstrap draws.
 
     References
     ----------
@@ -128,10 +84,10 @@ class DFPV(TwoStageEstimator):
 
     Examples
     --------
-    >>> from deepcausal.proxy import DFPV
+    >>> from deepcausal import DFPV
     >>> from deepcausal.datasets import demand_proxy
     >>> d = demand_proxy(n=1000, seed=0)
-    >>> est = DFPV(n_epochs=5, random_state=0).fit(d.train, **d.fit_kwargs())
+    >>> est = DFPV(n_epochs=5, n_estimators=2, random_state=0).fit(d.train, **d.fit_kwargs())
     >>> est.predict(d.test_X).shape
     (10,)
     """
@@ -201,7 +157,7 @@ class DFPV(TwoStageEstimator):
         n_jobs=-1,
         random_state=None,
         device="cpu",
-        verbose=False,
+        verbose="auto",
     ):
         self.mode = mode
         self.treatment_net = treatment_net

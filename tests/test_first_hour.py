@@ -121,3 +121,92 @@ def test_fit_without_data_or_with_a_positional_instrument_says_what_to_do(iv):
     d = demand_proxy(n=300, seed=0)
     with pytest.raises(TypeError, match="proxies are keyword-only"):
         DFPV(**QUICK).fit(d.train["sales"], d.train["price"], d.train[["cost1", "cost2"]])
+
+
+# ---- identification guidance -----------------------------------------------------------------------
+def _frame(strength, seed=0, n=600, constant=False):
+    rng = np.random.default_rng(seed)
+    z = np.full(n, 3.0) if constant else rng.normal(size=n)
+    e = rng.normal(size=n)
+    t = strength * z + e + rng.normal(size=n)
+    return pd.DataFrame({"y": np.sin(t) + e, "t": t, "z": z})
+
+
+def test_constant_instruments_give_no_band_and_say_why():
+    from deepcausal._diagnostics import IdentificationWarning, WeakInstrumentWarning
+
+    with pytest.warns(WeakInstrumentWarning):
+        est = DFIV(**QUICK).fit(_frame(0.0, constant=True), outcome="y", treatment="t", instruments="z")
+    assert est.identification_["status"] == "not identified"
+    with pytest.warns(IdentificationWarning, match="do not identify the curve.*no band is reported"):
+        curve = est.dose_response([0.0, 1.0], alpha=0.05)
+    assert curve["lower"].isna().all() and curve["upper"].isna().all() and curve["estimate"].notna().all()
+    with pytest.warns(IdentificationWarning):
+        lo, hi = est.predict_interval(np.array([[0.5]]))
+    assert np.isnan(lo).all() and np.isnan(hi).all()
+    assert est.summary.estimates["lower"].isna().all()
+
+
+def test_a_weak_instrument_makes_the_curve_and_its_bands_warn_in_words():
+    from deepcausal._diagnostics import IdentificationWarning, WeakInstrumentWarning
+
+    with pytest.warns(WeakInstrumentWarning):
+        est = DFIV(**QUICK).fit(_frame(0.02, seed=1), outcome="y", treatment="t", instruments="z")
+    assert est.identification_["status"] == "weak"
+    assert any("linear first-stage F of 't'" in r for r in est.identification_["reasons"])
+    with pytest.warns(IdentificationWarning, match="weakly.*pulled towards a flat curve.*linear IV"):
+        est.dose_response([0.0, 1.0])
+    with pytest.warns(IdentificationWarning):
+        lo, hi = est.marginal_ate_interval(np.array([[0.0], [1.0]]))
+    assert np.isfinite(lo) and np.isfinite(hi)
+
+
+def test_a_strong_instrument_reports_no_identification_problem():
+    import warnings
+
+    est = DFIV(**{**QUICK, "n_epochs": 20}).fit(_frame(2.0, seed=2, n=2000), outcome="y", treatment="t",
+                                                   instruments="z")
+    assert est.identification_ == {"status": "identified", "reasons": []}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        est.dose_response([0.0, 1.0], alpha=0.05)
+
+
+# ---- progress and logging --------------------------------------------------------------------------
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_a_fit_shows_one_bar_over_every_members_steps(iv, capfd, caplog, n_jobs):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="deepcausal"):
+        est = DFIV(**{**QUICK, "verbose": True, "n_jobs": n_jobs}).fit(iv.train, **iv.fit_kwargs())
+    err = capfd.readouterr().err
+    total = 2 * est.settings_["max_steps"]
+    assert re.search(rf"DFIV: 100%.*{total}/{total}", err), err[-500:]  # members' steps reached the bar
+    assert "held_out=" in err
+    assert "Done" not in err  # not joblib's own lines
+    assert sum("DFIV member" in r.getMessage() for r in caplog.records) == 2
+
+
+def test_progress_is_automatic_for_long_fits_and_silent_for_short_ones(iv, capfd):
+    from deepcausal._progress import show_progress
+
+    assert show_progress("auto", 5 * 1000) and not show_progress("auto", 2 * 6) and not show_progress(False, 10**6)
+    DFIV(**{**QUICK, "verbose": "auto"}).fit(iv.train, **iv.fit_kwargs())
+    assert "step/s" not in capfd.readouterr().err
+    with pytest.raises(ValueError, match="verbose"):
+        DFIV(**{**QUICK, "verbose": "yes"}).fit(iv.train, **iv.fit_kwargs())
+
+
+# ---- docstrings for users --------------------------------------------------------------------------
+@pytest.mark.parametrize("cls", [DFIV, DFPV])
+def test_help_starts_with_a_short_class_docstring_without_routing_boilerplate(cls):
+    import pydoc
+
+    text = pydoc.render_doc(cls, renderer=pydoc.plaintext).splitlines()
+    methods = next(i for i, line in enumerate(text) if "Method resolution order" in line)
+    assert methods < 150
+    head = "\n".join(text[:methods])
+    for part in ("Parameters", "Attributes", "References", "Examples", "E["):
+        assert part in head
+    assert not any(name.endswith("_request") and not name.startswith("_") for name in dir(cls))
+    assert "Kalman" not in head and "RESULTS.md" not in head  # research notes live in the API reference
