@@ -185,9 +185,13 @@ class TwoStageEstimator(RoleInputs, QueryReports, BaseEstimator):
         n_val = max(int(round(frac * n_half)), _MIN_VAL_ROWS) if frac > 0 else 0
         n_train = n_half - n_val
         if n_train < _MIN_STAGE_ROWS:
+            # Suggest holding out nothing only where that is enough; else say how many rows a fit needs.
+            fix = (" or set validation_fraction=0 and early_stopping=False" if n_val and n_half >= _MIN_STAGE_ROWS
+                   else f" (a fit needs at least {2 * (_MIN_STAGE_ROWS + _MIN_VAL_ROWS)} rows, or "
+                        f"{2 * _MIN_STAGE_ROWS} with validation_fraction=0 and early_stopping=False)")
             raise ValueError(f"a stage half has {n_half} rows; holding out {n_val} (validation_fraction={frac:g}) leaves "
                              f"{n_train} to train on, but at least {_MIN_STAGE_ROWS} are needed per stage: use more data"
-                             + (" or set validation_fraction=0 and early_stopping=False" if n_val else ""))
+                             + fix)
         if self.lr_schedule not in ("auto", "annealed", "constant"):
             raise ValueError(f"lr_schedule must be 'auto', 'annealed' or 'constant', got {self.lr_schedule!r}")
         schedule = self.lr_schedule if self.lr_schedule != "auto" else \

@@ -90,6 +90,7 @@ def _markdown(df, command: str) -> str:
 
 
 def _write_atomic(path: str, text: str) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     tmp = f"{path}.tmp"
     Path(tmp).write_text(text)
     os.replace(tmp, path)
@@ -149,6 +150,7 @@ def _bench(args) -> int:
     if args.plot and not df.empty:
         from .benchmark import plot
 
+        Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
         plot(df, predictions, drawn, args.plot)
     if not df.empty:
         from .benchmark import summary

@@ -16,7 +16,9 @@ def plot_dose_response(curve, truth=None, ax=None, *, label=None, color=None):
     curve : DataFrame
         As returned by ``dose_response``: the first column holds the treatment values (named after the
         treatment), then ``estimate``; optional ``lower`` and ``upper`` (a band, drawn shaded) and
-        ``std_error`` (not drawn: the band already says what it covers). Rows need not be sorted.
+        ``std_error`` (not drawn: the band already says what it covers). Rows need not be sorted. The
+        frame's ``attrs`` (set by ``dose_response``) name the outcome, for the y label, and the band's
+        confidence level and kind, for its legend entry.
     truth : array-like of shape (len(curve),) or callable, optional
         The true structural function at the curve's treatment values, in the curve's row order, or a
         function of those values (an array of them) returning it. Drawn as a dashed black line.
@@ -81,14 +83,18 @@ def plot_dose_response(curve, truth=None, ax=None, *, label=None, color=None):
     label = "estimate" if label is None else str(label)
     (line,) = ax.plot(xs, curve["estimate"].to_numpy(dtype=np.float64)[order], color=color, lw=2, label=label)
     if has_lower:
+        # dose_response records the band's confidence level and kind in the frame's attrs
+        level, kind = curve.attrs.get("confidence"), curve.attrs.get("band")
+        band = (f"{level:.0%} {kind} band" if level is not None and kind else "band")
         ax.fill_between(xs, curve["lower"].to_numpy(dtype=np.float64)[order],
                         curve["upper"].to_numpy(dtype=np.float64)[order], color=line.get_color(), alpha=0.25,
-                        lw=0, label=f"{label}: band")
+                        lw=0, label=f"{label}: {band}")
     if truth_values is not None:
         ax.plot(xs, truth_values[order], color="black", ls="--", lw=1.5, label="truth")
     if not ax.get_xlabel():
         ax.set_xlabel(name)
     if not ax.get_ylabel():
-        ax.set_ylabel("structural function")
+        outcome = curve.attrs.get("outcome")
+        ax.set_ylabel(f"{outcome}: dose-response" if outcome else "structural function")
     ax.legend()
     return ax

@@ -210,3 +210,50 @@ def test_help_starts_with_a_short_class_docstring_without_routing_boilerplate(cl
         assert part in head
     assert not any(name.endswith("_request") and not name.startswith("_") for name in dir(cls))
     assert "Kalman" not in head and "RESULTS.md" not in head  # research notes live in the API reference
+
+
+# ---- smaller frictions -----------------------------------------------------------------------------
+def test_a_dose_response_plot_names_the_outcome_and_the_confidence_level(iv_fit, iv):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from deepcausal import plot_dose_response
+
+    curve = iv_fit.dose_response([14.0, 18.0, 22.0], X=iv.train[["time", "customer_type"]].iloc[:50], alpha=0.1,
+                                 band="uniform")
+    assert curve.attrs == {"outcome": "sales", "confidence": pytest.approx(0.9), "band": "uniform"}
+    fig, ax = plt.subplots()
+    plot_dose_response(curve, ax=ax, label="DFIV")
+    assert ax.get_ylabel() == "sales: dose-response"
+    assert "DFIV: 90% uniform band" in [t.get_text() for t in ax.get_legend().get_texts()]
+    plt.close(fig)
+
+
+@pytest.mark.parametrize("n, hint", [(20, "a fit needs at least 60 rows"), (40, "set validation_fraction=0")])
+def test_too_few_rows_get_a_fix_that_works(n, hint):
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"z": rng.normal(size=n)})
+    df["t"] = df["z"] + rng.normal(size=n)
+    df["y"] = df["t"] + rng.normal(size=n)
+    with pytest.raises(ValueError, match=hint):
+        DFIV(**QUICK).fit(df, outcome="y", treatment="t", instruments="z")
+    if n == 40:  # the suggested fix fits
+        DFIV(**{**QUICK, "validation_fraction": 0.0, "early_stopping": False}).fit(
+            df, outcome="y", treatment="t", instruments="z")
+
+
+def test_a_fit_raises_no_deprecation_warning_from_torch():
+    """In a fresh process (torch imports what raised them once per process): torch.func.jvp's first use
+    imported torch's jvp decompositions, raising 18 DeprecationWarnings of torch.jit.script."""
+    import subprocess
+    import sys
+
+    code = ("import warnings; warnings.simplefilter('error', DeprecationWarning)\n"
+            "from deepcausal import DFIV\nfrom deepcausal.datasets import demand\n"
+            "d = demand(n=400, seed=0)\n"
+            "est = DFIV(n_epochs=2, n_estimators=2, n_jobs=1, n_bootstrap=10, random_state=0).fit(d.train, **d.fit_kwargs())\n"
+            "est.marginal_ate_interval(d.train[['price']], d.train[['time', 'customer_type']])\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]

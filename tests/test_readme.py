@@ -79,6 +79,7 @@ def test_readme_python_block_runs(index, workdir):
     script.write_text(block)
     res = _run([str(script)], workdir, econml=needs_econml)
     assert res.returncode == 0, f"README block {index} failed:\n{block}\n--- stderr ---\n{res.stderr[-3000:]}"
+    assert res.stdout.strip(), f"README block {index} prints nothing when run as a script"
 
 
 def test_readme_bench_command_runs_without_econml(workdir):
