@@ -12,6 +12,7 @@ import os
 import threading
 import time
 import warnings
+from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import numpy as np
@@ -20,45 +21,120 @@ import pandas as pd
 from . import baselines
 from .baselines import NotApplicableError
 
-__all__ = ["DESIGNS", "make_design", "run", "resolve_methods", "single_thread", "summary", "plot", "method_styles"]
+__all__ = ["DESIGNS", "DESIGN_REGISTRY", "DesignSpec", "make_design", "design_kind", "design_source", "run",
+           "resolve_methods", "single_thread", "summary", "plot", "method_styles"]
 
-DESIGNS = ("demand", "lowdim", "lowdim_abs", "lowdim_linear", "lowdim_sin", "lowdim_step", "linear_binary_iv",
-           "demand_proxy", "dsprites", "dsprites_proxy")
+
+@dataclass(frozen=True)
+class DesignSpec:
+    """One benchmark design: its kind, the source it follows, and how to draw it.
+
+    ``make(n, rho, seed)`` returns ``(design, parameters)`` with parameters a short text such as
+    ``"n=5000, rho=0.5"``.
+    """
+
+    kind: str
+    source: str
+    make: Callable[[int, float, int], tuple]
+
+
+def _datasets():
+    from . import datasets
+
+    return datasets
+
+
+_BKS = ("Bennett, Kallus & Schnabel (2019), Deep generalized method of moments for instrumental variable analysis, "
+        "NeurIPS")
+
+
+def _lowdim(g: str) -> DesignSpec:
+    return DesignSpec("iv", _BKS, lambda n, rho, seed: (_datasets().lowdim(n, g=g, seed=seed), f"n={n}, g={g}"))
+
+
+def _plain(kind: str, source: str, factory: str, **kwargs) -> DesignSpec:
+    """A design drawn as ``datasets.<factory>(n, seed=seed, **kwargs)``, parameters ``"n=…"``."""
+
+    def make(n, rho, seed):
+        return getattr(_datasets(), factory)(n, seed=seed, **kwargs), f"n={n}"
+
+    return DesignSpec(kind, source, make)
+
+
+_HARTFORD = ("Hartford, Lewis, Leyton-Brown & Taddy (2017), Deep IV: a flexible approach for counterfactual "
+             "prediction, ICML")
+_DFIV = ("Xu, Chen, Srinivasan, de Freitas, Doucet & Gretton (2021), Learning deep features in instrumental variable "
+         "regression, ICLR")
+_DFPV = ("Xu, Kanagawa & Gretton (2021), Deep proxy causal learning and its application to confounded bandit policy "
+         "evaluation, NeurIPS")
+_CC = ("Chen & Christensen (2018), Optimal sup-norm rates and uniform inference on nonlinear functionals of "
+       "nonparametric IV regression, Quantitative Economics; as run in the npiv R package "
+       "(Chen, Christensen & Kankanala 2024)")
+_KIV = "Singh, Sahani & Gretton (2019), Kernel instrumental variable regression, NeurIPS"
+_NP = "Newey & Powell (2003), Instrumental variable estimation of nonparametric models, Econometrica"
+
+DESIGN_REGISTRY: dict[str, DesignSpec] = {
+    "demand": DesignSpec("iv", _HARTFORD,
+                         lambda n, rho, seed: (_datasets().demand(n, rho=rho, seed=seed), f"n={n}, rho={rho:g}")),
+    "lowdim": _lowdim("sin"),
+    "lowdim_abs": _lowdim("abs"),
+    "lowdim_linear": _lowdim("linear"),
+    "lowdim_sin": _lowdim("sin"),
+    "lowdim_step": _lowdim("step"),
+    "linear_binary_iv": _plain("iv", "modelled on Card (1995), Using geographic variation in college proximity to "
+                               "estimate the return to schooling", "linear_binary_iv"),
+    "demand_proxy": _plain("proxy", _DFPV, "demand_proxy"),
+    "dsprites": _plain("iv", _DFIV, "dsprites"),
+    "dsprites_proxy": _plain("proxy", _DFPV, "dsprites_proxy"),
+    "newey_powell": _plain("iv", _NP, "newey_powell"),
+    "chen_christensen_mild": _plain("iv", _CC, "chen_christensen", ill_posed="mild"),
+    "chen_christensen_severe": _plain("iv", _CC, "chen_christensen", ill_posed="severe"),
+    "horowitz": _plain("iv", "Horowitz (2011), Applied nonparametric instrumental variables estimation, Econometrica "
+                       "(reconstructed, not verified)", "horowitz"),
+    "kiv_linear": _plain("iv", _KIV, "kiv_linear"),
+    "kiv_sigmoid": _plain("iv", _KIV, "kiv_sigmoid"),
+    "weak_iv": _plain("iv", _NP + "; weak first stage (F about 15 at n = 5,000)", "weak_iv"),
+    "demand_highdim": DesignSpec("iv", _HARTFORD + "; plus 50 covariates, 5 of them observed confounders",
+                                 lambda n, rho, seed: (_datasets().demand_highdim(n, rho=rho, seed=seed),
+                                                       f"n={n}, rho={rho:g}")),
+    "mastouri_proxy": _plain("proxy", "Mastouri, Zhu, Gultchin, Korba, Silva, Kusner, Gretton & Muandet (2021), "
+                             "Proximal causal learning with kernels: two-stage estimation and moment restriction, ICML",
+                             "mastouri_proxy"),
+    "miao_proxy": _plain("proxy", "Miao, Geng & Tchetgen Tchetgen (2018), Identifying causal effects with proxy "
+                         "variables of an unmeasured confounder, Biometrika (a design in their setting)", "miao_proxy"),
+}
+"""Design name → :class:`DesignSpec` (kind, source citation, generator)."""
+
+DESIGNS = tuple(DESIGN_REGISTRY)
 """Design names :func:`make_design` knows (``lowdim`` is ``lowdim_sin``)."""
 
 COLUMNS = ["design", "parameters", "method", "seed", "mse", "fit_seconds", "peak_rss_mb"]
 
 
+def _lookup_design(name: str) -> DesignSpec:
+    try:
+        return DESIGN_REGISTRY[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown design {name!r}; known designs: {', '.join(DESIGNS)}") from None
+
+
 def make_design(name: str, *, n: int = 5000, rho: float = 0.5, seed: int = 0):
-    """The benchmark design ``name`` drawn with ``n`` rows and ``seed`` (``rho`` for ``demand`` only).
+    """The benchmark design ``name`` drawn with ``n`` rows and ``seed`` (``rho`` for ``demand`` and
+    ``demand_highdim`` only).
 
     Returns (design, parameters) with parameters a short text such as ``"n=5000, rho=0.5"``.
     """
-    from . import datasets
-
-    if name == "demand":
-        return datasets.demand(n, rho=rho, seed=seed), f"n={n}, rho={rho:g}"
-    if name == "lowdim" or name.startswith("lowdim_"):
-        g = "sin" if name == "lowdim" else name.split("_", 1)[1]
-        if g not in ("abs", "linear", "sin", "step"):
-            raise ValueError(f"unknown design {name!r}; known designs: {', '.join(DESIGNS)}")
-        return datasets.lowdim(n, g=g, seed=seed), f"n={n}, g={g}"
-    if name == "linear_binary_iv":
-        return datasets.linear_binary_iv(n, seed=seed), f"n={n}"
-    if name == "demand_proxy":
-        return datasets.demand_proxy(n, seed=seed), f"n={n}"
-    if name == "dsprites":
-        return datasets.dsprites(n, seed=seed), f"n={n}"
-    if name == "dsprites_proxy":
-        return datasets.dsprites_proxy(n, seed=seed), f"n={n}"
-    raise ValueError(f"unknown design {name!r}; known designs: {', '.join(DESIGNS)}")
+    return _lookup_design(name).make(n, rho, seed)
 
 
 def design_kind(name: str) -> str:
     """"iv" or "proxy" for a design name (without drawing data)."""
-    if name not in DESIGNS:
-        raise ValueError(f"unknown design {name!r}; known designs: {', '.join(DESIGNS)}")
-    return "proxy" if name.endswith("_proxy") else "iv"
+    return _lookup_design(name).kind
+
+
+def design_source(name: str) -> str:
+    """The citation a design follows (without drawing data)."""
+    return _lookup_design(name).source
 
 
 def resolve_methods(design_names: Iterable[str], methods) -> dict:

@@ -4,6 +4,7 @@
         --json out.json --markdown out.md --plot out.png
     deepcausal bench --design lowdim --methods all
     deepcausal bench --list
+    deepcausal bench --list-designs
 
 Results are rewritten to the JSON/markdown files after every fit, so an interrupted run keeps what
 finished. Also runnable as ``python -m deepcausal.cli``.
@@ -26,6 +27,8 @@ def _parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="compare methods on benchmark designs",
                        description="Fit methods on benchmark designs and score the structural function.")
     b.add_argument("--list", action="store_true", help="list designs and methods, then exit")
+    b.add_argument("--list-designs", action="store_true",
+                   help="list each design with its kind and source (citation), one line each, then exit")
     b.add_argument("--design", default="demand", help="design name(s), comma-separated (default: demand)")
     b.add_argument("--methods", default="all", help="method names, comma-separated, or 'all' (default)")
     b.add_argument("--seeds", default="0", help="comma-separated integer seeds (default: 0)")
@@ -66,6 +69,14 @@ def _list() -> str:
         lines.append(f"  {name:<16} {'/'.join(sorted(cls.kinds)):<6} {cls.description}"
                      + (f"  [{'; '.join(notes)}]" if notes else ""))
     return "\n".join(lines)
+
+
+def _list_designs() -> str:
+    """One plain-text line per design: name, kind ("iv"/"proxy") and the source it follows."""
+    from .benchmark import DESIGNS, design_kind, design_source
+
+    width = max(len(d) for d in DESIGNS)
+    return "\n".join(f"{d:<{width}}  {design_kind(d):<5}  {design_source(d)}" for d in DESIGNS)
 
 
 def _cell(v) -> str:
@@ -170,6 +181,9 @@ def main(argv=None) -> int:
     args.argv = argv[1:]
     if args.list:
         print(_list())
+        return 0
+    if args.list_designs:
+        print(_list_designs())
         return 0
     return _bench(args)
 

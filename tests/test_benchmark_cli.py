@@ -71,6 +71,27 @@ def test_cli_list(capsys):
         assert name in out
 
 
+def test_cli_list_designs_one_line_per_design_with_kind_and_source(capsys):
+    from deepcausal.benchmark import DESIGN_REGISTRY, DESIGNS
+
+    assert cli.main(["bench", "--list-designs"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == len(DESIGNS)
+    for name, line in zip(DESIGNS, lines):
+        fields = line.split(None, 2)
+        assert fields[0] == name and fields[1] == DESIGN_REGISTRY[name].kind
+        assert fields[2] == DESIGN_REGISTRY[name].source
+    found = {ln.split()[0]: ln for ln in lines}
+    assert "Newey & Powell (2003)" in found["newey_powell"] and found["mastouri_proxy"].split()[1] == "proxy"
+    assert "Singh, Sahani & Gretton (2019)" in found["kiv_sigmoid"] and "Biometrika" in found["miao_proxy"]
+    for name in ("demand", "lowdim", "demand_proxy", "dsprites_proxy", "chen_christensen_severe", "weak_iv"):
+        assert name in found
+    # --list still lists every design with its kind
+    assert cli.main(["bench", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"  {d} " in out for d in DESIGNS)
+
+
 def test_cli_writes_json_markdown_plot(tmp_path):
     paths = {k: str(tmp_path / f"out.{k}") for k in ("json", "md", "png")}
     rc = cli.main(["bench", "--design", "lowdim", "--n", "300", "--seeds", "0,1", "--methods", "naive,sieve2sls",

@@ -13,6 +13,15 @@ generator                 kind   story
 :func:`dsprites`          IV     outcome of a 64×64 heart image; hidden vertical position
 :func:`demand_proxy`      proxy  sales vs price; hidden demand level with cost and views proxies
 :func:`dsprites_proxy`    proxy  heart image; hidden vertical position scales the effect
+:func:`newey_powell`      IV     Newey & Powell (2003): y = ln(|x−1|+1)sgn(x−1) + ε, x = z + v
+:func:`chen_christensen`  IV     npiv / Chen & Christensen: probit-normal x, w; y = sin(πx) + u
+:func:`horowitz`          IV     Horowitz (2011)-style cosine-series density; mildly ill-posed
+:func:`kiv_linear`        IV     kernel IV (Singh et al. 2019) linear design, h(x) = 4x − 2
+:func:`kiv_sigmoid`       IV     kernel IV sigmoid design, h(x) = ln(|16x−8|+1)sgn(x−0.5)
+:func:`weak_iv`           IV     Newey & Powell with a weak instrument (first-stage F ≈ 15)
+:func:`demand_highdim`    IV     demand plus 50 covariates: 5 observed confounders, 45 noise
+:func:`mastouri_proxy`    proxy  Mastouri et al. (2021) low-dim PCL: two hidden U, 2-D proxies
+:func:`miao_proxy`        proxy  Miao et al. (2018) setting: Gaussian U, proxies Z and W
 ========================  =====  ============================================================
 
 Examples
@@ -37,6 +46,23 @@ from ._dsprites import (
 from .hearts import dsprites_index, load_archive_images, render_hearts
 from ._lowdim import lowdim, lowdim_structural
 from ._schooling import linear_binary_iv, linear_binary_iv_structural
+from ._npiv_designs import (
+    chen_christensen,
+    chen_christensen_structural,
+    horowitz,
+    horowitz_density,
+    horowitz_instrument_mean,
+    horowitz_structural,
+    kiv_linear,
+    kiv_linear_structural,
+    kiv_sigmoid,
+    kiv_sigmoid_structural,
+    newey_powell,
+    newey_powell_structural,
+    weak_iv,
+)
+from ._demand_highdim import demand_highdim, demand_highdim_structural
+from ._proxy_designs import mastouri_proxy, mastouri_proxy_structural, miao_proxy, miao_proxy_structural
 
 __all__ = [
     "Design",
@@ -57,4 +83,23 @@ __all__ = [
     "lowdim_structural",
     "linear_binary_iv_structural",
     "psi",
+    "newey_powell",
+    "chen_christensen",
+    "horowitz",
+    "kiv_linear",
+    "kiv_sigmoid",
+    "weak_iv",
+    "demand_highdim",
+    "mastouri_proxy",
+    "miao_proxy",
+    "newey_powell_structural",
+    "chen_christensen_structural",
+    "horowitz_structural",
+    "horowitz_density",
+    "horowitz_instrument_mean",
+    "kiv_linear_structural",
+    "kiv_sigmoid_structural",
+    "demand_highdim_structural",
+    "mastouri_proxy_structural",
+    "miao_proxy_structural",
 ]
