@@ -21,7 +21,7 @@ import pandas as pd
 from . import baselines
 from .baselines import NotApplicableError
 
-__all__ = ["DESIGNS", "DESIGN_REGISTRY", "DesignSpec", "make_design", "design_kind", "design_source", "run",
+__all__ = ["DESIGNS", "DESIGN_REGISTRY", "DesignSpec", "all_designs", "make_design", "design_kind", "design_source", "run",
            "resolve_methods", "single_thread", "summary", "plot", "method_styles"]
 
 
@@ -107,6 +107,11 @@ DESIGN_REGISTRY: dict[str, DesignSpec] = {
 
 DESIGNS = tuple(DESIGN_REGISTRY)
 """Design names :func:`make_design` knows (``lowdim`` is ``lowdim_sin``)."""
+
+
+def all_designs() -> list:
+    """Every design once: the names of :data:`DESIGNS` without the alias ``lowdim`` (``lowdim_sin``)."""
+    return [d for d in DESIGNS if d != "lowdim"]
 
 COLUMNS = ["design", "parameters", "method", "seed", "mse", "fit_seconds", "peak_rss_mb"]
 
@@ -234,6 +239,7 @@ def run(
     rho: float = 0.5,
     progress: bool = True,
     on_result: Callable[[dict, np.ndarray, object], None] | None = None,
+    on_fitted: Callable[[dict, object], None] | None = None,
 ) -> pd.DataFrame:
     """Fit every method on every design for every seed; score the structural function.
 
@@ -260,6 +266,9 @@ def run(
         Called after each fit as ``on_result(row, prediction, design)``: the row's dict (the
         columns below), the predictions at ``design.test_X``, and the design. Use it to save results
         as they come (the CLI rewrites its JSON/markdown there).
+    on_fitted : callable, optional
+        Called after each fit as ``on_fitted(row, method)`` with the fitted method (a
+        ``deepcausal.baselines`` object; ours hold their estimator in ``estimator_``), e.g. to save it.
 
     Returns
     -------
@@ -300,6 +309,8 @@ def run(
                     bar.set_postfix_str(f"{dname} {mname} seed={seed} mse={row['mse']:.4g}")
                     if on_result is not None:
                         on_result(row, pred, design)
+                    if on_fitted is not None:
+                        on_fitted(row, est)
     finally:
         bar.close()
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -29,7 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--list", action="store_true", help="list designs and methods, then exit")
     b.add_argument("--list-designs", action="store_true",
                    help="list each design with its kind and source (citation), one line each, then exit")
-    b.add_argument("--design", default="demand", help="design name(s), comma-separated (default: demand)")
+    b.add_argument("--design", default="demand",
+                   help="design name(s), comma-separated, or 'all' (every design; default: demand)")
     b.add_argument("--methods", default="all", help="method names, comma-separated, or 'all' (default)")
     b.add_argument("--seeds", default="0", help="comma-separated integer seeds (default: 0)")
     b.add_argument("--n", type=int, default=5000, help="training rows (default: 5000)")
@@ -112,6 +113,10 @@ def _bench(args) -> int:
     from .benchmark import resolve_methods, run
 
     designs = [d.strip() for d in args.design.split(",") if d.strip()]
+    if designs == ["all"]:
+        from .benchmark import all_designs
+
+        designs = all_designs()
     methods = "all" if args.methods.strip() == "all" else [m.strip() for m in args.methods.split(",") if m.strip()]
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]

@@ -44,7 +44,8 @@ class _PackageEstimator(Baseline):
         raise NotImplementedError
 
     def _estimator(self):
-        return self._estimator_class()(random_state=self.random_state, **self.params)
+        # The benchmark runner shows its own bar over the fits: no bar inside one unless asked for.
+        return self._estimator_class()(random_state=self.random_state, **{"verbose": False, **self.params})
 
     def fit(self, design):
         self.check_applicable(design)
