@@ -25,6 +25,7 @@ from typing import Dict, Tuple
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 from sklearn.base import BaseEstimator
 from sklearn.utils import metadata_routing
 from sklearn.exceptions import NotFittedError
@@ -93,6 +94,27 @@ class TwoStageEstimator(RoleInputs, QueryReports, BaseEstimator):
         super().__init_subclass__(**kwargs)
         # Every estimator class can be read back from a model file (deepcausal._persist's registry).
         register_estimator(cls, _rebuild_nets)
+
+    # ---- pickling ------------------------------------------------------------------------------
+    def __getstate__(self):
+        # Spectral-normalised networks (the default for images) are parametrized modules, which torch
+        # pickles only through their state_dict: a fitted member coming back from a worker process would
+        # fail. Their weights travel as a state_dict and the networks are rebuilt on the other side.
+        state = dict(super().__getstate__())  # a copy: object.__getstate__ returns the instance's own __dict__
+        nets = state.get("nets_")
+        if isinstance(nets, nn.Module) and any(nn.utils.parametrize.is_parametrized(m) for m in nets.modules()):
+            state["nets_"] = {"_deepcausal_state_dict": nets.state_dict(), "training": nets.training}
+        return state
+
+    def __setstate__(self, state):
+        nets = state.get("nets_")
+        if isinstance(nets, dict) and "_deepcausal_state_dict" in nets:
+            self.__dict__.update(state)
+            with torch.random.fork_rng(devices=[]):  # building draws initial weights: leave the caller's RNG alone
+                rebuilt = build_nets(self, self.dims_, state["device_"])
+            load_weights(rebuilt, nets["_deepcausal_state_dict"], "nets_")
+            state = {**state, "nets_": rebuilt.train(nets["training"])}
+        super().__setstate__(state)
 
     # ---- hooks -----------------------------------------------------------------------------
     def _stage1_features(self, nets, b) -> torch.Tensor:  # F₁ with intercept

@@ -289,3 +289,21 @@ def test_normalised_treatment_network_is_used_by_a_fit(small_demand):
     alive = psi.abs().sum(1) > 0
     assert torch.allclose(psi[alive].pow(2).mean(1), torch.ones(int(alive.sum())), atol=1e-3)
     assert np.isfinite(est.predict(d.test_X)).all()
+
+
+def test_an_image_ensemble_fits_in_worker_processes_and_pickles():
+    """Spectral-normalised image networks are parametrized modules, which torch pickles only through their
+    state_dict: members fitted in worker processes failed to come back (a default dSprites fit, n_jobs=-1)."""
+    import pickle
+
+    from deepcausal.datasets import dsprites
+
+    d = dsprites(400, seed=0)
+    kw = dict(n_estimators=2, n_epochs=2, random_state=0, n_bootstrap=10, verbose=False)
+    parallel = DFIV(**kw, n_jobs=2).fit(**d.array_kwargs())
+    serial = DFIV(**kw, n_jobs=1).fit(**d.array_kwargs())
+    x = d.test_X["treatment"][:20]
+    np.testing.assert_array_equal(parallel.predict(x), serial.predict(x))
+    again = pickle.loads(pickle.dumps(serial))
+    np.testing.assert_array_equal(again.predict(x), serial.predict(x))
+    assert isinstance(again.estimators_[0].nets_, torch.nn.ModuleDict)
