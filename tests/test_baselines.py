@@ -132,13 +132,15 @@ def test_baselines_are_scikit_learn_estimators():
         dfiv.set_params(n_epoch=2)
 
 
-def test_image_design_is_refused():
+def test_image_design_is_refused_by_tabular_methods_only():
     from deepcausal.datasets import dsprites
 
     d = dsprites(20, seed=0)
     with pytest.raises(NotApplicableError, match="tabular"):
-        baselines.get("kiv").fit(d)
-    assert "kiv" not in baselines.available(design=d)
+        baselines.get("sieve2sls").fit(d)
+    available = baselines.available(design=d)
+    assert "sieve2sls" not in available and "npiv" not in available
+    assert {"dfiv", "naive", "kiv", "deepiv"} <= set(available)  # the peers of the image designs
 
 
 def test_npiv_without_moderndid_names_the_extra(monkeypatch, linear_iv):

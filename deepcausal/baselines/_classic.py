@@ -34,6 +34,7 @@ class Naive(Baseline):
     description = "gradient boosting of y on (t, x); ignores the instruments, so it is biased under confounding"
     requires = ("sklearn",)
     kinds = frozenset({"iv"})
+    tabular_only = False  # gradient boosting on the pixels: slow on images, but a reference all the same
 
     def __init__(self, *, random_state=None):
         self.random_state = random_state
@@ -60,6 +61,7 @@ class NaiveProxy(Baseline):
     description = "gradient boosting of y on (a, x); ignores the proxies, so it is biased under confounding"
     requires = ("sklearn",)
     kinds = frozenset({"proxy"})
+    tabular_only = False
 
     def __init__(self, *, random_state=None):
         self.random_state = random_state

@@ -54,6 +54,7 @@ class DeepIV(Baseline):
     description = "DeepIV (Hartford et al. 2017): a mixture density first stage, then a network for h(t, x)"
     requires = ("torch",)
     kinds = frozenset({"iv"})
+    tabular_only = False  # its networks take the flattened image
 
     def __init__(self, *, n_components=5, hidden=(64, 64), epochs1=30, epochs2=30, n_samples=2,
                  batch_size=128, lr=1e-3, random_state=None):

@@ -62,6 +62,7 @@ def _select_stage1(Kc11, Kc12, Kt11, Kt21, lambdas):
 
 class _KernelBase(Baseline):
     requires = ("sklearn", "scipy")
+    tabular_only = False  # Gaussian kernels on the raw pixels (as the DFIV and DFPV papers ran them)
 
     def _scaled(self, M, sig):
         return M / sig
