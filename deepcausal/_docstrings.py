@@ -29,6 +29,9 @@ _SHARED_DOCS = {
         Patience of early stopping, in checks.
     refit_heads : bool, default=True
         Re-solve both heads on all rows of their halves at the end of training.
+    complexity : {"trained", "lepski", "discrepancy"}, default="trained"
+        How nonlinear a curve to report: the trained head, or the simplest of a family from the
+        linear-in-treatment curve to the trained one that a rule accepts (``complexity_``).
     n_estimators : int, default=5
         Members of the ensemble, each with its own seed and split; predictions are their average.
     n_bootstrap : int, default=100

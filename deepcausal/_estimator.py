@@ -30,6 +30,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import metadata_routing
 from sklearn.exceptions import NotFittedError
 
+from ._complexity import EVAL_ROWS, RULES, choose
 from ._data import Standardizer
 from ._inputs import RoleInputs
 from ._modes import resolve_device
@@ -179,6 +180,11 @@ class TwoStageEstimator(RoleInputs, QueryReports, BaseEstimator):
             raise ValueError(f"mode must be 'proximal' or 'ridge', got {self.mode!r}")
         if self.verbose != "auto" and not isinstance(self.verbose, (bool, np.bool_)):
             raise ValueError(f"verbose must be True, False or 'auto', got {self.verbose!r}")
+        if self.complexity not in RULES:
+            raise ValueError(f"complexity must be one of {list(RULES)}, got {self.complexity!r}")
+        if self.complexity != "trained" and (isinstance(self.n_bootstrap, (int, np.integer)) and self.n_bootstrap < 2):
+            raise ValueError(f"complexity={self.complexity!r} compares candidates through their bootstrap draws: "
+                             "set n_bootstrap >= 2")
         s = dict(self._mode_defaults[self.mode])
         for k in s:
             v = getattr(self, k)
@@ -335,6 +341,7 @@ class TwoStageEstimator(RoleInputs, QueryReports, BaseEstimator):
         """The fit's report: how well the data identify the curve, the estimates of ``summary`` on the
         training rows (not in a distributed fit, whose ranks hold different rows) and the wall time."""
         self.identification_ = self._identification()
+        self.complexity_ = self._choose_complexity(data)
         self.summary_estimates_ = None if prepared["comm"].active else self._summary_estimates(data)
         self.fit_seconds_ = time.perf_counter() - start
         return self
@@ -383,6 +390,29 @@ class TwoStageEstimator(RoleInputs, QueryReports, BaseEstimator):
     def _set_shared(self, prepared: dict) -> None:
         for name, value in prepared["shared"].items():
             setattr(self, name, value)
+
+    def _choose_complexity(self, data: dict) -> dict:
+        """``complexity_``: the candidate of the complexity family (:mod:`deepcausal._complexity`) the rule
+        chose for the whole ensemble; every member then predicts with that candidate's head and draws."""
+        if self.complexity == "trained":
+            return {"rule": "trained", "chosen": None}
+        members = self._members()
+        if any(getattr(m, "candidates_", None) is None for m in members):
+            return {"rule": self.complexity, "chosen": None,
+                    "reason": "the treatment network does not keep the raw treatment beside its learned features "
+                              "(deepcausal.nets.SkipMLP), or the treatment has more than 32 columns: no family"}
+        key = self._predict_keys[0]
+        T = data[key]
+        rows = np.sort(np.random.default_rng(0).choice(T.shape[0], min(T.shape[0], EVAL_ROWS), replace=False))
+        inputs = {k: self._to_tensor(self.scalers_[k].transform(data[k][rows]))
+                  for k in (key, "X") if data.get(k) is not None}
+        if self._covariates_optional_in_predict:  # DFPV: the dose-response integrates the covariates out
+            inputs.pop("X", None)
+        out = choose(self, self.complexity, self._levels(inputs))
+        for m in members:
+            m.heads_.u = m.candidates_["heads"][out["chosen"]].clone()
+            m.head_draws_ = m.candidates_["draws"][out["chosen"]].clone()
+        return out
 
     def _identification(self) -> dict:
         """``identification_``: the first stage's verdict (DFIV's linear first stage per column) and the

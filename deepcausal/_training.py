@@ -50,6 +50,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ._complexity import family
 from ._modes import diverged, draws_random_numbers, eval_mode, mode_matters, seeded_global_rng
 from ._warnings import warn
 from .heads import NonFiniteError
@@ -152,13 +153,20 @@ def fit_member(est, prepared: dict, seed: int, validation, progress: Optional[Ca
     # A fitted model's networks stay in eval mode: predictions never switch modes, so predictions
     # in several threads at once cannot see each other's mode (see _modes.predicting).
     nets.eval()
+    candidates = None
     with torch.no_grad():
         summaries = stage2_summaries(est, nets, halves[1].batches(4096), comm)
-        draws, summary_draws = (score_bootstrap_heads(est, nets, halves, int(est.n_bootstrap), bootstrap_seed,
-                                                      comm) if est.n_bootstrap else (None, None))
+        found = (family(est, nets, heads, halves, int(est.n_bootstrap), bootstrap_seed, comm, device)
+                 if getattr(est, "complexity", "trained") != "trained" and est.n_bootstrap else None)
+        if found is not None:  # the complexity family of deepcausal._complexity, on the bands' multipliers
+            draws, summary_draws, candidates = found
+        else:
+            draws, summary_draws = (score_bootstrap_heads(est, nets, halves, int(est.n_bootstrap), bootstrap_seed,
+                                                          comm) if est.n_bootstrap else (None, None))
 
     est.nets_, est.heads_, est.current_heads_ = nets, heads, current
     est.summaries_, est.head_draws_, est.summary_draws_ = summaries, draws, summary_draws
+    est.candidates_ = candidates
     est.history_ = pd.DataFrame(history)
     est.stopping_ = stop
     return est

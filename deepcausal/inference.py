@@ -80,8 +80,8 @@ def _ridge_system(FtF, FtY, n, beta, comm):
 
 
 @torch.no_grad()
-def score_bootstrap_heads(est, nets, halves, n_draws: int, seed: int, comm,
-                          batch_size: int = 512) -> Tuple[torch.Tensor, Optional[dict]]:
+def score_bootstrap_heads(est, nets, halves, n_draws: int, seed: int, comm, batch_size: int = 512,
+                          penalties: Optional[torch.Tensor] = None):
     """Deviations u_b − û of ``n_draws`` score-bootstrap draws of the stage-2 head (module docstring),
     and the same draws of the stage-2 summaries a prediction integrates with.
 
@@ -96,6 +96,11 @@ def score_bootstrap_heads(est, nets, halves, n_draws: int, seed: int, comm,
     Returns the head deviations, float64 (n_draws, d₂, k), and the summary draws (a dict of tensors
     with a leading dimension n_draws, see ``_summaries_from_means``), or None for an estimator
     without summaries.
+
+    ``penalties`` (C, d₂), optional: C further heads of the same stage 2, each with extra ridge
+    penalties on the diagonal, u_c = (A₂ + diag(p_c))⁻¹ FᵀY/n (the complexity family of
+    :mod:`deepcausal._complexity`), drawn with the same multipliers. Then a third value is returned:
+    ``{"heads": (C, d₂, k), "draws": (C, n_draws, d₂, k)}`` (draws as deviations from each head).
     """
     gen = torch.Generator().manual_seed(int(seed) + 7919 * comm.rank)
 
@@ -126,20 +131,36 @@ def score_bootstrap_heads(est, nets, halves, n_draws: int, seed: int, comm,
 
     A2, u_hat, n2 = _ridge_system(
         *_stream_stats((est._stage2_combine(p, F1 @ V_hat), Y) for F1, p, Y, _ in stage2_rows()), est.beta2, comm)
+    b2 = None
+    if penalties is not None:
+        b2 = A2 @ u_hat  # FᵀY/n, without a second pass
+        systems = [A2 + torch.diag(p.to(A2)) for p in penalties]
+        u_cands = [solve_spd(S, b2) for S in systems]
+        s2_cands = [0.0 for _ in systems]
     s2, term_sums, weight_sum = 0.0, {}, 0.0
     for F1, parts, Y, b in stage2_rows():
         G = est._stage2_combine(parts, torch.einsum("nd,bdk->bnk", F1, V_draws))  # (B, n, d₂)
         R = Y.unsqueeze(0) - G @ u_hat  # (B, n, k)
         w = 1.0 + weights(F1.shape[0], F1.device).T  # (B, n)
         s2 = s2 + torch.bmm(G.transpose(1, 2), w.unsqueeze(2) * R)  # Σⱼ w_bj G_bj R_bjᵀ, (B, d₂, k)
+        if b2 is not None:
+            for c, u_c in enumerate(u_cands):
+                s2_cands[c] = s2_cands[c] + torch.bmm(G.transpose(1, 2), w.unsqueeze(2) * (Y.unsqueeze(0) - G @ u_c))
         for name, t in est._summary_terms(nets, b).items():  # Σⱼ w_bj tⱼ, (B, p)
             term_sums[name] = term_sums.get(name, 0.0) + w @ t.double()
         weight_sum = weight_sum + w.sum(1, keepdim=True)
     s2 = comm.sum(s2) / n2 - est.beta2 * u_hat
+    candidates = None
+    if b2 is not None:
+        draws = [_solve_batched(S, comm.sum(sc) / n2 - (est.beta2 + p.to(u_c).unsqueeze(1)) * u_c)
+                 for S, sc, p, u_c in zip(systems, s2_cands, penalties, u_cands)]
+        candidates = {"heads": torch.stack(u_cands), "draws": torch.stack(draws)}
     summary_draws = None
     if term_sums:
         total = comm.sum(weight_sum)
         summary_draws = est._summaries_from_means({k: comm.sum(v) / total for k, v in term_sums.items()})
+    if penalties is not None:
+        return _solve_batched(A2, s2), summary_draws, candidates
     return _solve_batched(A2, s2), summary_draws
 
 

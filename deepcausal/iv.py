@@ -107,6 +107,7 @@ class DFIV(TwoStageEstimator):
         early_stopping=True,
         n_iter_no_change=10,
         refit_heads=True,
+        complexity="trained",
         n_estimators=5,
         n_bootstrap=100,
         n_jobs=-1,
@@ -136,6 +137,7 @@ class DFIV(TwoStageEstimator):
         self.early_stopping = early_stopping
         self.n_iter_no_change = n_iter_no_change
         self.refit_heads = refit_heads
+        self.complexity = complexity
         self.n_estimators = n_estimators
         self.n_bootstrap = n_bootstrap
         self.n_jobs = n_jobs

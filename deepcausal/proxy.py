@@ -152,6 +152,7 @@ class DFPV(TwoStageEstimator):
         early_stopping=True,
         n_iter_no_change=10,
         refit_heads=True,
+        complexity="trained",
         n_estimators=5,
         n_bootstrap=100,
         n_jobs=-1,
@@ -183,6 +184,7 @@ class DFPV(TwoStageEstimator):
         self.early_stopping = early_stopping
         self.n_iter_no_change = n_iter_no_change
         self.refit_heads = refit_heads
+        self.complexity = complexity
         self.n_estimators = n_estimators
         self.n_bootstrap = n_bootstrap
         self.n_jobs = n_jobs

@@ -84,6 +84,17 @@ def stage1_reading(r2: float, n_held_out: int, kind: str) -> str:
     return f"the learned {source} features explain {r2:.0%} of {target} on held-out rows{few}"
 
 
+def _complexity_line(est) -> dict:
+    """The complexity rule's choice (``complexity_``), when a rule chose."""
+    c = getattr(est, "complexity_", None) or {}
+    if c.get("rule", "trained") == "trained":
+        return {}
+    if c.get("chosen") is None:
+        return {"complexity": f"{c['rule']}: not applied ({c.get('reason', 'no family')})"}
+    return {"complexity": f"{c['rule']} chose '{c['label']}' (candidate {c['chosen']} of {len(c['candidates'])}, "
+                          "simplest first)"}
+
+
 def _default_params(est) -> dict:
     sig = inspect.signature(type(est).__init__)
     return {k: p.default for k, p in sig.parameters.items() if p.default is not inspect.Parameter.empty}
@@ -296,6 +307,7 @@ class FitResults:
                                         for r, c in reasons.items()),
             "steps per member (median)": int(members["steps"].median()) if len(members) else 0,
             "fit seconds": float(getattr(est, "fit_seconds_", float("nan"))),
+            **_complexity_line(est),
             "warnings": len(warns),
         }
         return pd.Series(out, name="value", dtype=object)

@@ -20,7 +20,7 @@ FLOORS = [
     # 2: what is built on the solves: the two-stage heads, bands, collectives, formulas, modes
     {"twostage", "inference", "distributed", "formula", "_modes"},
     # 3: services of a fit: persistence, ensembles, reports, plots
-    {"_persist", "ensemble", "results", "plotting", "_progress"},
+    {"_persist", "ensemble", "results", "plotting", "_progress", "_complexity"},
     # 4: the estimator's rooms
     {"_inputs", "_training", "_reporting"},
     # 5: the shared estimator

@@ -1,0 +1,92 @@
+"""The complexity family and its rules (issue 28): from the simplest curve the data support to the trained one."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from deepcausal import DFIV, DFPV
+from deepcausal._complexity import GAMMAS, penalties
+from deepcausal.datasets import demand_proxy, linear_binary_iv
+
+QUICK = dict(n_epochs=3, batch_size=128, n_bootstrap=40, random_state=0, n_jobs=1, n_estimators=2, verbose=False)
+
+
+def test_penalties_single_out_the_slope_interactions_and_the_nonlinear_features():
+    # ψ = [t, m1, m2] (d_lin 1, d_psi 3), η = [x, e] (d_cov 2): u is (4 × 3), treatment feature slowest
+    pen = penalties(12, 3, 1, 2).reshape(len(GAMMAS), 4, 3)
+    simplest, slopes, trained = pen[0], pen[1], pen[-1]
+    assert (simplest[0, :2] > 0).all() and simplest[0, 2] == 0  # t × covariate features off, t × 1 free
+    assert (simplest[1:3] > 0).all() and (simplest[3] == 0).all()  # nonlinear rows off, the intercept row free
+    assert (slopes[0] == 0).all() and (slopes[1:3] > 0).all()
+    assert (trained == 0).all()
+
+
+@pytest.fixture(scope="module")
+def lbi():
+    return linear_binary_iv(3000, seed=7)
+
+
+def test_the_simplest_candidate_is_full_sample_2sls_on_the_raw_variables(lbi):
+    d = lbi
+    kw = d.fit_kwargs()
+    est = DFIV(**{**QUICK, "n_estimators": 1, "complexity": "lepski"}).fit(d.train, **kw)
+    assert est.complexity_["candidates"][0] == "linear 2SLS"
+    # the linear candidate's prediction at test rows, against 2SLS computed here in the original units
+    u = est.candidates_["heads"][0]
+    est.heads_.u = u.clone()
+    pred = est.predict(d.test_X)
+    y = d.train[kw["outcome"][0]].to_numpy()
+    t = d.train[kw["treatment"][0]].to_numpy()
+    x = d.train[kw["covariates"]].to_numpy()
+    z = d.train[kw["instruments"]].to_numpy()
+    D1 = np.c_[z, x, np.ones(len(y))]
+    t_hat = D1 @ np.linalg.lstsq(D1, t, rcond=None)[0]
+    theta = np.linalg.lstsq(np.c_[t_hat, x, np.ones(len(y))], y, rcond=None)[0]
+    test = d.test_X
+    expected = np.c_[test[kw["treatment"]].to_numpy(), test[kw["covariates"]].to_numpy(), np.ones(len(test))] @ theta
+    np.testing.assert_allclose(pred, expected, rtol=1e-5)
+
+
+def test_lepski_falls_back_to_the_line_that_one_binary_instrument_identifies(lbi):
+    d = lbi
+    kw = d.fit_kwargs()
+    T, X = d.train[kw["treatment"]], d.train[kw["covariates"]]
+    trained = DFIV(**QUICK).fit(d.train, **kw)
+    est = DFIV(**{**QUICK, "complexity": "lepski"}).fit(d.train, **kw)
+    assert est.complexity_["chosen"] == 0 and est.complexity_["label"] == "linear 2SLS"
+    lo, hi = est.marginal_ate_interval(T, X)
+    assert lo <= d.info["true_slope"] <= hi
+    assert abs(est.marginal_ate(T, X) - d.info["true_slope"]) < abs(trained.marginal_ate(T, X) - d.info["true_slope"])
+    assert "linear 2SLS" in str(est.summary)
+
+
+def test_lepski_keeps_a_curve_the_candidates_disagree_on():
+    """A strongly instrumented nonlinear curve: the line is far outside the bands of its differences."""
+    rng = np.random.default_rng(0)
+    n = 3000
+    z = rng.normal(size=n)
+    e = rng.normal(size=n)
+    t = 1.5 * z + 0.5 * e
+    df = pd.DataFrame({"y": 3 * np.sin(2 * t) + e, "t": t, "z": z})
+    est = DFIV(**{**QUICK, "n_epochs": 40, "complexity": "lepski"}).fit(df, outcome="y", treatment="t", instruments="z")
+    assert est.complexity_["chosen"] > 0
+    assert est.complexity_["criterion"][0] > 1.0  # the line was rejected
+
+
+@pytest.mark.parametrize("rule", ["lepski", "discrepancy"])
+def test_dfpv_rules_run_over_its_ridge_path(rule):
+    d = demand_proxy(n=600, seed=3)
+    est = DFPV(**{**QUICK, "complexity": rule}).fit(d.train, **d.fit_kwargs())
+    assert est.complexity_["rule"] == rule and 0 <= est.complexity_["chosen"] < len(est.complexity_["candidates"])
+    assert est.complexity_["candidates"][0].startswith("γ treatment features")  # no raw treatment: a ridge path
+    for m in est.estimators_:  # every member predicts with the chosen candidate's head and draws
+        torch.testing.assert_close(m.heads_.u, m.candidates_["heads"][est.complexity_["chosen"]])
+        torch.testing.assert_close(m.head_draws_, m.candidates_["draws"][est.complexity_["chosen"]])
+
+
+def test_complexity_needs_bootstrap_draws_and_a_known_rule(lbi):
+    with pytest.raises(ValueError, match="n_bootstrap"):
+        DFIV(**{**QUICK, "complexity": "lepski", "n_bootstrap": 0}).fit(lbi.train, **lbi.fit_kwargs())
+    with pytest.raises(ValueError, match="complexity must be one of"):
+        DFIV(**{**QUICK, "complexity": "simplest"}).fit(lbi.train, **lbi.fit_kwargs())
