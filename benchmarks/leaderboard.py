@@ -109,6 +109,7 @@ def _fmt(v) -> str:
 
 def write(command: str) -> None:
     df = pd.read_csv(CSV).drop_duplicates(["design", "method", "seed"], keep="last")
+    failed = df[df["mse"].isna()]
     df = df[df["mse"].notna()]
     t = _table(df)
     summary = _ours_vs_best(t)
@@ -142,6 +143,11 @@ def write(command: str) -> None:
         for r in d.itertuples():
             name = f"**{r.method}**" if r.method in OURS else r.method
             lines.append(f"| {r.rank} | {name} | {_fmt(r.mse)} | {_fmt(r.lo)}–{_fmt(r.hi)} | {r.seconds:.1f} |")
+        lines.append("")
+    if len(failed):
+        lines += ["Fits that failed (no MSE; not ranked):", ""]
+        for (design, method, error), g in failed.groupby(["design", "method", "error"]):
+            lines.append(f"- {design}, {method}, seeds {', '.join(map(str, sorted(g['seed'])))}: {error}")
         lines.append("")
     write_section("## Leaderboard", "\n".join(lines))
     _write_summary(summary)

@@ -113,7 +113,7 @@ def all_designs() -> list:
     """Every design once: the names of :data:`DESIGNS` without the alias ``lowdim`` (``lowdim_sin``)."""
     return [d for d in DESIGNS if d != "lowdim"]
 
-COLUMNS = ["design", "parameters", "method", "seed", "mse", "fit_seconds", "peak_rss_mb"]
+COLUMNS = ["design", "parameters", "method", "seed", "mse", "fit_seconds", "peak_rss_mb", "error"]
 
 
 def _lookup_design(name: str) -> DesignSpec:
@@ -274,8 +274,8 @@ def run(
     -------
     DataFrame
         One row per (design, method, seed): ``design``, ``parameters`` (text), ``method``, ``seed``,
-        ``mse`` (structural MSE at the design's test points), ``fit_seconds`` (wall time of fit and
-        predict), ``peak_rss_mb`` (peak resident set size of the process during the fit *above its
+        ``mse`` (structural MSE at the design's test points; NaN when the method failed, with the
+        exception in ``error``), ``fit_seconds`` (wall time of fit and predict), ``peak_rss_mb`` (peak resident set size of the process during the fit *above its
         level at the start of the fit*, sampled every 20 ms from /proc/self/statm; NaN where /proc is
         missing — it covers numpy, torch and econml allocations alike, but misses spikes shorter
         than the sampling interval).
@@ -296,14 +296,21 @@ def run(
                 for mname in plan[dname]:
                     bar.set_postfix_str(f"{dname} {mname} seed={seed}")
                     est = baselines.get(mname, random_state=seed)
+                    error = ""
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
                         with _PeakRSS() as mem:
                             start = time.perf_counter()
-                            pred = est.fit(design).predict(design)
+                            try:
+                                pred = est.fit(design).predict(design)
+                            except ImportError:  # a broken installation is the caller's to report
+                                raise
+                            except Exception as exc:  # one method failing on one design stops nothing else
+                                pred, error = np.full(design.n_test, np.nan), f"{type(exc).__name__}: {exc}"[:300]
                             seconds = time.perf_counter() - start
                     row = {"design": dname, "parameters": params, "method": mname, "seed": seed,
-                           "mse": design.score(pred), "fit_seconds": seconds, "peak_rss_mb": mem.megabytes}
+                           "mse": design.score(pred) if not error else float("nan"), "fit_seconds": seconds,
+                           "peak_rss_mb": mem.megabytes, "error": error}
                     rows.append(row)
                     bar.update(1)
                     bar.set_postfix_str(f"{dname} {mname} seed={seed} mse={row['mse']:.4g}")

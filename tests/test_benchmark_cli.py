@@ -26,7 +26,8 @@ def test_run_one_row_per_design_method_seed_and_same_data():
         ("naive", 0), ("naive", 1), ("sieve2sls", 0), ("sieve2sls", 1)}
     assert np.isfinite(df[["mse", "fit_seconds"]].to_numpy(dtype=float)).all()
     assert (df["fit_seconds"] > 0).all()
-    assert list(df.columns) == ["design", "parameters", "method", "seed", "mse", "fit_seconds", "peak_rss_mb"]
+    assert list(df.columns) == ["design", "parameters", "method", "seed", "mse", "fit_seconds", "peak_rss_mb", "error"]
+    assert (df["error"] == "").all()
     assert all(len(ids) == 1 for ids in seen.values())  # every method saw the same Design object
 
 
@@ -236,3 +237,16 @@ def test_plot_gives_each_method_one_colour_in_every_panel(tmp_path):
     chosen = [next(iter(c)) for c in colours.values()]
     assert len(set(chosen)) == len(methods)  # methods told apart
     assert set(chosen) <= {c.lower() for c in OKABE_ITO}  # colour-blind-safe palette
+
+
+def test_a_method_failing_on_a_design_is_recorded_and_the_run_goes_on(monkeypatch):
+    from deepcausal.baselines import _classic
+
+    def singular(self, data):
+        raise np.linalg.LinAlgError("Singular matrix")
+
+    monkeypatch.setattr(_classic.Naive, "_fit", singular)
+    df = run(["lowdim"], ["naive", "sieve2sls"], seeds=[0], n=200, progress=False)
+    failed, ok = df.set_index("method").loc["naive"], df.set_index("method").loc["sieve2sls"]
+    assert np.isnan(failed["mse"]) and "LinAlgError: Singular matrix" in failed["error"]
+    assert np.isfinite(ok["mse"]) and ok["error"] == ""
