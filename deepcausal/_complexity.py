@@ -233,7 +233,7 @@ def _discrepancy(est) -> dict:
             "held_out_loss": [float(v) for v in r2.mean(axis=1)]}
 
 
-def family(est, nets, heads, halves, n_draws: int, seed: int, comm, device) -> Optional[tuple]:
+def family(est, nets, heads, halves, n_draws: int, seed: int, comm, device, full: bool = False) -> Optional[tuple]:
     """The family's heads, draws and held-out residuals for one member, and the bands' own draws:
     ``(draws, summary_draws, candidates)`` with candidates a dict of (C, ...) tensors and their
     ``labels``; None when the family does not apply (then the caller draws the bands alone)."""
@@ -253,10 +253,13 @@ def family(est, nets, heads, halves, n_draws: int, seed: int, comm, device) -> O
     else:  # a ridge path on every treatment feature (the rows of ψ, not its intercept)
         pen = penalties(d2, d_psi, 0, 0, gammas=[(0.0, g) for g in RIDGE_PATH]).to(device)
         labels = [f"γ treatment features {g:g}" for g in RIDGE_PATH]
-    draws, summary_draws, cands = score_bootstrap_heads(est, nets, halves, n_draws, seed, comm, penalties=pen)
-    cands["held_out"] = held_out_residuals(est, nets, heads, halves, pen, comm)
+    stages = halves if not full else (halves[0], halves[0])  # ``halves`` given as (everything, everything) when full
+    draws, summary_draws, cands = score_bootstrap_heads(est, nets, stages, n_draws, seed, comm, penalties=pen,
+                                                        same_rows=full)
+    cands["held_out"] = held_out_residuals(est, nets, heads, stages, pen, comm)
     if d_lin is not None and linear_iv_applies(est, nets):
-        head, dev, held = linear_iv_candidate(est, halves, n_draws, seed, comm, d2, d_psi, d_cov)
+        split = halves[0].halves if full else halves  # the multipliers follow the rows of the two halves in turn
+        head, dev, held = linear_iv_candidate(est, split, n_draws, seed, comm, d2, d_psi, d_cov)
         cands = {"heads": torch.cat([head[None].to(cands["heads"]), cands["heads"]]),
                  "draws": torch.cat([dev[None].to(cands["draws"]), cands["draws"]]),
                  "held_out": torch.cat([held[None].to(cands["held_out"]), cands["held_out"]])}

@@ -27,8 +27,9 @@ _SHARED_DOCS = {
         Stop when the held-out stage-2 loss stops improving and keep the best check's model.
     n_iter_no_change : int, default=10
         Patience of early stopping, in checks.
-    refit_heads : bool, default=True
-        Re-solve both heads on all rows of their halves at the end of training.
+    refit_heads : bool or "full", default=True
+        Re-solve both heads at the end of training: on all rows of their halves (True), on every row,
+        both stages (``"full"``: 2SLS on the learned features, without the split), or not at all.
     complexity : {"trained", "lepski", "discrepancy"}, default="trained"
         How nonlinear a curve to report: the trained head, or the simplest of a family from the
         linear-in-treatment curve to the trained one that a rule accepts (``complexity_``).

@@ -180,6 +180,8 @@ class TwoStageEstimator(RoleInputs, QueryReports, BaseEstimator):
             raise ValueError(f"mode must be 'proximal' or 'ridge', got {self.mode!r}")
         if self.verbose != "auto" and not isinstance(self.verbose, (bool, np.bool_)):
             raise ValueError(f"verbose must be True, False or 'auto', got {self.verbose!r}")
+        if self.refit_heads not in (True, False, "full"):
+            raise ValueError(f"refit_heads must be True, False or 'full', got {self.refit_heads!r}")
         if self.complexity not in RULES:
             raise ValueError(f"complexity must be one of {list(RULES)}, got {self.complexity!r}")
         if self.complexity != "trained" and (isinstance(self.n_bootstrap, (int, np.integer)) and self.n_bootstrap < 2):

@@ -92,6 +92,22 @@ class Half:
             yield {k: v[r] for k, v in self.tensors.items()}
 
 
+class Everything:
+    """Both stage halves as one: every row, for heads solved without the split (``refit_heads="full"``).
+    Its "val" part is the second half's held-out rows."""
+
+    def __init__(self, halves):
+        self.halves = halves
+        self.n_val = halves[1].n_val
+
+    def batches(self, size: int, part: str = "all"):
+        if part == "val":
+            yield from self.halves[1].batches(size, "val")
+            return
+        for half in self.halves:
+            yield from half.batches(size, part)
+
+
 @dataclass
 class Member:
     """The state one member's training works on.
@@ -148,21 +164,24 @@ def fit_member(est, prepared: dict, seed: int, validation, progress: Optional[Ca
 
     current = TwoStageHeads(**head_coefficients(heads))
     current.load_state_dict({k: v.clone() for k, v in heads.state_dict().items()})
+    full = est.refit_heads == "full"
     if est.refit_heads:
-        refit(est, nets, heads, halves, settings["batch_size"])
+        refit(est, nets, heads, halves, settings["batch_size"], full=full)
     # A fitted model's networks stay in eval mode: predictions never switch modes, so predictions
     # in several threads at once cannot see each other's mode (see _modes.predicting).
     nets.eval()
     candidates = None
     with torch.no_grad():
-        summaries = stage2_summaries(est, nets, halves[1].batches(4096), comm)
-        found = (family(est, nets, heads, halves, int(est.n_bootstrap), bootstrap_seed, comm, device)
+        # With full-sample heads both stages (and the stage-2 averages a prediction needs) use every row.
+        stages = (Everything(halves), Everything(halves)) if full else halves
+        summaries = stage2_summaries(est, nets, stages[1].batches(4096), comm)
+        found = (family(est, nets, heads, stages, int(est.n_bootstrap), bootstrap_seed, comm, device, full=full)
                  if getattr(est, "complexity", "trained") != "trained" and est.n_bootstrap else None)
         if found is not None:  # the complexity family of deepcausal._complexity, on the bands' multipliers
             draws, summary_draws, candidates = found
         else:
-            draws, summary_draws = (score_bootstrap_heads(est, nets, halves, int(est.n_bootstrap), bootstrap_seed,
-                                                          comm) if est.n_bootstrap else (None, None))
+            draws, summary_draws = (score_bootstrap_heads(est, nets, stages, int(est.n_bootstrap), bootstrap_seed,
+                                                          comm, same_rows=full) if est.n_bootstrap else (None, None))
 
     est.nets_, est.heads_, est.current_heads_ = nets, heads, current
     est.summaries_, est.head_draws_, est.summary_draws_ = summaries, draws, summary_draws
@@ -526,17 +545,20 @@ def descend(opts, group, loss, comm):
 
 
 # ---- refit and summaries ------------------------------------------------------------------------
-def refit(est, nets, heads, halves, batch_size):
-    """Both heads re-solved on the whole stage halves by streaming sufficient statistics (DESIGN §2)."""
+def refit(est, nets, heads, halves, batch_size, full: bool = False):
+    """Both heads re-solved by streaming sufficient statistics (DESIGN §2): stage 1 on the whole first
+    half and stage 2 on the whole second half or, ``full``, both on every row (2SLS on the learned
+    features, without the split: measured in RESULTS.md, "Diagnosis: which term makes DFIV's error")."""
     size = max(batch_size, 1024)
+    stages = (Everything(halves), Everything(halves)) if full else halves
     with eval_mode(nets):
         heads.refit_stage1(
-            (est._stage1_features(nets, b), est._stage1_target(nets, b)) for b in halves[0].batches(size)
+            (est._stage1_features(nets, b), est._stage1_target(nets, b)) for b in stages[0].batches(size)
         )
         V = heads.V
         heads.refit_stage2(
             (est._projected_features(nets, V, b), b["Y"])
-            for b in halves[1].batches(size)
+            for b in stages[1].batches(size)
         )
 
 

@@ -81,7 +81,7 @@ def _ridge_system(FtF, FtY, n, beta, comm):
 
 @torch.no_grad()
 def score_bootstrap_heads(est, nets, halves, n_draws: int, seed: int, comm, batch_size: int = 512,
-                          penalties: Optional[torch.Tensor] = None):
+                          penalties: Optional[torch.Tensor] = None, same_rows: bool = False):
     """Deviations u_b − û of ``n_draws`` score-bootstrap draws of the stage-2 head (module docstring),
     and the same draws of the stage-2 summaries a prediction integrates with.
 
@@ -96,6 +96,11 @@ def score_bootstrap_heads(est, nets, halves, n_draws: int, seed: int, comm, batc
     Returns the head deviations, float64 (n_draws, d₂, k), and the summary draws (a dict of tensors
     with a leading dimension n_draws, see ``_summaries_from_means``), or None for an estimator
     without summaries.
+
+    ``same_rows``: both stages were solved on the same rows (full-sample heads; ``halves`` then names
+    the same rows twice), so a row keeps one multiplier in both stages: the stage-2 pass draws the
+    stage-1 pass's multipliers again, row by row. (Between two halves the two passes' draws follow one
+    another from one generator, so a row's multiplier is the same in either case.)
 
     ``penalties`` (C, d₂), optional: C further heads of the same stage 2, each with extra ridge
     penalties on the diagonal, u_c = (A₂ + diag(p_c))⁻¹ FᵀY/n (the complexity family of
@@ -131,6 +136,8 @@ def score_bootstrap_heads(est, nets, halves, n_draws: int, seed: int, comm, batc
 
     A2, u_hat, n2 = _ridge_system(
         *_stream_stats((est._stage2_combine(p, F1 @ V_hat), Y) for F1, p, Y, _ in stage2_rows()), est.beta2, comm)
+    if same_rows:
+        gen.manual_seed(int(seed) + 7919 * comm.rank)
     b2 = None
     if penalties is not None:
         b2 = A2 @ u_hat  # FᵀY/n, without a second pass

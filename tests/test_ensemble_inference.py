@@ -381,3 +381,58 @@ def test_score_bootstrap_draws_equal_the_docstring_formulas_computed_draw_by_dra
         np.testing.assert_allclose(dev[b], np.linalg.solve(A2, s2), rtol=1e-9, atol=1e-12)
         # the summary of draw b: the stage-2 mean reweighted by the same multipliers as s₂
         np.testing.assert_allclose(summary_draws["a_mean"][b].numpy(), w2[:, b] @ a / w2[:, b].sum(), rtol=1e-12)
+
+
+def test_score_bootstrap_of_full_sample_heads_gives_each_row_one_multiplier_in_both_stages():
+    """refit_heads="full": both stages on the same rows, so stage 2 reuses each row's stage-1 multiplier."""
+    from deepcausal.distributed import Communicator
+    from deepcausal.inference import score_bootstrap_heads
+
+    g = torch.Generator().manual_seed(1)
+    n, d1, k1, B, seed = 70, 4, 2, 6, 5
+    rows = {"F1": torch.randn(n, d1, generator=g, dtype=torch.float64),
+            "T": torch.randn(n, k1, generator=g, dtype=torch.float64),
+            "a": torch.randn(n, 1, generator=g, dtype=torch.float64),
+            "Y": torch.randn(n, 1, generator=g, dtype=torch.float64)}
+
+    class Half:
+        def batches(self, size):
+            yield rows
+
+    class Hooks:
+        beta1, beta2 = 0.05, 0.02
+        _stage1_features = staticmethod(lambda nets, b: b["F1"])
+        _stage1_target = staticmethod(lambda nets, b: b["T"])
+        _stage2_parts = staticmethod(lambda nets, b, grad: {"a": b["a"]})
+        _stage2_combine = staticmethod(lambda parts, hat: torch.cat([hat, parts["a"].expand(*hat.shape[:-1], 1)], -1))
+        _summary_terms = staticmethod(lambda nets, b: {})
+        _summaries_from_means = staticmethod(lambda means: {})
+
+    half = Half()
+    dev, _ = score_bootstrap_heads(Hooks(), None, (half, half), B, seed, Communicator(torch.device("cpu")),
+                                   batch_size=10**6, same_rows=True)
+    w = (-torch.log1p(-torch.rand(n, B, generator=torch.Generator().manual_seed(seed), dtype=torch.float64))).numpy()
+    F, T, a, Y = (rows[k].numpy() for k in ("F1", "T", "a", "Y"))
+    A1 = F.T @ F / n + 0.05 * np.eye(d1)
+    V = np.linalg.solve(A1, F.T @ T / n)
+    G_hat = np.hstack([F @ V, a])
+    A2 = G_hat.T @ G_hat / n + 0.02 * np.eye(k1 + 1)
+    u = np.linalg.solve(A2, G_hat.T @ Y / n)
+    for b in range(B):
+        V_b = V + np.linalg.solve(A1, sum((w[i, b] - 1) * np.outer(F[i], T[i] - F[i] @ V) for i in range(n)) / n)
+        G = np.hstack([F @ V_b, a])
+        s2 = sum(w[j, b] * np.outer(G[j], Y[j] - G[j] @ u) for j in range(n)) / n - 0.02 * u
+        np.testing.assert_allclose(dev[b].numpy(), np.linalg.solve(A2, s2), rtol=1e-9, atol=1e-12)
+
+
+def test_full_sample_heads_of_identity_networks_are_2sls_on_every_row():
+    y, t, z = _linear_iv(800, seed=3)
+    est = DFIV(n_estimators=1, treatment_net=torch.nn.Identity(), instrument_net=torch.nn.Identity(), n_epochs=1,
+               n_bootstrap=0, random_state=0, early_stopping=False, refit_heads="full", beta1=1e-12, beta2=1e-12,
+               verbose=False).fit(y, t, Z=z)
+    D1 = np.c_[z, np.ones(len(y))]
+    t_hat = D1 @ np.linalg.lstsq(D1, t, rcond=None)[0]
+    slope = np.linalg.lstsq(np.c_[t_hat, np.ones(len(y))], y, rcond=None)[0][0]
+    assert est.marginal_ate(t) == pytest.approx(slope, rel=1e-6)
+    with pytest.raises(ValueError, match="refit_heads"):
+        DFIV(refit_heads="both", n_estimators=1, n_epochs=1).fit(y, t, Z=z)
