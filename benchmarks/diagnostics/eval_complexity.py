@@ -22,8 +22,9 @@ the design is drawn again (n = 5,000, the seed), each member's stage halves are 
 family is computed (bootstrap: 100 draws, seed 0) and every rule applied; every candidate is scored too.
 Also reported: per design, the Spearman correlation between each rule's criterion and the candidates' MSE.
 
-Command: ``OMP_NUM_THREADS=1 python benchmarks/diagnostics/eval_complexity.py --models DIR`` (from the
-repository root; rows in ``benchmarks/diagnostics/complexity.csv``; section "Complexity rules" of RESULTS.md).
+Command: ``OMP_NUM_THREADS=1 python benchmarks/diagnostics/eval_complexity.py --models DIR [--refit full]`` (from the
+repository root; rows in ``benchmarks/diagnostics/complexity.csv``, or ``complexity_full.csv`` for the family
+on full-sample heads, ``refit_heads="full"``; sections "Complexity rules" of RESULTS.md).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from scipy import stats  # noqa: E402
 
 from deepcausal import DFIV, DFPV  # noqa: E402
 from deepcausal._complexity import family  # noqa: E402
-from deepcausal._training import Half  # noqa: E402
+from deepcausal._training import Everything, Half, refit  # noqa: E402
 from deepcausal.benchmark import make_design  # noqa: E402
 from deepcausal.distributed import Communicator  # noqa: E402
 
@@ -54,8 +55,9 @@ TITLE = "## Complexity rules (issue 28)"
 ADOPT_SHARE, ADOPT_WORST = 2 / 3, 1.25
 
 
-def _candidates(est, design) -> dict:
-    """Rebuild each member's halves and compute its family (the fit kept no candidates)."""
+def _candidates(est, design, full: bool = False) -> dict:
+    """Rebuild each member's halves and compute its family (the fit kept no candidates); ``full``: on
+    full-sample heads (``refit_heads="full"``), the members' heads re-solved on every row first."""
     kw = design.fit_kwargs() if design.train is not None else None
     if kw is None:
         return {}
@@ -67,23 +69,26 @@ def _candidates(est, design) -> dict:
     for seed, m in zip(est.seeds_, est._members()):
         rows = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))
         halves = (Half(tensors, rows[:n1], n_val), Half(tensors, rows[n1:], n_val))
-        found = family(m, m.nets_, m.heads_, halves, 100, 0, comm, torch.device("cpu"))
+        if full:
+            refit(m, m.nets_, m.heads_, halves, 1024, full=True)
+            halves = (Everything(halves), Everything(halves))
+        found = family(m, m.nets_, m.heads_, halves, 100, 0, comm, torch.device("cpu"), full=full)
         if found is None:
             return {}
         m.candidates_ = found[2]
     return data
 
 
-def evaluate(path: Path) -> dict:
+def evaluate(path: Path, full: bool = False) -> dict:
     design_name, method, seed = path.stem.rsplit("_", 2)
     cls = DFIV if method == "dfiv" else DFPV
     est = cls.load(path)
     design, _ = make_design(design_name, n=int(est.n_train_), seed=int(seed))
-    row = {"design": design_name, "method": method, "seed": int(seed)}
+    row = {"design": design_name, "method": method, "seed": int(seed), "refit": "full" if full else "split"}
     members = est._members()
+    data = _candidates(est, design, full)  # with ``full``, first re-solves the members' heads on every row
     trained = [m.heads_.u.clone() for m in members]
     row["mse_trained"] = design.score(est.predict(design.test_X))
-    data = _candidates(est, design)
     if not data:
         return row
     C = members[0].candidates_["heads"].shape[0]
@@ -105,15 +110,17 @@ def evaluate(path: Path) -> dict:
     return row
 
 
-def summarise(df: pd.DataFrame, command: str) -> None:
+def summarise(df: pd.DataFrame, command: str, title: str = TITLE) -> None:
     med = df.groupby(["method", "design"]).agg(
         trained=("mse_trained", "median"), lepski=("mse_lepski", "median"), discrepancy=("mse_discrepancy", "median"),
         seeds=("seed", "nunique")).reset_index()
-    lines = [TITLE, "", f"Command: `{command}` (from the repository root; rows in "
-             "`benchmarks/diagnostics/complexity.csv`).", f"Machine: {machine()}.", "",
+    lines = [title, "", f"Command: `{command}` (from the repository root; rows in "
+             f"`benchmarks/diagnostics/{CSV.name if 'full' not in title else 'complexity_full.csv'}`).",
+             f"Machine: {machine()}.", "",
              "The rules, their constants and the adoption rule are stated in the script's docstring, before its run. "
              "Median structural MSE over seeds 0–2 (n = 5,000) of the leaderboard's fitted default ensembles, with "
-             "the trained head (today's default) and with each rule's choice; `chosen`: the candidates chosen per seed "
+             + ("the full-sample head at the trained complexity (`refit_heads=\"full\"`, the column `trained`) "
+                if "full" in title else "the trained head (today's default) ") + "and with each rule's choice; `chosen`: the candidates chosen per seed "
              "(0 = the simplest). Spearman: the correlation, over the candidates, between the rule's criterion "
              "(Lepski: the largest standardised difference from a more complex candidate; discrepancy: the held-out "
              "loss excess in standard errors) and the candidates' MSE, median over seeds.", "",
@@ -142,7 +149,7 @@ def summarise(df: pd.DataFrame, command: str) -> None:
             verdict[(method, rule)] = adopt
             lines.append(f"- {method.upper()}, {rule}: at most the trained head's MSE on {share:.0%} of {len(ratio)} "
                          f"designs, worst ratio {worst:.2f} → {'adopted by the stated rule' if adopt else 'not adopted'}.")
-    write_section(TITLE, "\n".join(lines) + "\n")
+    write_section(title, "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
@@ -150,21 +157,27 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", required=True)
     ap.add_argument("--summarise-only", action="store_true")
+    ap.add_argument("--refit", choices=("split", "full"), default="split",
+                    help="the family on the heads as fitted (split) or re-solved on every row (full)")
     args = ap.parse_args(argv)
     single_thread()
     warnings.simplefilter("ignore")
-    done = pd.read_csv(CSV) if CSV.exists() else pd.DataFrame(columns=["design", "method", "seed"])
+    full = args.refit == "full"
+    csv = CSV.with_name("complexity_full.csv") if full else CSV
+    done = pd.read_csv(csv) if csv.exists() else pd.DataFrame(columns=["design", "method", "seed"])
     if not args.summarise_only:
         for path in sorted(Path(args.models).glob("*.pt")):
             design_name, method, seed = path.stem.rsplit("_", 2)
             if ((done["design"] == design_name) & (done["method"] == method) & (done["seed"] == int(seed))).any():
                 continue
-            row = evaluate(path)
+            row = evaluate(path, full)
             done = pd.concat([done, pd.DataFrame([row])], ignore_index=True)
-            done.to_csv(CSV, index=False)
+            done.to_csv(csv, index=False)
             print({k: v for k, v in row.items() if not str(k).startswith(("criterion", "candidate", "labels"))},
                   flush=True)
-    summarise(done, "OMP_NUM_THREADS=1 python benchmarks/diagnostics/eval_complexity.py --models DIR")
+    command = "OMP_NUM_THREADS=1 python benchmarks/diagnostics/eval_complexity.py --models DIR" + (
+        " --refit full" if full else "")
+    summarise(done, command, TITLE.replace("rules", "rules on full-sample heads") if full else TITLE)
 
 
 if __name__ == "__main__":
