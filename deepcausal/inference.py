@@ -34,7 +34,7 @@ What no band here accounts for: bias from regularisation, network capacity and t
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
 import numpy as np
 import torch

@@ -11,12 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from scipy import stats
 
 from deepcausal import DFIV, DFPV
 from deepcausal import _training
 from deepcausal._diagnostics import WeakInstrumentWarning
-from deepcausal.datasets import demand, demand_proxy, lowdim
+from deepcausal.datasets import demand, demand_proxy
 from deepcausal.inference import combine_draws
 
 QUICK = dict(n_epochs=3, batch_size=128, n_bootstrap=30, random_state=0, n_jobs=1, n_estimators=1)

@@ -1,7 +1,5 @@
 """LastLayerRegressor: the closed-form head beats a trained head, the scikit-learn contract, pooled heads."""
 
-import warnings
-
 import numpy as np
 import pytest
 import torch
