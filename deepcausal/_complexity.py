@@ -39,7 +39,7 @@ import torch
 from .inference import combine_draws
 from .nets import SkipMLP
 
-__all__ = ["GAMMAS", "RULES", "penalties", "linear_columns", "linear_iv_candidate", "held_out_residuals", "choose"]
+__all__ = ["GAMMAS", "RULES", "resolve_rule", "penalties", "linear_columns", "linear_iv_candidate", "held_out_residuals", "choose"]
 
 _OFF = 1e8  # a penalty that sets a coefficient to zero in effect
 GAMMAS = ((_OFF, _OFF), (0.0, _OFF), (0.0, 1e2), (0.0, 1e1), (0.0, 1.0), (0.0, 1e-1), (0.0, 1e-2), (0.0, 1e-3),
@@ -52,11 +52,43 @@ RIDGE_PATH = (1e2, 1e1, 1.0, 1e-1, 1e-2, 1e-3, 0.0)
 """Without raw treatment columns in the treatment features (DFPV's default networks): a ridge path on every
 treatment feature's coefficients, from a nearly flat curve to the trained head."""
 
-RULES = ("trained", "lepski", "discrepancy")
+RULES = ("auto", "trained", "linear", "lepski", "discrepancy")
 LEPSKI_ALPHA = 0.1
 DISCREPANCY_TAU = 1.0
 EVAL_ROWS = 200
 _NUMERICAL_RIDGE = 1e-8
+
+
+def resolve_rule(rule: str, data: dict, local_max=None) -> tuple:
+    """The rule a fit applies, and why: ``"auto"`` (the default) becomes ``"linear"`` when the excluded
+    instruments identify no more than a slope, else ``"trained"``; any other rule stays as given.
+
+    Identification, not tuning, decides (stated before any run): instruments taking K distinct values
+    (rows of Z) give, for each value of the covariates, K − 1 moment equations E[Y − h(T, X) | Z, X] = 0
+    beyond the intercept. With K ≤ d_t + 1 (one binary instrument and a scalar treatment: K = 2)
+    those are at most the d_t slopes of a curve linear in the treatment; its shape, and so every
+    nonlinear feature's coefficient, is left to the regularisation, which pulls the identified slope
+    towards zero. The simplest candidate of the family — linear 2SLS (:func:`linear_iv_candidate`) —
+    is then the curve the data support. DFPV (no instruments) keeps ``"trained"``.
+
+    ``local_max`` (a maximum over the ranks of a distributed fit) makes every rank decide alike: the
+    count is each rank's own, so the rule reads K as the largest count of any rank.
+    """
+    if rule != "auto":
+        return rule, None
+    Z, T = data.get("Z"), data.get("T")
+    if Z is None or T is None or T.shape[1] > 32:
+        return "trained", None
+    limit = T.shape[1] + 1
+    k = max(len(np.unique(Z[:, j])) for j in range(Z.shape[1]))  # cheap first: a continuous column rules it out
+    k = len(np.unique(Z, axis=0)) if k <= limit else k
+    if local_max is not None:
+        k = int(local_max(k))
+    if k > limit:
+        return "trained", None
+    return "linear", (f"the instruments take {k} distinct value{'s' if k != 1 else ''}: beyond the covariates they "
+                      f"identify at most {max(k - 1, 0)} linear functional{'s' if k != 2 else ''} of the curve (a "
+                      "slope per treatment column), not its shape")
 
 
 def linear_columns(est, nets) -> Optional[int]:
@@ -271,7 +303,9 @@ def family(est, nets, heads, halves, n_draws: int, seed: int, comm, device, full
 def choose(est, rule: str, phi) -> dict:
     """Apply ``rule`` to an ensemble whose members hold ``candidates_``; ``phi`` builds the members'
     features at the evaluation rows (Lepski). Returns {"rule", "chosen", "gamma", "criterion", ...}."""
-    if rule == "lepski":
+    if rule == "linear":
+        out = {"chosen": 0}
+    elif rule == "lepski":
         out = _lepski(est, phi)
     elif rule == "discrepancy":
         out = _discrepancy(est)

@@ -30,9 +30,12 @@ _SHARED_DOCS = {
     refit_heads : bool or "full", default=True
         Re-solve both heads at the end of training: on all rows of their halves (True), on every row,
         both stages (``"full"``: 2SLS on the learned features, without the split), or not at all.
-    complexity : {"trained", "lepski", "discrepancy"}, default="trained"
-        How nonlinear a curve to report: the trained head, or the simplest of a family from the
-        linear-in-treatment curve to the trained one that a rule accepts (``complexity_``).
+    complexity : {"auto", "trained", "linear", "lepski", "discrepancy"}, default="auto"
+        How nonlinear a curve to report (``complexity_``): the trained head (``"trained"``), the
+        simplest curve, linear 2SLS (``"linear"``), or the simplest of a family from that line to the
+        trained curve that a rule accepts (``"lepski"``, ``"discrepancy"``). ``"auto"``: ``"linear"``
+        when the instruments take at most d_t + 1 distinct values (one binary instrument identifies a
+        slope, not a shape), else ``"trained"`` (always for DFPV).
     n_estimators : int, default=5
         Members of the ensemble, each with its own seed and split; predictions are their average.
     n_bootstrap : int, default=100
@@ -54,6 +57,9 @@ _SHARED_DOCS = {
     identification_ : dict
         How well the data identify the curve: ``status`` ("identified", "weak", "not identified")
         and the ``reasons``; weak or none makes ``dose_response`` and the intervals warn.
+    complexity_ : dict
+        The curve reported: ``rule``, the ``chosen`` candidate and its ``label`` (None: the trained
+        head), the ``candidates`` and, when ``"auto"`` chose the line, the ``reason``.
     history_ : DataFrame
         One row per check: steps, training and held-out stage losses, the kept check.
     stopping_ : dict

@@ -30,7 +30,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import metadata_routing
 from sklearn.exceptions import NotFittedError
 
-from ._complexity import EVAL_ROWS, RULES, choose
+from ._complexity import EVAL_ROWS, RULES, choose, resolve_rule
 from ._data import Standardizer
 from ._inputs import RoleInputs
 from ._modes import resolve_device
@@ -184,7 +184,8 @@ class TwoStageEstimator(RoleInputs, QueryReports, BaseEstimator):
             raise ValueError(f"refit_heads must be True, False or 'full', got {self.refit_heads!r}")
         if self.complexity not in RULES:
             raise ValueError(f"complexity must be one of {list(RULES)}, got {self.complexity!r}")
-        if self.complexity != "trained" and (isinstance(self.n_bootstrap, (int, np.integer)) and self.n_bootstrap < 2):
+        if self.complexity in ("lepski", "discrepancy") and (
+                isinstance(self.n_bootstrap, (int, np.integer)) and self.n_bootstrap < 2):
             raise ValueError(f"complexity={self.complexity!r} compares candidates through their bootstrap draws: "
                              "set n_bootstrap >= 2")
         s = dict(self._mode_defaults[self.mode])
@@ -345,6 +346,7 @@ class TwoStageEstimator(RoleInputs, QueryReports, BaseEstimator):
         self.identification_ = self._identification()
         self.complexity_ = self._choose_complexity(data)
         self.summary_estimates_ = None if prepared["comm"].active else self._summary_estimates(data)
+        self.linear_check_ = None if prepared["comm"].active else self._linear_check(data)
         self.fit_seconds_ = time.perf_counter() - start
         return self
 
@@ -373,6 +375,8 @@ class TwoStageEstimator(RoleInputs, QueryReports, BaseEstimator):
         # Diagnostics of the whole data set, not of this rank's shard (centred data, global moments).
         diagnostics = self._diagnose({k: (v - scalers[k].mean if v is not None else None) for k, v in data.items()},
                                      reduce_sum, columns)
+        settings["complexity"], settings["complexity_reason"] = resolve_rule(
+            self.complexity, data, (lambda k: comm.max(np.array([k]))[0]) if comm.active else None)
         tensors = {
             k: torch.as_tensor(scalers[k].transform(v), dtype=torch.float32, device=device)
             for k, v in data.items()
@@ -396,11 +400,12 @@ class TwoStageEstimator(RoleInputs, QueryReports, BaseEstimator):
     def _choose_complexity(self, data: dict) -> dict:
         """``complexity_``: the candidate of the complexity family (:mod:`deepcausal._complexity`) the rule
         chose for the whole ensemble; every member then predicts with that candidate's head and draws."""
-        if self.complexity == "trained":
+        rule, why = self.settings_.get("complexity", self.complexity), self.settings_.get("complexity_reason")
+        if rule == "trained":
             return {"rule": "trained", "chosen": None}
         members = self._members()
         if any(getattr(m, "candidates_", None) is None for m in members):
-            return {"rule": self.complexity, "chosen": None,
+            return {"rule": rule, "chosen": None,
                     "reason": "the treatment network does not keep the raw treatment beside its learned features "
                               "(deepcausal.nets.SkipMLP), or the treatment has more than 32 columns: no family"}
         key = self._predict_keys[0]
@@ -410,11 +415,21 @@ class TwoStageEstimator(RoleInputs, QueryReports, BaseEstimator):
                   for k in (key, "X") if data.get(k) is not None}
         if self._covariates_optional_in_predict:  # DFPV: the dose-response integrates the covariates out
             inputs.pop("X", None)
-        out = choose(self, self.complexity, self._levels(inputs))
+        out = choose(self, rule, self._levels(inputs))
         for m in members:
             m.heads_.u = m.candidates_["heads"][out["chosen"]].clone()
-            m.head_draws_ = m.candidates_["draws"][out["chosen"]].clone()
+            m.head_draws_ = m.candidates_["draws"][out["chosen"]].clone() if m.head_draws_ is not None else None
+        if why:
+            out["reason"] = why
+        # Linear 2SLS uses every row and no network: every member computes the same line, so without
+        # bootstrap draws their (zero) spread must not pass for a band.
+        out["no_spread"] = out["label"] == "linear 2SLS" and not self.n_bootstrap
         return out
+
+    def _linear_check(self, data: dict):
+        """``linear_check_``: does the curve reproduce what a linear estimator of the same data identifies
+        (DFIV: :func:`deepcausal._diagnostics.linear_iv_check`)? None where no such check applies."""
+        return None
 
     def _identification(self) -> dict:
         """``identification_``: the first stage's verdict (DFIV's linear first stage per column) and the

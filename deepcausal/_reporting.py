@@ -159,6 +159,9 @@ class QueryReports:
         ests, devs = self._linear_statistic(phi, heads)
         if alpha is None:
             return {"estimate": self._to_outcome(ests.mean(axis=0), level)}
+        if (getattr(self, "complexity_", None) or {}).get("no_spread"):
+            raise NoDrawsError("the curve is linear 2SLS (complexity_), the same line in every member, so the "
+                               "members' spread is no band: refit with n_bootstrap >= 2 to get intervals")
         if not self._identified(quiet):
             estimate = self._to_outcome(ests.mean(axis=0), level)
             nan = np.full_like(estimate, np.nan)

@@ -170,18 +170,18 @@ def fit_member(est, prepared: dict, seed: int, validation, progress: Optional[Ca
     # A fitted model's networks stay in eval mode: predictions never switch modes, so predictions
     # in several threads at once cannot see each other's mode (see _modes.predicting).
     nets.eval()
-    candidates = None
     with torch.no_grad():
         # With full-sample heads both stages (and the stage-2 averages a prediction needs) use every row.
         stages = (Everything(halves), Everything(halves)) if full else halves
         summaries = stage2_summaries(est, nets, stages[1].batches(4096), comm)
-        found = (family(est, nets, heads, stages, int(est.n_bootstrap), bootstrap_seed, comm, device, full=full)
-                 if getattr(est, "complexity", "trained") != "trained" and est.n_bootstrap else None)
-        if found is not None:  # the complexity family of deepcausal._complexity, on the bands' multipliers
-            draws, summary_draws, candidates = found
-        else:
-            draws, summary_draws = (score_bootstrap_heads(est, nets, stages, int(est.n_bootstrap), bootstrap_seed,
-                                                          comm, same_rows=full) if est.n_bootstrap else (None, None))
+        # The complexity family (deepcausal._complexity); without bands "linear" needs it too: 2 draws, dropped.
+        found = (family(est, nets, heads, stages, max(int(est.n_bootstrap), 2), bootstrap_seed, comm, device,
+                        full=full) if settings.get("complexity", "trained") != "trained" else None)
+        draws, summary_draws, candidates = found or (*(score_bootstrap_heads(
+            est, nets, stages, int(est.n_bootstrap), bootstrap_seed, comm, same_rows=full)
+            if est.n_bootstrap else (None, None)), None)
+        if not est.n_bootstrap:
+            draws = summary_draws = None
 
     est.nets_, est.heads_, est.current_heads_ = nets, heads, current
     est.summaries_, est.head_draws_, est.summary_draws_ = summaries, draws, summary_draws

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from ._diagnostics import warn_if_weak_instrument
+import numpy as np
+
+from ._diagnostics import linear_iv_check, warn_if_shrunk, warn_if_weak_instrument
 from ._docstrings import fill_shared_docs
 from ._estimator import TwoStageEstimator
 from ._inputs import concat_inputs
@@ -53,6 +55,10 @@ class DFIV(TwoStageEstimator):
         Linear first-stage F of the weakest treatment column (conditional F with several columns).
     first_stage_ : DataFrame or None
         Per treatment column: classical and robust partial F, partial R², conditional F.
+    linear_check_ : DataFrame or None
+        Per treatment column: linear 2SLS's slope and the curve's 2SLS-weighted slope, their difference
+        and p-value, the shrinkage and the curve's AME; a ``ShrinkageWarning`` when they differ by
+        p < 0.05 and at least a tenth (see ``deepcausal.results.FitResults.linear_check``).
 
     References
     ----------
@@ -107,7 +113,7 @@ class DFIV(TwoStageEstimator):
         early_stopping=True,
         n_iter_no_change=10,
         refit_heads=True,
-        complexity="trained",
+        complexity="auto",
         n_estimators=5,
         n_bootstrap=100,
         n_jobs=-1,
@@ -231,6 +237,30 @@ class DFIV(TwoStageEstimator):
 
     def _diagnose(self, data, reduce_sum, columns):
         return warn_if_weak_instrument(data["T"], data["Z"], data.get("X"), reduce_sum, columns.get("T"))
+
+    _CHECK_ROWS = 100_000  # rows the linear check uses (a seeded subsample beyond)
+
+    def _linear_check(self, data):
+        """``linear_check_``: the curve's 2SLS-weighted slopes against linear 2SLS's on the training rows
+        (:func:`deepcausal._diagnostics.linear_iv_check`), with a :class:`ShrinkageWarning` where they
+        differ; None for treatments of more than 32 columns or a curve the data do not identify."""
+        T, X = data["T"], data.get("X")
+        if T.shape[1] > 32 or (self.identification_ or {}).get("status") == "not identified":
+            return None
+        rows = np.arange(T.shape[0])
+        if len(rows) > self._CHECK_ROWS:
+            rows = np.sort(np.random.default_rng(0).choice(len(rows), self._CHECK_ROWS, replace=False))
+        inputs = {k: self._to_tensor(self.scalers_[k].transform(data[k][rows])) for k in ("T", "X")
+                  if data.get(k) is not None}
+        h = self._report(self._levels(inputs), True)["estimate"]
+        check = linear_iv_check(data["Y"][rows], T[rows], data["Z"][rows], None if X is None else X[rows], h,
+                                self._treatment_names())
+        table = getattr(self, "summary_estimates_", None)
+        if check is not None and table is not None:  # the curve's own average marginal effect beside
+            for col, src in (("ame", "estimate"), ("ame_lower", "lower"), ("ame_upper", "upper")):
+                check[col] = [float(table.loc[f"AME {name}", src]) for name in check.index]
+        warn_if_shrunk(check)
+        return check
 
     # ---- the feature maps of DESIGN §3 --------------------------------------------------------
     def _stage1_features(self, nets, b):

@@ -152,7 +152,7 @@ class DFPV(TwoStageEstimator):
         early_stopping=True,
         n_iter_no_change=10,
         refit_heads=True,
-        complexity="trained",
+        complexity="auto",
         n_estimators=5,
         n_bootstrap=100,
         n_jobs=-1,

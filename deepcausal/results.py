@@ -91,6 +91,8 @@ def _complexity_line(est) -> dict:
         return {}
     if c.get("chosen") is None:
         return {"complexity": f"{c['rule']}: not applied ({c.get('reason', 'no family')})"}
+    if c.get("reason"):  # complexity="auto" read the instruments
+        return {"complexity": f"'{c['label']}', the simplest curve: {c['reason']}"}
     return {"complexity": f"{c['rule']} chose '{c['label']}' (candidate {c['chosen']} of {len(c['candidates'])}, "
                           "simplest first)"}
 
@@ -129,6 +131,12 @@ class FitResults:
     first_stage : DataFrame or None
         DFIV, per treatment column: the classical and heteroskedasticity-robust partial F, the partial
         R² and, with several columns, the conditional (Sanderson-Windmeijer) F.
+    linear_check : DataFrame or None
+        DFIV, per treatment column: linear 2SLS's slope on the training rows (``tsls``, ``tsls_se``,
+        heteroskedasticity-robust) and the fitted curve's 2SLS-weighted slope (``curve``), the same
+        statistic of the curve, which the instruments pin down whatever its shape; their
+        ``difference``, its ``p_value`` and the ``shrinkage`` 1 − curve / tsls; beside them the
+        curve's average marginal effect (``ame``, ``ame_lower``, ``ame_upper``). See ``linear_check_``.
     strength : Series
         The linear first-stage F (``first_stage_f_``, DFIV) and the held-out R² of the learned
         stage-1 head (averaged over members), with ``reading``, one line on what it means.
@@ -177,6 +185,8 @@ class FitResults:
         self._tables["strength"] = self._strength(est, self._tables["members"], self._kind)
         table = getattr(est, "first_stage_", None)
         self._tables["first_stage"] = None if table is None else table.copy()
+        check = getattr(est, "linear_check_", None)
+        self._tables["linear_check"] = None if check is None else check.copy()
         estimates = getattr(est, "summary_estimates_", None)
         self._tables["estimates"] = None if estimates is None else estimates.copy()
         self._tables["all_settings"] = self._settings_table(est)
@@ -319,6 +329,7 @@ class FitResults:
 
     estimates = property(lambda self: self._copy("estimates"))
     first_stage = property(lambda self: self._copy("first_stage"))
+    linear_check = property(lambda self: self._copy("linear_check"))
     model = property(lambda self: self._copy("model"))
     data = property(lambda self: self._copy("data"))
     members = property(lambda self: self._copy("members"))
@@ -358,6 +369,16 @@ class FitResults:
                    "F: classical partial F; F (robust): heteroskedasticity-robust Wald / number of instruments"
                    + ("; F (conditional): Sanderson-Windmeijer, given the other treatment columns"
                       if "F (conditional)" in fs else "") + ". Below 10: weak.")
+        check = self._tables["linear_check"]
+        if check is not None:
+            shown = check[[c for c in ("tsls", "tsls_se", "curve", "p_value", "shrinkage", "ame") if c in check]]
+            yield ("Linear check (2SLS on the training rows)",
+                   shown.rename(columns={"tsls": "2SLS", "tsls_se": "2SLS s.e.", "curve": "curve",
+                                         "p_value": "p-value", "ame": "curve AME"}),
+                   "curve: the fitted curve's 2SLS-weighted slope, which the instruments identify whatever the "
+                   "curve's shape; it should match 2SLS within 2SLS's noise (p-value of the difference; "
+                   "shrinkage: 1 − curve / 2SLS). The curve's AME weighs its slopes differently and is identified "
+                   "only as far as its shape is.")
         yield ("First-stage strength", strength.to_frame(), strength.attrs.get("reading", ""))
         if len(self._tables["settings"]):
             yield "Settings that differ from the defaults", self._tables["settings"], ""

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from deepcausal import DFIV, DFPV
-from deepcausal._complexity import GAMMAS, penalties
+from deepcausal._complexity import GAMMAS, penalties, resolve_rule
+from deepcausal.exceptions import NoDrawsError
 from deepcausal.datasets import demand_proxy, linear_binary_iv
 
 QUICK = dict(n_epochs=3, batch_size=128, n_bootstrap=40, random_state=0, n_jobs=1, n_estimators=2, verbose=False)
@@ -52,7 +53,7 @@ def test_lepski_falls_back_to_the_line_that_one_binary_instrument_identifies(lbi
     d = lbi
     kw = d.fit_kwargs()
     T, X = d.train[kw["treatment"]], d.train[kw["covariates"]]
-    trained = DFIV(**QUICK).fit(d.train, **kw)
+    trained = DFIV(**{**QUICK, "complexity": "trained"}).fit(d.train, **kw)
     est = DFIV(**{**QUICK, "complexity": "lepski"}).fit(d.train, **kw)
     assert est.complexity_["chosen"] == 0 and est.complexity_["label"] == "linear 2SLS"
     lo, hi = est.marginal_ate_interval(T, X)
@@ -85,8 +86,46 @@ def test_dfpv_rules_run_over_its_ridge_path(rule):
         torch.testing.assert_close(m.head_draws_, m.candidates_["draws"][est.complexity_["chosen"]])
 
 
-def test_complexity_needs_bootstrap_draws_and_a_known_rule(lbi):
+def test_complexity_rules_need_bootstrap_draws_and_a_known_rule(lbi):
     with pytest.raises(ValueError, match="n_bootstrap"):
         DFIV(**{**QUICK, "complexity": "lepski", "n_bootstrap": 0}).fit(lbi.train, **lbi.fit_kwargs())
     with pytest.raises(ValueError, match="complexity must be one of"):
         DFIV(**{**QUICK, "complexity": "simplest"}).fit(lbi.train, **lbi.fit_kwargs())
+
+
+def test_auto_reads_how_many_values_the_instruments_take():
+    rng = np.random.default_rng(0)
+    n = 500
+    t1, t2 = rng.normal(size=(n, 1)), rng.normal(size=(n, 2))
+    binary = rng.integers(0, 2, size=(n, 1)).astype(float)
+    three = rng.integers(0, 3, size=(n, 1)).astype(float)
+    two_binary = rng.integers(0, 2, size=(n, 2)).astype(float)  # four distinct rows
+    assert resolve_rule("auto", {"T": t1, "Z": binary})[0] == "linear"
+    assert "2 distinct values" in resolve_rule("auto", {"T": t1, "Z": binary})[1]
+    assert resolve_rule("auto", {"T": t1, "Z": three}) == ("trained", None)
+    assert resolve_rule("auto", {"T": t2, "Z": three})[0] == "linear"  # 3 values, 2 slopes: still a plane
+    assert resolve_rule("auto", {"T": t2, "Z": two_binary}) == ("trained", None)
+    assert resolve_rule("auto", {"T": t1, "Z": rng.normal(size=(n, 1))}) == ("trained", None)
+    assert resolve_rule("auto", {"T": t1, "W": t1}) == ("trained", None)  # DFPV: no instruments
+    assert resolve_rule("lepski", {"T": t1, "Z": binary}) == ("lepski", None)  # a named rule is kept
+
+
+def test_the_default_reports_2sls_for_one_binary_instrument(lbi):
+    d = lbi
+    kw = d.fit_kwargs()
+    T, X = d.train[kw["treatment"]], d.train[kw["covariates"]]
+    est = DFIV(**QUICK).fit(d.train, **kw)
+    assert est.complexity_["label"] == "linear 2SLS" and "2 distinct values" in est.complexity_["reason"]
+    y, t = d.train[kw["outcome"][0]].to_numpy(), d.train[kw["treatment"][0]].to_numpy()
+    x, z = d.train[kw["covariates"]].to_numpy(), d.train[kw["instruments"]].to_numpy()
+    D1 = np.c_[z, x, np.ones(len(y))]
+    t_hat = D1 @ np.linalg.lstsq(D1, t, rcond=None)[0]
+    slope = np.linalg.lstsq(np.c_[t_hat, x, np.ones(len(y))], y, rcond=None)[0][0]
+    assert est.marginal_ate(T, X) == pytest.approx(slope, rel=1e-5)
+    assert "the simplest curve: the instruments take 2 distinct values" in str(est.summary)
+    # without bootstrap draws every member holds the same line: no band from their zero spread
+    quick = DFIV(**{**QUICK, "n_bootstrap": 0}).fit(d.train, **kw)
+    assert quick.marginal_ate(T, X) == pytest.approx(slope, rel=1e-5)
+    with pytest.raises(NoDrawsError, match="n_bootstrap >= 2"):
+        quick.marginal_ate_interval(T, X)
+    assert np.isnan(quick.summary_estimates_["lower"]).all()

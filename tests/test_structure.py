@@ -19,8 +19,8 @@ FLOORS = [
     {"_data", "heads", "nets", "optim", "_diagnostics", "_docstrings", "datasets"},
     # 2: what is built on the solves: the two-stage heads, bands, collectives, formulas, modes
     {"twostage", "inference", "distributed", "formula", "_modes"},
-    # 3: services of a fit: persistence, ensembles, reports, plots
-    {"_persist", "ensemble", "results", "plotting", "_progress", "_complexity"},
+    # 3: services of a fit: persistence, ensembles, reports, plots, the public exceptions
+    {"_persist", "ensemble", "results", "plotting", "_progress", "_complexity", "exceptions"},
     # 4: the estimator's rooms
     {"_inputs", "_training", "_reporting"},
     # 5: the shared estimator
