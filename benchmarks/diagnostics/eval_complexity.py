@@ -13,6 +13,9 @@ The rules and their constants, stated before this run (issue 28) and not changed
   members' bootstrap draws and spread, Rubin's rules).
 * **Discrepancy** (``complexity="discrepancy"``): the simplest candidate whose held-out projected stage-2
   loss exceeds the trained head's by at most one standard error of the paired difference (τ = 1).
+* **Auto** (``complexity="auto"``, added at stop 23 from identification theory, before its evaluation on the
+  designs the leaderboard added): linear 2SLS (the family's first candidate) when the excluded instruments
+  take at most d_t + 1 distinct values, else the trained head (``deepcausal._complexity.resolve_rule``).
 * **Adoption rule.** A rule becomes the default of an estimator if, over that estimator's designs in this
   run, its median-over-seeds structural MSE is at most the trained head's on at least two thirds of the
   designs and at most 1.25 times it on every design. The truth evaluates the rules; it chooses nothing.
@@ -45,7 +48,7 @@ from _results import machine, single_thread, write_section  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from deepcausal import DFIV, DFPV  # noqa: E402
-from deepcausal._complexity import family  # noqa: E402
+from deepcausal._complexity import family, resolve_rule  # noqa: E402
 from deepcausal._training import Everything, Half, refit  # noqa: E402
 from deepcausal.benchmark import make_design  # noqa: E402
 from deepcausal.distributed import Communicator  # noqa: E402
@@ -79,6 +82,23 @@ def _candidates(est, design, full: bool = False) -> dict:
     return data
 
 
+def _auto_is_linear(design) -> bool:
+    """Whether ``complexity="auto"`` reports the line on this design's training data."""
+    kw = design.fit_kwargs() if design.train is not None else {}
+    if "instruments" not in kw:
+        return False
+    data = {"T": design.train[list(kw["treatment"])].to_numpy(float),
+            "Z": design.train[list(kw["instruments"])].to_numpy(float)}
+    return resolve_rule("auto", data)[0] == "linear"
+
+
+def _mse_auto(r) -> float:
+    """The structural MSE of ``complexity="auto"``: the first candidate's where it reports the line."""
+    if not bool(r.get("auto_linear", False)) or not isinstance(r.get("candidate_mse"), str):
+        return float(r["mse_trained"])
+    return float(json.loads(r["candidate_mse"])[0])
+
+
 def evaluate(path: Path, full: bool = False) -> dict:
     design_name, method, seed = path.stem.rsplit("_", 2)
     cls = DFIV if method == "dfiv" else DFPV
@@ -99,6 +119,7 @@ def evaluate(path: Path, full: bool = False) -> dict:
         cand_mse.append(design.score(est.predict(design.test_X)))
     row["labels"] = json.dumps(list(members[0].candidates_["labels"]))
     row["candidate_mse"] = json.dumps(cand_mse)
+    row["auto_linear"] = _auto_is_linear(design)
     for rule in ("lepski", "discrepancy"):
         est.complexity = rule
         out = est._choose_complexity(data)
@@ -111,21 +132,30 @@ def evaluate(path: Path, full: bool = False) -> dict:
 
 
 def summarise(df: pd.DataFrame, command: str, title: str = TITLE) -> None:
+    df = df.copy()
+    if "auto_linear" not in df:
+        df["auto_linear"] = np.nan
+    missing = df["auto_linear"].isna()  # rows of runs before the auto rule: read the design again
+    df["auto_linear"] = df["auto_linear"].astype(object)
+    df.loc[missing, "auto_linear"] = [_auto_is_linear(make_design(d, n=5000, seed=int(s))[0])
+                                      for d, s in zip(df.loc[missing, "design"], df.loc[missing, "seed"])]
+    df["mse_auto"] = [_mse_auto(r) for r in df.to_dict("records")]
     med = df.groupby(["method", "design"]).agg(
-        trained=("mse_trained", "median"), lepski=("mse_lepski", "median"), discrepancy=("mse_discrepancy", "median"),
-        seeds=("seed", "nunique")).reset_index()
+        trained=("mse_trained", "median"), auto=("mse_auto", "median"), lepski=("mse_lepski", "median"),
+        discrepancy=("mse_discrepancy", "median"), seeds=("seed", "nunique")).reset_index()
     lines = [title, "", f"Command: `{command}` (from the repository root; rows in "
              f"`benchmarks/diagnostics/{CSV.name if 'full' not in title else 'complexity_full.csv'}`).",
              f"Machine: {machine()}.", "",
              "The rules, their constants and the adoption rule are stated in the script's docstring, before its run. "
              "Median structural MSE over seeds 0–2 (n = 5,000) of the leaderboard's fitted default ensembles, with "
              + ("the full-sample head at the trained complexity (`refit_heads=\"full\"`, the column `trained`) "
-                if "full" in title else "the trained head (today's default) ") + "and with each rule's choice; `chosen`: the candidates chosen per seed "
+                if "full" in title else "the trained head (`complexity=\"trained\"`) ") + "and with each rule's choice "
+             "(`auto`: the default, the line where the instruments identify only a slope); `chosen`: the candidates chosen per seed "
              "(0 = the simplest). Spearman: the correlation, over the candidates, between the rule's criterion "
              "(Lepski: the largest standardised difference from a more complex candidate; discrepancy: the held-out "
              "loss excess in standard errors) and the candidates' MSE, median over seeds.", "",
-             "| estimator | design | trained | Lepski | chosen | Spearman | discrepancy | chosen | Spearman |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| estimator | design | trained | auto | Lepski | chosen | Spearman | discrepancy | chosen | Spearman |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     verdict = {}
     for r in med.itertuples():
         d = df[(df["method"] == r.method) & (df["design"] == r.design)]
@@ -137,10 +167,10 @@ def summarise(df: pd.DataFrame, command: str, title: str = TITLE) -> None:
                 mse, cr = np.array(json.loads(cand)), np.array(json.loads(crit))
                 rho.append(stats.spearmanr(cr[:-1], mse[:-1]).statistic if len(mse) > 2 else np.nan)
             cells += [f"{getattr(r, rule):.4g}", chosen or "–", f"{np.nanmedian(rho):.2f}" if rho else "–"]
-        lines.append(f"| {r.method} | {r.design} | {r.trained:.4g} | " + " | ".join(cells) + " |")
+        lines.append(f"| {r.method} | {r.design} | {r.trained:.4g} | {r.auto:.4g} | " + " | ".join(cells) + " |")
     lines.append("")
     for method, d in med.groupby("method"):
-        for rule in ("lepski", "discrepancy"):
+        for rule in ("auto", "lepski", "discrepancy"):
             ok = d[rule].notna()
             ratio = (d.loc[ok, rule] / d.loc[ok, "trained"]).to_numpy()
             share = float(np.mean(ratio <= 1.0)) if len(ratio) else float("nan")
