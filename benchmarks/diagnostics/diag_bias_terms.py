@@ -188,6 +188,7 @@ def summarise(df: pd.DataFrame, command: str) -> None:
         lines.append(f"| {design}{' (DFPV)' if method == 'dfpv' else ''} | " + " | ".join(cells) + " |")
     lines += ["", _verdict(med)]
     write_section(TITLE, "\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 def _verdict(med: pd.DataFrame) -> str:
@@ -204,7 +205,6 @@ def _verdict(med: pd.DataFrame) -> str:
     return (f"- Full-sample heads (`refit_heads=\"full\"`), on the {len(ratio)} designs named before their run: at most "
             f"the trained MSE on {share:.0%}, worst ratio {worst:.2f} ({ratio.idxmax()}) → "
             f"{'adopted' if adopted else 'not adopted'} by the stated rule.")
-    print("\n".join(lines))
 
 
 def main(argv=None):
@@ -218,6 +218,8 @@ def main(argv=None):
         done["method"] = "dfiv"
     for path in sorted(Path(args.models).glob("*.pt")):
         design_name, method, seed = path.stem.rsplit("_", 2)
+        if design_name.startswith("dsprites"):  # image treatments: no spline or covariate variants
+            continue
         if ((done["design"] == design_name) & (done["seed"] == int(seed)) & (done["method"] == method)).any():
             continue
         rows = evaluate(path)
