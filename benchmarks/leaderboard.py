@@ -144,6 +144,12 @@ def write(command: str) -> None:
             name = f"**{r.method}**" if r.method in OURS else r.method
             lines.append(f"| {r.rank} | {name} | {_fmt(r.mse)} | {_fmt(r.lo)}–{_fmt(r.hi)} | {r.seconds:.1f} |")
         lines.append("")
+    seeds = df.groupby(["design", "method"])["seed"].nunique()
+    most = df.groupby("design")["seed"].nunique()
+    short = [(design, method, k) for (design, method), k in seeds.items() if k < most[design]]
+    if short:  # e.g. a run cut short, or a method too slow for every seed
+        lines += ["Methods fitted on fewer seeds than the others on their design (medians over those seeds):", ""]
+        lines += [f"- {design}, {method}: {k} of {most[design]} seeds" for design, method, k in short] + [""]
     if len(failed):
         lines += ["Fits that failed (no MSE; not ranked):", ""]
         for (design, method, error), g in failed.groupby(["design", "method", "error"]):
