@@ -37,6 +37,7 @@ from ._modes import resolve_device
 from ._persist import load_estimator, load_weights, register_estimator, save_estimator
 from ._progress import logger, progress_bar, show_progress
 from ._reporting import QueryReports
+from ._stacked import fit_members_stacked
 from ._training import build_nets, fit_member
 from ._warnings import record, warn
 from .distributed import Communicator
@@ -72,6 +73,8 @@ class TwoStageEstimator(RoleInputs, QueryReports, BaseEstimator):
     # output width per network parameter (16 where not listed; images always get the image MLP).
     _default_net = staticmethod(default_net)
     _default_widths: Dict[str, int] = {}
+    # Members train as one stacked computation where their networks allow it (deepcausal._stacked).
+    _stack_members = False
     # Whether a model fitted with covariates may predict without them (averaging over the stage-2 rows).
     _covariates_optional_in_predict = False
     # lr_schedule="auto" anneals the default proximal budget (benchmarks/RESULTS.md, "Learning-rate schedule")
@@ -312,7 +315,11 @@ class TwoStageEstimator(RoleInputs, QueryReports, BaseEstimator):
                 if self.n_estimators == 1:
                     self._fit_member(prepared, seeds[0], val, channel(0))
                     return self._finish(data, prepared, start)
-                members = fit_members(self, prepared, seeds, val, n_jobs, channel)
+                # stacks: minibatch training in one process (a ridge-mode stack would hold K whole halves)
+                if self._stack_members and self.mode == "proximal" and val is None and not prepared["comm"].active:
+                    members = fit_members_stacked(self, prepared, seeds, n_jobs, channel)
+                else:
+                    members = fit_members(self, prepared, seeds, val, n_jobs, channel)
             for i, m in enumerate(members):
                 kept = m.history_[m.history_["kept"]] if "kept" in m.history_ and m.history_["kept"].any() \
                     else m.history_.tail(1)

@@ -25,7 +25,7 @@ __all__ = ["RoleInputs", "concat_inputs"]
 
 def concat_inputs(b: dict, keys) -> torch.Tensor:
     """Concatenate the batch entries named in ``keys`` that are present (covariates are optional)."""
-    return torch.cat([b[k] for k in keys if k in b], dim=1)
+    return torch.cat([b[k] for k in keys if k in b], dim=-1)
 
 
 class RoleInputs:

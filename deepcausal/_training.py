@@ -33,13 +33,13 @@ train-mode features. "Exact head" therefore means exact for the deterministic ev
 envelope property (DESIGN §2) then holds only approximately inside a step. For networks without such
 layers the two coincide.
 
-Every update works on a :class:`Member`, the state of one member's training: a later stacked version
-that trains K members as one computation provides the same fields with a leading member dimension.
+Every update works on a :class:`Member`, the state of one member's training; :mod:`deepcausal._stacked`
+runs the same updates on a Member whose fields carry a leading member dimension (K members as one
+computation). Early stopping's bookkeeping is :mod:`deepcausal._stopping`.
 """
 
 from __future__ import annotations
 
-import math
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import partial
@@ -51,6 +51,7 @@ import torch
 from torch import nn
 
 from ._complexity import family
+from ._stopping import check_row, early_stopping_check, ending, new_track, restore, snapshot
 from ._modes import diverged, draws_random_numbers, eval_mode, mode_matters, seeded_global_rng
 from ._warnings import warn
 from .heads import NonFiniteError
@@ -63,7 +64,6 @@ __all__ = ["Half", "Member", "fit_member", "build_nets", "train", "train_step", 
            "stage2_summaries"]
 
 _MAX_RECOVERIES = 2  # restarts from the kept check at half the learning rate before a divergence ends training
-_PLATEAU_TOL = 0.10  # early stopping: a held-out loss median within 10% of its best counts as the best
 
 
 class Half:
@@ -134,34 +134,49 @@ def fit_member(est, prepared: dict, seed: int, validation, progress: Optional[Ca
     networks, heads (as trained and refit), stage-2 summaries and bootstrap draws. Returns ``est``.
     ``progress(steps, held_out_loss)`` hears of the steps at each check (:mod:`deepcausal._progress`)."""
     est._set_shared(prepared)
-    comm, settings, device = prepared["comm"], prepared["settings"], est.device_
-    n, n1, offset, n_local = prepared["n"], prepared["n1"], prepared["offset"], prepared["n_local"]
     with ExitStack() as global_rng:
-        # The networks are initialised from torch's global generator, seeded with the member's seed
-        # (user-supplied factories draw from it too); the split, batches and bootstrap draw from the
-        # member's own generator ``gen``. The global one is shared by every thread of the process,
-        # so the seeded block holds a lock: members fitted in threads stay bit-identical.
-        global_rng.enter_context(seeded_global_rng(seed, device))
-        gen = torch.Generator().manual_seed(seed)
-        # local row of each global position (−1 where another rank owns the row)
-        rows = torch.randperm(n, generator=gen) - offset
-        rows[(rows < 0) | (rows >= n_local)] = -1
-        n_val = settings["n_val"]
-        halves = (Half(prepared["tensors"], rows[:n1].to(device), n_val),
-                  Half(prepared["tensors"], rows[n1:].to(device), n_val))
-        nets = build_nets(est, est.dims_, device)
-        if not draws_random_numbers(nets):
-            global_rng.close()  # training never reads the global generator: let other members build theirs
-        heads = TwoStageHeads(settings["lam1"], settings["lam2"], settings["lam12"], est.beta1, est.beta2,
-                              reducer=comm.reduce_stats if comm.active else None)
+        member = start_member(est, prepared, seed, global_rng, progress)
         truth_val = None
         if validation is not None:
             truth_val = (est._prediction_inputs(*validation[0]), validation[1])
-        member = Member(est, nets, heads, halves, settings, comm, gen, progress=progress)
         history, stop = train(member, truth_val)
-        heads.release_features()
-        bootstrap_seed = int(torch.randint(0, 2**62, (1,), generator=gen))
+    return finish_member(member, history, stop)
 
+
+def start_member(est, prepared: dict, seed: int, global_rng: ExitStack, progress=None) -> Member:
+    """A member ready to train: its split into stage halves, its networks and empty heads.
+
+    The networks are initialised from torch's global generator, seeded with the member's seed (user-supplied
+    factories draw from it too); the split, batches and bootstrap draw from the member's own generator
+    ``gen``. The global one is shared by every thread of the process, so the seeded block (entered on
+    ``global_rng``) holds a lock: members fitted in threads stay bit-identical. It is closed here unless
+    training itself draws from it (dropout)."""
+    comm, settings, device = prepared["comm"], prepared["settings"], est.device_
+    n, n1, offset, n_local = prepared["n"], prepared["n1"], prepared["offset"], prepared["n_local"]
+    global_rng.enter_context(seeded_global_rng(seed, device))
+    gen = torch.Generator().manual_seed(seed)
+    # local row of each global position (−1 where another rank owns the row)
+    rows = torch.randperm(n, generator=gen) - offset
+    rows[(rows < 0) | (rows >= n_local)] = -1
+    n_val = settings["n_val"]
+    halves = (Half(prepared["tensors"], rows[:n1].to(device), n_val),
+              Half(prepared["tensors"], rows[n1:].to(device), n_val))
+    nets = build_nets(est, est.dims_, device)
+    if not draws_random_numbers(nets):
+        global_rng.close()  # training never reads the global generator: let other members build theirs
+    heads = TwoStageHeads(settings["lam1"], settings["lam2"], settings["lam12"], est.beta1, est.beta2,
+                          reducer=comm.reduce_stats if comm.active else None)
+    return Member(est, nets, heads, halves, settings, comm, gen, progress=progress)
+
+
+def finish_member(member: Member, history: List[dict], stop: dict):
+    """After training: the heads refit, the summaries and bootstrap draws; sets the fitted attributes of the
+    member's estimator and returns it."""
+    est, nets, heads, halves, settings, comm = (member.est, member.nets, member.heads, member.halves,
+                                                member.settings, member.comm)
+    device = est.device_
+    heads.release_features()
+    bootstrap_seed = int(torch.randint(0, 2**62, (1,), generator=member.gen))
     current = TwoStageHeads(**head_coefficients(heads))
     current.load_state_dict({k: v.clone() for k, v in heads.state_dict().items()})
     full = est.refit_heads == "full"
@@ -246,7 +261,7 @@ def train(member: Member, truth_val) -> Tuple[List[dict], dict]:
     member.opts = optimisers(est, nets)
     annealed = st.get("lr_schedule") == "annealed"
     history: List[dict] = []
-    track = {"recent": [], "best": math.inf, "row": None, "state": None, "worse": 0}
+    track = new_track()
     step, reason = 0, "max_steps"
     recoveries: List[int] = []  # steps at which training diverged and went back to the kept check
     report = member.progress or (lambda steps, held_out=None: None)
@@ -283,10 +298,7 @@ def train(member: Member, truth_val) -> Tuple[List[dict], dict]:
                 step, since_check = step + 1, since_check + 1
                 if since_check < check_every and step % steps_per_epoch and step < st["max_steps"]:
                     continue
-                row = {"epoch": math.ceil(step / steps_per_epoch), "step": step,
-                       "lr": rate,
-                       "stage1_loss": comm.sum_float(losses[0]) / since_check,
-                       "stage2_loss": comm.sum_float(losses[1]) / since_check}
+                row = check_row(step, steps_per_epoch, rate, losses, since_check, comm)
                 losses, since_check = np.zeros(2), 0
                 row.update(held_out_losses(est, nets, heads, halves, comm))
                 if truth_val is not None:
@@ -295,7 +307,8 @@ def train(member: Member, truth_val) -> Tuple[List[dict], dict]:
                 report(step - reported, row.get("val_stage2_loss"))
                 reported = step
                 if "val_stage2_loss" in row and st["early_stopping"]:
-                    if early_stopping_check(track, row, len(history) - 1, nets, heads, st["patience"]):
+                    if early_stopping_check(track, row, len(history) - 1, partial(snapshot, nets, heads),
+                                            st["patience"]):
                         reason = "early_stopping"
                         break
                 if step >= st["max_steps"]:
@@ -315,58 +328,7 @@ def train(member: Member, truth_val) -> Tuple[List[dict], dict]:
              f"loss {kept['val_stage2_loss']:.4g}) is kept", RuntimeWarning)
     finally:
         report(st["max_steps"] - reported)  # the steps an early stop saved count as done
-    stop = {"reason": reason, "steps": step, "epochs": math.ceil(step / steps_per_epoch),
-            "kept_step": None, "restored": False, "recoveries": recoveries}
-    if track["state"] is not None:
-        restore(nets, heads, track["state"])
-        stop.update(kept_step=history[track["row"]]["step"], restored=True)
-        if reason == "early_stopping" and track["row"] == 0:
-            warn("early stopping: the held-out stage-2 loss never improved on its first check (step "
-                 f"{history[0]['step']}); the model of that check is kept. Try a smaller lr or larger "
-                 "beta/lam, or early_stopping=False", UserWarning)
-    for i, row in enumerate(history):
-        row["kept"] = track["row"] == i
-    return history, stop
-
-
-def early_stopping_check(track: dict, row: dict, index: int, nets, heads, patience: int) -> bool:
-    """Update the early-stopping state with a new check; True when training should stop.
-
-    Minibatch noise moves the held-out stage-2 loss by 5-10% from check to check, while the
-    structural error often keeps falling while the projected risk is flat or drifts up by a few
-    per cent (measured on demand IV and demand PCL, n = 5,000: the structural MSE fell from 270 to 64
-    and from 20 to 11 over steps where the held-out loss moved less than its noise). So the
-    criterion is the median of the last ``patience`` held-out losses, and a state within 10% of
-    the best median counts as best: the latest such check whose own loss is also within 10% is
-    kept (on a plateau, the latest state; never a check where the loss spiked). Training stops once
-    the median has been more than 10% above its best for ``patience`` checks in a row: the held-out
-    loss clearly rises, the networks overfit.
-    """
-    track["recent"].append(row["val_stage2_loss"])
-    del track["recent"][:-patience]
-    median = float(np.median(track["recent"]))
-    row["val_stage2_median"] = median
-    track["best"] = min(track["best"], median)
-    near_best = median <= track["best"] * (1.0 + _PLATEAU_TOL)
-    # the kept state's own loss must be near the best too: a single spike (a check where training
-    # briefly blew up) leaves the median unmoved but must never be the state that is kept
-    if near_best and row["val_stage2_loss"] <= track["best"] * (1.0 + _PLATEAU_TOL):
-        track.update(row=index, state=snapshot(nets, heads), worse=0)
-        return False
-    if near_best:
-        return False
-    track["worse"] += 1
-    return track["worse"] >= patience
-
-
-def snapshot(nets, heads) -> dict:
-    return {"nets": {k: v.detach().clone() for k, v in nets.state_dict().items()},
-            "heads": {k: (v.clone() if v is not None else None) for k, v in heads.state_dict().items()}}
-
-
-def restore(nets, heads, state) -> None:
-    nets.load_state_dict(state["nets"])
-    heads.load_state_dict(state["heads"])
+    return history, ending(nets, heads, history, track, reason, step, steps_per_epoch, recoveries)
 
 
 @torch.no_grad()
@@ -374,25 +336,29 @@ def held_out_losses(est, nets, heads, halves, comm) -> dict:
     """Held-out stage losses with the current heads (DESIGN §7), mean over held-out rows:
 
     stage 1: ||target − F₁ V||², stage 2: ||Y − G(F₁ V) u||² (the projected risk plus noise).
+    Floats for one member; arrays with one entry per member for a stack (:mod:`deepcausal._stacked`).
     """
     if halves[0].n_val == 0:
         return {}
-    sums, counts, t_sq = np.zeros(2), np.zeros(2), 0.0
-    t_sum = torch.zeros(heads.V.shape[1], dtype=torch.float64, device=heads.V.device)  # target column sums
+    z = dict(dtype=torch.float64, device=heads.V.device)
+    lead = heads.V.shape[:-2]  # () for one member, (K,) for a stack
+    sums, counts = [torch.zeros(lead, **z), torch.zeros(lead, **z)], np.zeros(2)
+    t_sum, t_sq = torch.zeros(*lead, heads.V.shape[-1], **z), torch.zeros(lead, **z)  # target column sums, squares
     with eval_mode(nets):
         for b in halves[0].batches(4096, "val"):
             target = est._stage1_target(nets, b)
-            sums[0] += float(squared_loss(est._stage1_features(nets, b), target, heads.V, 1))
-            counts[0] += b["Y"].shape[0]
-            t_sum, t_sq = t_sum + target.double().sum(0), t_sq + float((target.double() ** 2).sum())
+            sums[0] += squared_loss(est._stage1_features(nets, b), target, heads.V, 1).double()
+            counts[0] += b["Y"].shape[-2]
+            t_sum, t_sq = t_sum + target.double().sum(-2), t_sq + (target.double() ** 2).sum((-2, -1))
         for b in halves[1].batches(4096, "val"):
-            sums[1] += float(squared_loss(est._projected_features(nets, heads.V, b), b["Y"], heads.u, 1))
-            counts[1] += b["Y"].shape[0]
-    sums, counts = [comm.sum_float(v) for v in sums], [comm.sum_float(v) for v in counts]
+            sums[1] += squared_loss(est._projected_features(nets, heads.V, b), b["Y"], heads.u, 1).double()
+            counts[1] += b["Y"].shape[-2]
+    sums, counts = [comm.sum(v).cpu().numpy() for v in sums], [comm.sum_float(v) for v in counts]
     # R² of the stage-1 head: 1 − SSE / Σ (target − its held-out column mean)²
-    total = comm.sum_float(t_sq) - float((comm.sum(t_sum) ** 2).sum()) / counts[0]
-    return {"val_stage1_loss": sums[0] / counts[0], "val_stage2_loss": sums[1] / counts[1],
-            "val_stage1_r2": 1.0 - sums[0] / total if total > 0 else float("nan")}
+    total = comm.sum(t_sq).cpu().numpy() - (comm.sum(t_sum) ** 2).sum(-1).cpu().numpy() / counts[0]
+    r2 = np.where(total > 0, 1.0 - sums[0] / np.where(total > 0, total, 1.0), np.nan)
+    out = {"val_stage1_loss": sums[0] / counts[0], "val_stage2_loss": sums[1] / counts[1], "val_stage1_r2": r2}
+    return {k: float(v) for k, v in out.items()} if not lead else out
 
 
 def train_step(member: Member, b1: dict, b2: dict) -> np.ndarray:
@@ -409,13 +375,13 @@ def train_step(member: Member, b1: dict, b2: dict) -> np.ndarray:
     gradients of the ranks are the gradient of the whole global batch.
     """
     comm = member.comm
-    m1, m2 = (int(comm.sum_float(b["Y"].shape[0])) for b in (b1, b2))
+    m1, m2 = (int(comm.sum_float(b["Y"].shape[-2])) for b in (b1, b2))
     if member.nets._deepcausal_mode_matters:
         member.nets.train()
     loss1, F1_b1, F1_b2, hat_b2 = stage1_update(member, b1, b2, m1)
     covariate_update(member, b2, hat_b2, m2)
     loss2 = stage2_update(member, b1, b2, F1_b1, F1_b2, m2)
-    return np.array([loss1, loss2])
+    return np.array(np.broadcast_arrays(loss1, loss2))  # (2,), or (2, K) for a stack
 
 
 def _exact(member: Member) -> bool:
@@ -530,15 +496,17 @@ def run_stage(nets, n_steps: int, solve_first: bool, share: bool, opts, group: s
 
 
 def descend(opts, group, loss, comm):
-    """One optimiser step of ``group`` on ``loss`` (gradients summed over the ranks); returns its value."""
-    value = loss.item()  # one read of the scalar serves the check and the history
-    if not math.isfinite(value):
+    """One optimiser step of ``group`` on ``loss`` (gradients summed over the ranks); returns its value,
+    an array of one loss per member for a stack (whose members' losses are summed: each member's
+    parameters get their own loss's gradient)."""
+    value = loss.item() if not loss.ndim else loss.detach().cpu().numpy()  # one read serves check and history
+    if not np.isfinite(value).all():
         raise NonFiniteError(f"the loss became {value}")
     if group not in opts:
         return value
     opt = opts[group]
     opt.zero_grad(set_to_none=True)
-    loss.backward()
+    (loss.sum() if loss.ndim else loss).backward()
     comm.sum_gradients(p for g in opt.param_groups for p in g["params"])
     opt.step()
     return value

@@ -55,11 +55,17 @@ class NonFiniteError(ValueError):
     """A head solve was given NaN or infinite values (bad data, or training that diverged)."""
 
 
-def _check_matrix(name: str, x: torch.Tensor, ndim: int = 2) -> None:
+def _check_matrix(name: str, x: torch.Tensor, stacked: bool = False) -> None:
+    """A 2-D tensor, or with ``stacked`` also a 3-D one: a stack of matrices (one per ensemble member)."""
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if x.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D, got shape {tuple(x.shape)}")
+    if x.ndim != 2 and not (stacked and x.ndim == 3):
+        raise ValueError(f"{name} must be 2-D{' or 3-D' if stacked else ''}, got shape {tuple(x.shape)}")
+
+
+def _diagonal(A: torch.Tensor) -> torch.Tensor:
+    """The diagonal of a matrix, or of each matrix of a stack (a view)."""
+    return A.diagonal(dim1=-2, dim2=-1)
 
 
 def check_coefficients(**coefficients: float) -> None:
@@ -101,6 +107,8 @@ class SufficientStats:
 
     Build from one batch with :meth:`from_batch`, add batches with :meth:`update` (streaming),
     and solve with :meth:`solve`. ``FtY`` keeps the autograd graph of Y when Y requires grad.
+    A batch may carry a leading member dimension, F (K, n, d) and Y (K, n, k): K independent heads
+    solved at once (members trained as one stack, :mod:`deepcausal._stacked`); FtF is then (K, d, d).
     """
 
     FtF: torch.Tensor
@@ -116,29 +124,30 @@ class SufficientStats:
 
         ``gram``: FᵀF of these same features, formed earlier by this method (see :class:`GramCache`);
         it is used instead of forming the product again."""
-        _check_matrix("F", F)
-        _check_matrix("Y", Y)
-        if F.shape[0] != Y.shape[0]:
-            raise ValueError(f"F has {F.shape[0]} rows but Y has {Y.shape[0]}")
+        _check_matrix("F", F, stacked=True)
+        _check_matrix("Y", Y, stacked=True)
+        if F.shape[:-1] != Y.shape[:-1]:
+            raise ValueError(f"F has {F.shape[-2]} rows but Y has {Y.shape[-2]}" if F.ndim == Y.ndim else
+                             f"F has shape {tuple(F.shape)} but Y {tuple(Y.shape)}")
         low = F.dtype != torch.float64 or Y.dtype != torch.float64
         if low:
             dtype = torch.promote_types(F.dtype, Y.dtype)
             F, Y = F.to(dtype), Y.to(dtype)
-            FtF = (F.T @ F).to(torch.float64) if gram is None else gram
-            FtY = (F.T @ Y).to(torch.float64)
+            FtF = (F.mT @ F).to(torch.float64) if gram is None else gram
+            FtY = (F.mT @ Y).to(torch.float64)
         else:
-            FtF, FtY = (F.T @ F if gram is None else gram), F.T @ Y
+            FtF, FtY = (F.mT @ F if gram is None else gram), F.mT @ Y
         # Finiteness is checked on the d × d statistics, not the n × d inputs (cheaper, same verdict):
         # a NaN or ±inf in row i of F makes the diagonal of FᵀF non-finite, and then one in Y (times
         # anything, even 0) makes FᵀY non-finite. One reduction over both (a non-finite entry makes the
         # sum non-finite) costs one check per solve; which input it was is worked out only on failure.
-        if not math.isfinite(float(FtF.detach().diagonal().sum() + FtY.detach().sum())):
-            if not torch.isfinite(FtF.detach().diagonal()).all():
+        if not math.isfinite(float(_diagonal(FtF.detach()).sum() + FtY.detach().sum())):
+            if not torch.isfinite(_diagonal(FtF.detach())).all():
                 raise NonFiniteError("F contains NaN or infinite values (or its Gram matrix overflows)")
             if not torch.isfinite(FtY.detach()).all():
                 raise NonFiniteError("Y contains NaN or infinite values")
             raise NonFiniteError("the sufficient statistics overflow float64")
-        return cls(FtF, FtY, int(F.shape[0]), low)
+        return cls(FtF, FtY, int(F.shape[-2]), low)
 
     @classmethod
     def empty(cls, d: int, k: int, device=None) -> "SufficientStats":
@@ -174,7 +183,7 @@ class SufficientStats:
         check_coefficients(beta=beta, lam=lam)
         if self.n == 0:
             raise ValueError("cannot solve a head from zero rows")
-        d = self.FtF.shape[0]
+        d = self.FtF.shape[-1]
         if lam > 0 and W_prev is None:
             raise ValueError("lam > 0 needs W_prev, the previous head")
         if lam + beta <= 0 and self.n < d:
@@ -185,7 +194,7 @@ class SufficientStats:
         system = factors.get(lam + beta) if factors is not None else None
         if system is None:
             A = self.FtF / self.n
-            A.diagonal().add_(lam + beta)  # + (λ + β) I, without building I
+            _diagonal(A).add_(lam + beta)  # + (λ + β) I, without building I
             system = factor_spd(A, warn_on_jitter=self.low_precision)
             if factors is not None:
                 factors[lam + beta] = system
@@ -256,13 +265,14 @@ def factor_spd(A: torch.Tensor, warn_on_jitter: bool = False) -> SPDSystem:
     silently.
     """
     L, info = torch.linalg.cholesky_ex(A)
-    if int(info) == 0:
+    if not bool(info.any()):
         return SPDSystem(A, L)
-    scale = float(A.diagonal().abs().mean().clamp_min(1e-300))
-    eye = torch.eye(A.shape[0], dtype=A.dtype, device=A.device)
+    # jitter relative to each system's mean diagonal (a stack of systems is retried as a whole)
+    scale = _diagonal(A).abs().mean(-1).clamp_min(1e-300)[..., None, None]
+    eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
     for rel in _JITTERS:
         L, info = torch.linalg.cholesky_ex(A + rel * scale * eye)
-        if int(info) == 0:
+        if not bool(info.any()):
             if warn_on_jitter:
                 warn(f"Cholesky of a head system built from float32 products needed a jitter of {rel:g} "
                      "× its mean diagonal: the features are nearly collinear; consider a larger ridge beta",

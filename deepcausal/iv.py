@@ -87,6 +87,7 @@ class DFIV(TwoStageEstimator):
     # 4 and 8 instead of 16 and 16 shrink the stage-2 head from 18 × 19 = 342 to 6 × 11 = 66 columns at a
     # held-out stage-2 loss within 1% on demand and lowdim (benchmarks/RESULTS.md, "Default network widths").
     _default_widths = {"treatment_net": 4, "covariate_net": 8}
+    _stack_members = True  # members as one stacked computation (RESULTS.md, "Whole default fit")
 
     def __init__(
         self,

@@ -33,9 +33,10 @@ Reducer = Optional[Callable[[SufficientStats], SufficientStats]]
 def squared_loss(F: torch.Tensor, Y: torch.Tensor, W: torch.Tensor, n: Optional[int] = None) -> torch.Tensor:
     """(1/n) ||Y − F W||², the data term of every stage loss (W cast to F's dtype).
 
-    ``n`` defaults to the rows of F; a distributed fit passes the global batch size.
+    ``n`` defaults to the rows of F; a distributed fit passes the global batch size. A stack of
+    members (F of shape (K, n, d), W (K, d, k)) gives one loss per member, shape (K,).
     """
-    return ((Y - F @ W.to(F.dtype)) ** 2).sum() / (F.shape[0] if n is None else n)
+    return ((Y - F @ W.to(F.dtype)) ** 2).sum((-2, -1)) / (F.shape[-2] if n is None else n)
 
 
 class TwoStageHeads:

@@ -20,9 +20,11 @@ FLOORS = [
     # 2: what is built on the solves: the two-stage heads, bands, collectives, formulas, modes
     {"twostage", "inference", "distributed", "formula", "_modes"},
     # 3: services of a fit: persistence, ensembles, reports, plots, the public exceptions
-    {"_persist", "ensemble", "results", "plotting", "_progress", "_complexity", "exceptions"},
+    {"_persist", "ensemble", "results", "plotting", "_progress", "_complexity", "exceptions", "_stopping"},
     # 4: the estimator's rooms
     {"_inputs", "_training", "_reporting"},
+    # 4½: ensemble members trained as one stacked computation, on top of one member's training
+    {"_stacked"},
     # 5: the shared estimator
     {"_estimator"},
     # 6: the estimators
