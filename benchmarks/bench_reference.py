@@ -410,14 +410,7 @@ def run_dfpv(repo: Path, seeds, n: int, n_epochs=None, members_only: bool = Fals
             train = pre.preprocess_for_train(ate.generate_train_data_ate(data_config=data_config, rand_seed=seed))
             test = pre.preprocess_for_test_input(test_org)
 
-            # original code (as their dfpv_experiments: torch seed, then the trainer)
-            np.random.seed(seed)  # their train/test split uses numpy's global generator
-            torch.manual_seed(seed)
-            mdl, sec = _timed(lambda: trainer_mod.DFPVTrainer(data_config, dict(params), False, None)
-                              .train(train, 0))
-            with torch.no_grad():
-                pred = mdl.predict_t(torch.tensor(test.treatment, dtype=torch.float32)).numpy()
-            pred = pre.postprocess_for_prediction(pred)
+            mdl, pred, sec = _fit_reference_dfpv(trainer_mod, data_config, params, train, test, pre, seed)
             it = params["stage1_iter"] + params["stage2_iter"]
             ep = params["n_epoch"]
             rows.append(_row("dfpv", "original", seed, n, sec, mse(pred, test_org.structural),
@@ -433,6 +426,17 @@ def run_dfpv(repo: Path, seeds, n: int, n_epochs=None, members_only: bool = Fals
                 rows.append(_row("dfpv", impl, seed, n, sec, mse(est.predict(test.treatment), test_org.structural),
                                  math.nan, _our_steps(est)))
     return rows
+
+
+def _fit_reference_dfpv(trainer_mod, data_config, params, train, test, pre, seed):
+    """Their ``DFPVTrainer.train`` as their dfpv_experiments runs it (seeds, then the trainer), timed;
+    returns the model, its predictions on the test treatments and the seconds."""
+    np.random.seed(seed)  # their train/test split uses numpy's global generator
+    torch.manual_seed(seed)
+    mdl, sec = _timed(lambda: trainer_mod.DFPVTrainer(data_config, dict(params), False, None).train(train, 0))
+    with torch.no_grad():
+        pred = mdl.predict_t(torch.tensor(test.treatment, dtype=torch.float32)).numpy()
+    return mdl, pre.postprocess_for_prediction(pred), sec
 
 
 def _row(design, impl, seed, n, sec, value, their_mse, steps) -> dict:
