@@ -41,7 +41,8 @@ _SHARED_DOCS = {
     n_bootstrap : int, default=100
         Score-bootstrap draws of the heads per member, for the bands (0: none).
     n_jobs : int or None, default=-1
-        Processes fitting the members in parallel (−1: every core); results do not depend on it.
+        Processes fitting the members in parallel (−1: every core); results do not depend on it. With
+        the default networks, members train as stacks of up to three, one stack per process.
     random_state : int or None
         Seed of the splits, batches, initialisation and draws; fits are bit-reproducible on CPU.
     device : {"cpu", "cuda", "auto"}, default="cpu"

@@ -8,7 +8,8 @@ members' spread feeds the bands of :mod:`deepcausal.inference`.
 Members are fitted through joblib, so ``n_jobs`` runs them in parallel processes and a user can
 switch joblib's backend (dask, ray) without code changes. Each member fits with one torch thread
 whatever ``n_jobs`` is, so the result is bit-identical for a given ``random_state`` whether members
-run one after another or in parallel.
+run one after another or in parallel. Members whose networks allow it train as stacks, one
+computation for several members (:mod:`deepcausal._stacked`, which uses this module's helpers).
 """
 
 from __future__ import annotations

@@ -153,7 +153,7 @@ def main(argv=None):
         f" --members {args.members}" if args.members != "1,2,3,5" else "") + (
         f" --updates {args.updates}" if args.updates != 300 else "") + (
         f" --repeats {args.repeats}" if args.repeats != 3 else "")
-    lines = ["## Diagnosis: vectorised ensemble members (information; not built)", "",
+    lines = ["## Diagnosis: vectorised ensemble members (information; measured before deepcausal._stacked was built)", "",
              f"Command: `{command}` (from the repository root).",
              f"Machine: {machine()}; load average at the end {os.getloadavg()[0]:.1f}.", "",
              "The kernel of one stage-1 training update (forward, loss, backward, Adam step, head re-solve) at each "
