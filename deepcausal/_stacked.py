@@ -40,7 +40,7 @@ from . import _training
 from ._training import Member, finish_member, head_coefficients, optimisers, start_member, train_step
 from ._warnings import recording, warn
 from .ensemble import _fit_one, one_torch_thread
-from .nets import SkipMLP
+from .nets import _RMS_EPS, SkipMLP
 from .optim import annealed_lr
 from .twostage import TwoStageHeads
 
@@ -55,7 +55,8 @@ def _layers(net: nn.Module):
     if type(seq) is not nn.Sequential or nn.utils.parametrize.is_parametrized(seq):
         return None
     layers = list(seq)
-    if not layers or any(type(m) not in (nn.Linear, nn.ReLU) for m in layers):
+    if not layers or any(type(m) not in (nn.Linear, nn.ReLU) or (type(m) is nn.Linear and m.bias is None)
+                         for m in layers):
         return None
     return layers
 
@@ -81,8 +82,8 @@ def stackable(nets_of_members: Sequence[nn.ModuleDict]) -> bool:
 class StackedMLP(nn.Module):
     """K networks of one default shape as one module. Shapes: (K, n, d_in) → (K, n, d_out).
 
-    Built from K trained-alike networks (their initial weights are copied, so each member starts from the
-    weights it would have alone); :meth:`unstack_into` writes member k's weights back into a network.
+    Built from K networks of the same shape (:func:`stackable`), whose weights are copied, so each member
+    starts from the weights it would have alone; :meth:`unstack_into` writes member k's weights back.
     """
 
     def __init__(self, nets: Sequence[nn.Module]):
@@ -107,11 +108,12 @@ class StackedMLP(nn.Module):
             else:
                 h = torch.relu(h)
         if self.normalize:  # SkipMLP's row normalisation (deepcausal.nets)
-            h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + 1e-6)
+            h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + _RMS_EPS)
         return torch.cat([x, h], dim=-1) if self.skip else h
 
     @torch.no_grad()
     def unstack_into(self, k: int, net: nn.Module) -> None:
+        """Copy member k's weights into ``net``, a network of the shape the stack was built from."""
         linears = [m for m in _layers(net) if type(m) is nn.Linear]
         for m, W, b in zip(linears, self.weights, self.biases):
             m.weight.copy_(W[k].T)

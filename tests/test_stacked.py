@@ -88,6 +88,9 @@ def test_networks_that_cannot_stack_train_alone(data, monkeypatch):
 
     params = dict(FAST, n_estimators=2, n_jobs=1, instrument_net=tanh_net)
     assert not _stacked.stackable([nn.ModuleDict({"instrument": tanh_net(3)})])
+    no_bias = nn.Sequential(nn.Linear(3, 8, bias=False), nn.ReLU())
+    assert not _stacked.stackable([nn.ModuleDict({"instrument": no_bias})])
+    assert _stacked.stackable([nn.ModuleDict({"instrument": nn.Sequential(nn.Linear(3, 8), nn.ReLU())})] * 2)
     est = DFIV(**params).fit(data.train, **data.fit_kwargs())
     monkeypatch.setattr(DFIV, "_stack_members", False)
     alone = DFIV(**params).fit(data.train, **data.fit_kwargs())
