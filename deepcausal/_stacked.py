@@ -37,11 +37,11 @@ from torch import nn
 
 from ._stopping import check_row, early_stopping_check, ending, new_track
 from . import _training
-from ._training import Member, finish_member, head_coefficients, optimisers, start_member, train_step
+from ._training import (Member, finish_member, head_coefficients, optimisers, set_learning_rate, start_member,
+                        train_step)
 from ._warnings import recording, warn
 from .ensemble import _fit_one, one_torch_thread
 from .nets import _RMS_EPS, SkipMLP
-from .optim import annealed_lr
 from .twostage import TwoStageHeads
 
 __all__ = ["StackedMLP", "StackedHalf", "stackable", "train_stacked", "fit_members_stacked"]
@@ -165,7 +165,6 @@ def train_stacked(members: List[Member], caught: List[List[str]]):
         p.register_hook(lambda g: g * active.to(g.dtype) if frozen[0] else g)
     n1, n2 = halves[0].n_train, halves[1].n_train
     steps_per_epoch, check_every, max_steps = st["steps_per_epoch"], st["check_every"], st["max_steps"]
-    annealed = st.get("lr_schedule") == "annealed"
     histories, tracks = [[] for _ in members], [new_track() for _ in members]
     reasons, steps, reported = ["max_steps"] * K, [0] * K, [0] * K
     report = [m.progress or (lambda steps, held_out=None: None) for m in members]
@@ -183,9 +182,7 @@ def train_stacked(members: List[Member], caught: List[List[str]]):
             p2 = orders(n2, halves[1].n_val).tensor_split(steps_per_epoch, dim=1)
             losses, since_check = np.zeros((2, K)), 0
             for i1, i2 in zip(p1, p2):
-                rate = annealed_lr(est.lr, step, max_steps) if annealed else float(est.lr)
-                for opt in stack.opts.values():
-                    opt.param_groups[0]["lr"] = rate
+                rate = set_learning_rate(stack, step)
                 losses += train_step(stack, halves[0].take(i1), halves[1].take(i2))
                 step, since_check = step + 1, since_check + 1
                 if since_check < check_every and step % steps_per_epoch and step < max_steps:

@@ -259,7 +259,6 @@ def train(member: Member, truth_val) -> Tuple[List[dict], dict]:
     n1, n2 = halves[0].n_train, halves[1].n_train
     steps_per_epoch, check_every = st["steps_per_epoch"], st["check_every"]
     member.opts = optimisers(est, nets)
-    annealed = st.get("lr_schedule") == "annealed"
     history: List[dict] = []
     track = new_track()
     step, reason = 0, "max_steps"
@@ -273,10 +272,7 @@ def train(member: Member, truth_val) -> Tuple[List[dict], dict]:
             p2 = (torch.randperm(n2, generator=gen) + halves[1].n_val).tensor_split(steps_per_epoch)
             losses, since_check = np.zeros(2), 0
             for i1, i2 in zip(p1, p2):
-                rate = annealed_lr(est.lr, step, st["max_steps"]) if annealed else float(est.lr)
-                rate *= 0.5 ** len(recoveries)
-                for opt in member.opts.values():
-                    opt.param_groups[0]["lr"] = rate
+                rate = set_learning_rate(member, step, halvings=len(recoveries))
                 try:
                     losses += train_step(member, halves[0].take(i1), halves[1].take(i2))
                 except FloatingPointError as exc:
@@ -359,6 +355,17 @@ def held_out_losses(est, nets, heads, halves, comm) -> dict:
     r2 = np.where(total > 0, 1.0 - sums[0] / np.where(total > 0, total, 1.0), np.nan)
     out = {"val_stage1_loss": sums[0] / counts[0], "val_stage2_loss": sums[1] / counts[1], "val_stage1_r2": r2}
     return {k: float(v) for k, v in out.items()} if not lead else out
+
+
+def set_learning_rate(member: Member, step: int, halvings: int = 0) -> float:
+    """The learning rate of minibatch step ``step`` (the schedule of ``settings``, halved once per restart after a
+    divergence), set in every optimiser of the member; returns it."""
+    est, st = member.est, member.settings
+    rate = annealed_lr(est.lr, step, st["max_steps"]) if st.get("lr_schedule") == "annealed" else float(est.lr)
+    rate *= 0.5 ** halvings
+    for opt in member.opts.values():
+        opt.param_groups[0]["lr"] = rate
+    return rate
 
 
 def train_step(member: Member, b1: dict, b2: dict) -> np.ndarray:
