@@ -15,8 +15,15 @@ raw treatment's interactions with the covariate features. The simplest candidate
 treatment with one slope (h = a·t + c(x), as 2SLS with learned controls), the next lets the slope vary
 with the covariates, then the nonlinear features enter with less and less penalty, and the last is
 the trained head. The raw treatment's own slope is never penalised beyond β₂, so the simplest
-candidate's slope is not shrunk. Every candidate's bootstrap draws use the same
-multipliers as the bands (:func:`deepcausal.inference.score_bootstrap_heads`).
+candidate's slope is not shrunk. For an IV design one more candidate comes first:
+**the line in t** (:func:`linear_iv_candidate`), 2SLS on every row with the raw instruments and the
+covariates' *learned* features as controls — a line in the treatment, not in the covariates. Every
+candidate's bootstrap draws use the same multipliers as the bands
+(:func:`deepcausal.inference.score_bootstrap_heads`).
+
+DFIV's default, ``"auto"`` (:func:`resolve_rule`), reads how many values the instruments take: at most
+d_t + 1 give the line; a few more (discrete instruments, at most 10 values) give Lepski's rule with the
+line first; continuous instruments keep the trained head.
 
 Two rules choose, for the whole ensemble at once (DESIGN §8), both stated before any run:
 
@@ -35,11 +42,16 @@ from typing import Optional
 
 import numpy as np
 import torch
+from torch import nn
 
-from .inference import combine_draws
+from ._diagnostics import DISCRETE_MAX, IdentificationWarning, distinct_rows
+from ._warnings import warn
+from .heads import solve_spd
+from .inference import BOOTSTRAP_BATCH, combine_draws
 from .nets import SkipMLP
 
-__all__ = ["GAMMAS", "RULES", "resolve_rule", "penalties", "linear_columns", "linear_iv_candidate", "held_out_residuals", "choose"]
+__all__ = ["GAMMAS", "RULES", "resolve_rule", "keeps_raw_treatment", "penalties", "linear_columns", "linear_iv_candidate",
+           "held_out_residuals", "choose"]
 
 _OFF = 1e8  # a penalty that sets a coefficient to zero in effect
 GAMMAS = ((_OFF, _OFF), (0.0, _OFF), (0.0, 1e2), (0.0, 1e1), (0.0, 1.0), (0.0, 1e-1), (0.0, 1e-2), (0.0, 1e-3),
@@ -53,42 +65,92 @@ RIDGE_PATH = (1e2, 1e1, 1.0, 1e-1, 1e-2, 1e-3, 0.0)
 treatment feature's coefficients, from a nearly flat curve to the trained head."""
 
 RULES = ("auto", "trained", "linear", "lepski", "discrepancy")
+LINE_LABEL = "linear 2SLS"  # the family's simplest candidate, :func:`linear_iv_candidate`
+LINE_CONTROLS = ", learned controls"  # ... and its label's end with covariates
 LEPSKI_ALPHA = 0.1
 DISCREPANCY_TAU = 1.0
 EVAL_ROWS = 200
 _NUMERICAL_RIDGE = 1e-8
 
 
-def resolve_rule(rule: str, data: dict, local_max=None) -> tuple:
-    """The rule a fit applies, and why: ``"auto"`` (the default) becomes ``"linear"`` when the excluded
-    instruments identify no more than a slope, else ``"trained"``; any other rule stays as given.
+def resolve_rule(rule: str, data: dict, local_max=None, raw_treatment: bool = True, draws: bool = True) -> tuple:
+    """The rule a fit applies, and why (DFIV's ``"auto"``, the default, stated before any run):
 
-    Identification, not tuning, decides (stated before any run): instruments taking K distinct values
-    (rows of Z) give, for each value of the covariates, K − 1 moment equations E[Y − h(T, X) | Z, X] = 0
-    beyond the intercept. With K ≤ d_t + 1 (one binary instrument and a scalar treatment: K = 2)
-    those are at most the d_t slopes of a curve linear in the treatment; its shape, and so every
-    nonlinear feature's coefficient, is left to the regularisation, which pulls the identified slope
-    towards zero. The simplest candidate of the family — linear 2SLS (:func:`linear_iv_candidate`) —
-    is then the curve the data support. DFPV (no instruments) keeps ``"trained"``.
+    * instruments that take K ≤ :data:`~deepcausal._diagnostics.DISCRETE_MAX` distinct values (rows of Z,
+      counted with a tolerance relative to each column's scale) give, for each value of the covariates,
+      K − 1 moment equations E[Y − h(T, X) | Z, X] = 0 beyond the intercept. They identify at most K − 1
+      functionals of the curve in t at each x, never its whole shape:
 
-    ``local_max`` (a maximum over the ranks of a distributed fit) makes every rank decide alike: the
-    count is each rank's own, so the rule reads K as the largest count of any rank.
+      - K ≤ d_t + 1 (one binary instrument, a scalar treatment): at most the d_t slopes of a line in t.
+        ``"linear"``: the line in t, 2SLS on every row with the covariates' learned features as controls
+        (:func:`linear_iv_candidate`): h(t, x) = a·t + c(x), c free;
+      - d_t + 1 < K: ``"lepski"`` over the family, simplest (that line) first: a more complex curve only
+        where the data tell it apart from every simpler one (with ``n_bootstrap`` < 2 there are no draws
+        to compare: the line);
+      - K − 1 < d_t: nothing is identified (``identification_`` says so); the trained head, no band.
+
+    * Continuous instruments, images and DFPV (no instruments): ``"trained"``.
+
+    ``raw_treatment``: the treatment network keeps the raw treatment among its features (the default
+    :class:`~deepcausal.nets.SkipMLP`); a line in t needs it, so without it ``"auto"`` keeps the trained
+    head (and says so) and ``"linear"`` is refused. ``local_max`` (a maximum over the ranks of a
+    distributed fit) makes every rank decide alike: the count is each rank's own, so the rule reads K as
+    the largest count of any rank.
+
+    Returns ``(rule, reason)``; the reason is None where the rule was named by the user.
     """
+    Z, T = data.get("Z"), data.get("T")
+    if rule == "linear":
+        if Z is None or T is None:
+            raise ValueError("complexity='linear' reports linear 2SLS, a line fitted with excluded instruments; "
+                             "this estimator has none (DFPV): use complexity='trained', 'lepski' or 'discrepancy'")
+        if T.shape[1] > 32 or not raw_treatment:
+            raise ValueError("complexity='linear' reports a line in the treatment, which needs the raw treatment "
+                             "among the treatment features: the default treatment network (deepcausal.nets.SkipMLP)"
+                             " keeps it, a custom treatment_net or an image treatment does not. Leave treatment_net "
+                             "as None, or use complexity='trained'")
     if rule != "auto":
         return rule, None
-    Z, T = data.get("Z"), data.get("T")
     if Z is None or T is None or T.shape[1] > 32:
         return "trained", None
-    limit = T.shape[1] + 1
-    k = max(len(np.unique(Z[:, j])) for j in range(Z.shape[1]))  # cheap first: a continuous column rules it out
-    k = len(np.unique(Z, axis=0)) if k <= limit else k
+    k = distinct_rows(Z)
     if local_max is not None:
         k = int(local_max(k))
-    if k > limit:
+    d_t = T.shape[1]
+    if k > DISCRETE_MAX or k - 1 < d_t:  # continuous instruments; or nothing identified (identification_)
         return "trained", None
-    return "linear", (f"the instruments take {k} distinct value{'s' if k != 1 else ''}: beyond the covariates they "
-                      f"identify at most {max(k - 1, 0)} linear functional{'s' if k != 2 else ''} of the curve (a "
-                      "slope per treatment column), not its shape")
+    why = (f"the instruments take {k} distinct values: beyond the covariates they identify at most {k - 1} "
+           f"functional{'s' if k != 2 else ''} of the curve in the treatment")
+    if not raw_treatment:
+        why += ("; the line in t they support needs the raw treatment among the treatment features, which "
+                "the custom treatment_net does not keep, so the trained head is reported (it may be shrunk "
+                "towards a flat curve: see linear_check_)")
+        warn(f"complexity='auto': {why}", IdentificationWarning)
+        return "trained", why
+    if k <= d_t + 1:
+        return "linear", why + f" (a slope per treatment column): the line in t, with the covariates' learned features"
+    if not draws:
+        return "linear", why + "; without bootstrap draws (n_bootstrap < 2) nothing more complex can be tested: the line"
+    return "lepski", why + "; Lepski's rule takes the simplest curve, the line first, that the data cannot tell " \
+                           "apart from the more complex ones"
+
+
+def keeps_raw_treatment(est, d_t: Optional[int]) -> bool:
+    """Whether ``est``'s treatment network keeps the raw treatment first among its features (a
+    :class:`~deepcausal.nets.SkipMLP`, DFIV's default for vectors). Builds the network once, leaving the
+    caller's random generator as it was; False for estimators without a treatment network (DFPV)."""
+    if "treatment" not in est._nets or d_t is None or d_t > 32:
+        return False
+    param = est._nets["treatment"][0]
+    spec = getattr(est, param, None)
+    if isinstance(spec, nn.Module):
+        return isinstance(spec, SkipMLP)
+    with torch.random.fork_rng(devices=[]):
+        try:
+            net = spec(d_t) if spec is not None else est._default_net(d_t, d_out=est._default_widths.get(param, 16))
+        except Exception:  # the fit itself reports a factory that fails, naming the role
+            return False
+    return isinstance(net, SkipMLP)
 
 
 def linear_columns(est, nets) -> Optional[int]:
@@ -101,9 +163,10 @@ def linear_columns(est, nets) -> Optional[int]:
 
 
 def linear_iv_applies(est, nets) -> bool:
-    """Whether the linear 2SLS candidate can be written in the stage-2 head's coordinates: an IV design
-    whose covariate network (if any) keeps the raw covariates first, as the treatment network does."""
-    return "Z" in est.dims_ and "T" in est.dims_ and ("covariate" not in nets or isinstance(nets["covariate"], SkipMLP))
+    """Whether the line in t (:func:`linear_iv_candidate`) can be written in the stage-2 head's coordinates:
+    an IV design (instruments Z, treatment T) whose treatment features lead with the raw treatment; the
+    covariate network may be any (its features are the controls)."""
+    return est.dims_.get("Z") is not None and est.dims_.get("T") is not None and linear_columns(est, nets) is not None
 
 
 def penalties(d2: int, d_psi: int, d_lin: int, d_cov: int = 0, gammas=GAMMAS) -> torch.Tensor:
@@ -125,7 +188,7 @@ def penalties(d2: int, d_psi: int, d_lin: int, d_cov: int = 0, gammas=GAMMAS) ->
     return torch.stack([g_s * slope.reshape(-1) + g_n * nonlinear.reshape(-1) for g_s, g_n in gammas])
 
 
-def _multipliers(seed: int, rank: int, halves, n_draws: int, batch_size: int = 512):
+def _multipliers(seed: int, rank: int, halves, n_draws: int, batch_size: int = BOOTSTRAP_BATCH):
     """The exponential multipliers of :func:`deepcausal.inference.score_bootstrap_heads`, drawn again in
     its order (each stage-1 batch, then each stage-2 batch) from its seed: the same draws, row by row."""
     gen = torch.Generator().manual_seed(int(seed) + 7919 * rank)
@@ -136,11 +199,21 @@ def _multipliers(seed: int, rank: int, halves, n_draws: int, batch_size: int = 5
 
 
 @torch.no_grad()
-def linear_iv_candidate(est, halves, n_draws: int, seed: int, comm, d2: int, d_psi: int, d_cov: int):
-    """The simplest candidate: linear two-stage least squares on the raw (standardized) variables of all
-    rows, t̂ = [z, x, 1] π and y ≈ [t̂, x, 1] θ, with its score-bootstrap draws on the
-    bands' multipliers. Returned in the coordinates of the stage-2 head u (the raw treatment and
-    covariate columns the default networks keep lead ψ and η): ``(head (d₂, 1), draws (B, d₂, 1))``.
+def linear_iv_candidate(est, nets, halves, n_draws: int, seed: int, comm, d2: int, d_psi: int, d_cov: int):
+    """The line in t: two-stage least squares on every row with the covariates' *learned* features as
+    controls, with its score-bootstrap draws on the bands' multipliers,
+
+        t̂ = [z, η(x), 1] π,    y ≈ [t̂, η(x), 1] θ,    h(t, x) = θ_t·t + θ_η·η(x) + θ_1,
+
+    where z and t are the raw (standardized) instruments and treatment, and η the member's trained
+    covariate network (without covariates: [z, 1] and [t̂, 1], plain 2SLS). A discrete instrument
+    identifies a(x)·t + c(x) at most, never a curve in x that linear controls would impose: with the
+    learned η the controls c(x) keep their shape (with linear controls a nonlinear c(x) that the
+    instrument's propensity depends on biased the slope 2.8-fold, issue 34).
+
+    Returned in the coordinates of the stage-2 head u, whose treatment features lead with the raw
+    treatment (:class:`~deepcausal.nets.SkipMLP`): θ_t at (t_c, η-intercept), θ_η at (ψ-intercept, η_k),
+    θ_1 at (ψ-intercept, η-intercept). Returns ``(head (d₂, 1), draws (B, d₂, 1), held-out residuals)``.
 
     Both stages use every row (full-sample 2SLS): with a weak instrument the split-sample estimator's
     noise (and its bias towards zero) is what this candidate is there to avoid. The ridge is numerical
@@ -149,11 +222,12 @@ def linear_iv_candidate(est, halves, n_draws: int, seed: int, comm, d2: int, d_p
     """
     rows = list(_multipliers(seed, comm.rank, halves, n_draws))
     # the stage-2 half's held-out rows (its first n_val positions), for the discrepancy principle
-    s1_rows = sum(b["Y"].shape[0] for b in halves[0].batches(512))
+    s1_rows = sum(b["Y"].shape[0] for b in halves[0].batches(BOOTSTRAP_BATCH))
     val = torch.zeros(sum(b["Y"].shape[0] for b, _ in rows), dtype=torch.bool)
-    val[s1_rows : s1_rows + sum(b["Y"].shape[0] for b in halves[1].batches(512, "val"))] = True
+    val[s1_rows : s1_rows + sum(b["Y"].shape[0] for b in halves[1].batches(BOOTSTRAP_BATCH, "val"))] = True
     t = torch.cat([b["T"] for b, _ in rows]).double()
-    x = torch.cat([b["X"] for b, _ in rows]).double() if "X" in rows[0][0] else None
+    eta = [est._covariate_features(nets, b, False) for b, _ in rows]
+    x = torch.cat(eta).double() if eta[0] is not None else None  # the learned controls η(x)
     z = torch.cat([b["Z"] for b, _ in rows]).double()
     y = torch.cat([b["Y"] for b, _ in rows]).double()
     w = torch.cat([m for _, m in rows])  # (n, B), mean 1
@@ -164,11 +238,11 @@ def linear_iv_candidate(est, halves, n_draws: int, seed: int, comm, d2: int, d_p
     def solve(D, target, beta):
         A = comm.sum(D.T @ D) / n
         A.diagonal().add_(float(beta))
-        return A, torch.linalg.solve(A, comm.sum(D.T @ target) / n)
+        return A, solve_spd(A, comm.sum(D.T @ target) / n)
 
     A1, pi = solve(D1, t, _NUMERICAL_RIDGE)
     s1 = comm.sum(torch.einsum("nb,nd,nk->bdk", w - 1.0, D1, t - D1 @ pi)) / n
-    pi_b = pi + torch.linalg.solve(A1, s1)  # (B, d₁, d_t)
+    pi_b = pi + _solve_each(A1, s1)  # (B, d₁, d_t)
 
     def design(p):
         t_hat = D1 @ p
@@ -180,9 +254,9 @@ def linear_iv_candidate(est, halves, n_draws: int, seed: int, comm, d2: int, d_p
     D2b = design(pi_b)  # (B, n, d)
     R = y.unsqueeze(0) - D2b @ theta
     s2 = comm.sum(torch.einsum("bn,bnd,bnk->bdk", w.T, D2b, R)) / n - _NUMERICAL_RIDGE * theta
-    theta_b = theta + torch.linalg.solve(A2, s2)  # (B, d, 1)
+    theta_b = theta + _solve_each(A2, s2)  # (B, d, 1)
 
-    def embed(th):  # θ = [θ_t, θ_x, θ_1] → u at (t_c, η-intercept), (ψ-intercept, x_k), (ψ-intercept, η-intercept)
+    def embed(th):  # θ = [θ_t, θ_η, θ_1] → u at (t_c, η-intercept), (ψ-intercept, η_k), (ψ-intercept, η-intercept)
         d_t, p = t.shape[1], 0 if x is None else x.shape[1]
         u = th.new_zeros(*th.shape[:-2], d2, th.shape[-1])
         block = d_cov + 1
@@ -197,13 +271,19 @@ def linear_iv_candidate(est, halves, n_draws: int, seed: int, comm, d2: int, d_p
     keep = ~val
     A1t = D1[keep].T @ D1[keep] / keep.sum()
     A1t.diagonal().add_(_NUMERICAL_RIDGE)
-    pi_t = torch.linalg.solve(A1t, D1[keep].T @ t[keep] / keep.sum())
+    pi_t = solve_spd(A1t, D1[keep].T @ t[keep] / keep.sum())
     D2t = design(pi_t)
     A2t = D2t[keep].T @ D2t[keep] / keep.sum()
     A2t.diagonal().add_(_NUMERICAL_RIDGE)
-    theta_t = torch.linalg.solve(A2t, D2t[keep].T @ y[keep] / keep.sum())
+    theta_t = solve_spd(A2t, D2t[keep].T @ y[keep] / keep.sum())
     held_out = (y[val] - D2t[val] @ theta_t)[:, 0]
     return embed(theta), embed(theta_b) - embed(theta), held_out
+
+
+def _solve_each(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    """A⁻¹ B_b for a batch of right-hand sides (b, d, k) through one Cholesky factor of A."""
+    b, d, k = B.shape
+    return solve_spd(A, B.permute(1, 0, 2).reshape(d, b * k)).reshape(d, b, k).permute(1, 0, 2)
 
 
 @torch.no_grad()
@@ -291,11 +371,11 @@ def family(est, nets, heads, halves, n_draws: int, seed: int, comm, device, full
     cands["held_out"] = held_out_residuals(est, nets, heads, stages, pen, comm)
     if d_lin is not None and linear_iv_applies(est, nets):
         split = halves[0].halves if full else halves  # the multipliers follow the rows of the two halves in turn
-        head, dev, held = linear_iv_candidate(est, split, n_draws, seed, comm, d2, d_psi, d_cov)
+        head, dev, held = linear_iv_candidate(est, nets, split, n_draws, seed, comm, d2, d_psi, d_cov)
         cands = {"heads": torch.cat([head[None].to(cands["heads"]), cands["heads"]]),
                  "draws": torch.cat([dev[None].to(cands["draws"]), cands["draws"]]),
                  "held_out": torch.cat([held[None].to(cands["held_out"]), cands["held_out"]])}
-        labels = ["linear 2SLS"] + labels
+        labels = [LINE_LABEL + (LINE_CONTROLS if d_cov else "")] + labels
     cands["labels"] = labels
     return draws, summary_draws, cands
 
@@ -304,6 +384,8 @@ def choose(est, rule: str, phi) -> dict:
     """Apply ``rule`` to an ensemble whose members hold ``candidates_``; ``phi`` builds the members'
     features at the evaluation rows (Lepski). Returns {"rule", "chosen", "gamma", "criterion", ...}."""
     if rule == "linear":
+        if not est._members()[0].candidates_["labels"][0].startswith(LINE_LABEL):  # resolve_rule refuses these
+            raise RuntimeError("complexity='linear' without the line in t among the candidates")
         out = {"chosen": 0}
     elif rule == "lepski":
         out = _lepski(est, phi)

@@ -70,6 +70,8 @@ def first_stage_f(T: np.ndarray, Z: np.ndarray, X: Optional[np.ndarray], reduce_
 
 # Treatments with more columns than this (images) get the pooled statistic of first_stage_f only.
 _MAX_PER_COLUMN = 32
+# Singular values below this fraction of the largest count as rank deficiency in the linear check.
+_RANK_RTOL = 1e-8
 
 
 def _coefficients_from_moments(A: np.ndarray, B: np.ndarray) -> np.ndarray:
@@ -173,7 +175,8 @@ def first_stage_table(T: np.ndarray, Z: np.ndarray, X: Optional[np.ndarray], nam
     return pd.DataFrame(out, index=names)
 
 
-def warn_if_weak_instrument(T, Z, X, reduce_sum: Optional[Callable] = None, names=None) -> dict:
+def warn_if_weak_instrument(T, Z, X, reduce_sum: Optional[Callable] = None, names=None,
+                            reduce_max: Optional[Callable] = None) -> dict:
     """Warn (naming the treatment column, the instrument problem and the statistic) when the first
     stage is weak; returns the fitted attributes ``first_stage_f_``, ``first_stage_`` and
     ``identification_`` (``{"status": "identified" | "weak" | "not identified", "reasons": [...]}``).
@@ -181,15 +184,20 @@ def warn_if_weak_instrument(T, Z, X, reduce_sum: Optional[Callable] = None, name
     ``first_stage_`` is :func:`first_stage_table` (None for treatments of more than 32 columns, e.g.
     images). ``first_stage_f_`` is the statistic whose weakness matters: a single column's F, the
     smallest conditional F of several columns, or for a treatment of more columns the pooled
-    statistic of :func:`first_stage_f`. Expects centred columns; ``reduce_sum`` as there.
+    statistic of :func:`first_stage_f`. Expects centred columns; ``reduce_sum`` as there, ``reduce_max``
+    the largest of a count over the ranks (:func:`under_identified`).
+
+    Raises ``ValueError`` when every instrument column is constant. Fewer instrument columns than
+    treatment columns, or discrete instruments with too few values (:func:`under_identified`), make the
+    status "not identified".
     """
     total = reduce_sum or (lambda a: a)
     n, z_sq = total(np.array([Z.shape[0]], dtype=np.float64))[0], total((Z**2).sum(axis=0))
     if np.all(np.sqrt(z_sq / n) < 1e-12):
-        warn("instruments: every instrument column is constant; the structural function is not "
-             "identified (weak instrument, first-stage F = 0)", WeakInstrumentWarning)
-        return {"first_stage_f_": 0.0, "first_stage_": None,
-                "identification_": {"status": "not identified", "reasons": ["every instrument column is constant"]}}
+        # Nothing to learn from: training would take its full time and report a curve made of the
+        # initialisation and the ridge. Stop before it.
+        raise ValueError("instruments: every instrument column is constant, so the instruments cannot move the "
+                         "treatment and the structural function is not identified; pass instruments that vary")
     why = "the instruments are constant, (nearly) collinear with the covariates, or barely move the treatment"
     if T.shape[1] > _MAX_PER_COLUMN:
         F = first_stage_f(T, Z, X, reduce_sum)
@@ -221,8 +229,66 @@ def warn_if_weak_instrument(T, Z, X, reduce_sum: Optional[Callable] = None, name
                  f"{because}", WeakInstrumentWarning)
     values = table[column].to_numpy(dtype=float)
     weakest = 0.0 if np.isnan(values).any() else float(values.min())
+    missing = under_identified(T.shape[1], Z, reduce_max)
+    if missing:
+        warn(f"instruments: the structural function is not identified: {missing}", WeakInstrumentWarning)
+    # No first stage of a column's own (NaN conditional F) or too few instruments: nothing identifies the
+    # column's effect apart from the others', so no curve is identified, however strong the F of the rest.
+    status = "not identified" if missing or np.isnan(values).any() else ("weak" if reasons else "identified")
     return {"first_stage_f_": weakest, "first_stage_": table,
-            "identification_": {"status": "weak" if reasons else "identified", "reasons": reasons}}
+            "identification_": {"status": status, "reasons": ([missing] if missing else []) + reasons}}
+
+
+# Instruments whose rows take at most this many distinct values are read as discrete (DFIV's complexity rule,
+# deepcausal._complexity.resolve_rule); values closer than DISTINCT_RTOL times a column's spread are one value.
+DISCRETE_MAX = 10
+DISTINCT_RTOL = 1e-6
+
+
+def distinct_rows(Z: np.ndarray, limit: int = DISCRETE_MAX, rtol: float = DISTINCT_RTOL) -> int:
+    """How many distinct rows ``Z`` holds, with a tolerance relative to each column's scale; any count
+    above ``limit`` is returned as ``limit + 1`` (only small counts matter, and a continuous column is
+    ruled out after one sort).
+
+    Sorted values of a column whose gap is at most ``rtol`` × the column's standard deviation (its
+    largest |value|, or 1, for a constant column) are one value: a binary instrument with rounding
+    noise of 1e-9 still takes two values. Rows are then counted on the columns' value codes.
+    """
+    Z = np.asarray(Z, dtype=np.float64).reshape(len(Z), -1)
+    if Z.shape[0] == 0:
+        return 0
+    codes = np.empty(Z.shape, dtype=np.int64)
+    for j, col in enumerate(Z.T):
+        scale = float(col.std()) or max(float(np.abs(col).max()), 1.0)
+        order = np.argsort(col, kind="stable")
+        ids = np.concatenate([[0], np.cumsum(np.diff(col[order]) > rtol * scale)])
+        if ids[-1] + 1 > limit:
+            return limit + 1
+        codes[order, j] = ids
+    return min(len(np.unique(codes, axis=0)), limit + 1)
+
+
+def under_identified(d_t: int, Z: np.ndarray, reduce_max: Optional[Callable] = None) -> str:
+    """Why instruments cannot identify a curve in ``d_t`` treatment columns ('' when they can).
+
+    Two counts, both necessary conditions (stated before any fit): the order condition (at least as many
+    instrument columns as treatment columns), and, for instruments that take K ≤ ``DISCRETE_MAX``
+    distinct values (rows of Z), K − 1 ≥ d_t: K values give K − 1 moment equations per value of the
+    covariates beyond the intercept, too few for d_t slopes otherwise. ``reduce_max`` takes the largest
+    count over the ranks of a distributed fit.
+    """
+    if Z.shape[1] < d_t:
+        return (f"{Z.shape[1]} instrument column{'s' if Z.shape[1] != 1 else ''} for {d_t} treatment columns "
+                "(the order condition needs at least one instrument per treatment column)")
+    if d_t > _MAX_PER_COLUMN:
+        return ""
+    k = distinct_rows(Z)
+    if reduce_max is not None:
+        k = int(reduce_max(k))
+    if k - 1 < d_t:
+        return (f"the instruments take {k} distinct value{'s' if k != 1 else ''}, which identify at most {k - 1} "
+                f"slope{'s' if k != 2 else ''} for {d_t} treatment columns")
+    return ""
 
 
 class ShrinkageWarning(IdentificationWarning):
@@ -273,7 +339,11 @@ def linear_iv_check(Y: np.ndarray, T: np.ndarray, Z: np.ndarray, X: Optional[np.
     That = Zt @ Pi
     A = That.T @ Tt
     scale = np.sqrt(np.clip(np.diag(That.T @ That) * np.diag(Tt.T @ Tt), 0.0, None))
-    if np.linalg.matrix_rank(A / np.where(scale > 0, np.sqrt(scale[:, None] * scale[None, :]), 1.0)) < p:
+    # Rank at a tolerance relative to the largest singular value: numpy's default (machine epsilon times the
+    # size) called a direction of singular value 2.8e-16 against 0.61 a rank of its own, and the check then
+    # reported a 2SLS of an under-identified model with a standard error of 0.
+    sv = np.linalg.svd(A / np.where(scale > 0, np.sqrt(scale[:, None] * scale[None, :]), 1.0), compute_uv=False)
+    if not sv.size or int((sv > _RANK_RTOL * sv.max()).sum()) < p:
         return None
     theta = np.linalg.solve(A, That.T @ Yt)[:, 0]
     curve = np.linalg.solve(A, That.T @ ht)[:, 0]
@@ -306,8 +376,9 @@ def warn_if_shrunk(check: Optional[pd.DataFrame]) -> None:
         if np.sign(r["curve"]) == np.sign(r["tsls"]) and abs(r["curve"]) < abs(r["tsls"]):
             warn(f"the fitted curve is shrunk towards a flat curve by {r['shrinkage']:.0%} in the direction the "
                  f"instruments identify: {compared}. Its bands cover the shrunk curve, not the effect; "
-                 "complexity='linear' reports linear 2SLS's line instead, the simplest curve the data support (the "
-                 "default, 'auto', does so when the instruments take at most d_t + 1 values)", ShrinkageWarning)
+                 "complexity='linear' (with the default treatment network) reports linear 2SLS's line in the treatment "
+                 "instead, the simplest curve the data support (the default, 'auto', does so when the instruments "
+                 "take at most d_t + 1 values)", ShrinkageWarning)
         else:
             warn(f"the fitted curve does not reproduce what linear 2SLS identifies: {compared}; the curve misses a "
                  "moment the data pin down, so read its shape and bands with care", ShrinkageWarning)

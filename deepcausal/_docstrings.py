@@ -32,10 +32,13 @@ _SHARED_DOCS = {
         both stages (``"full"``: 2SLS on the learned features, without the split), or not at all.
     complexity : {"auto", "trained", "linear", "lepski", "discrepancy"}, default="auto"
         How nonlinear a curve to report (``complexity_``): the trained head (``"trained"``), the
-        simplest curve, linear 2SLS (``"linear"``), or the simplest of a family from that line to the
-        trained curve that a rule accepts (``"lepski"``, ``"discrepancy"``). ``"auto"``: ``"linear"``
-        when the instruments take at most d_t + 1 distinct values (one binary instrument identifies a
-        slope, not a shape), else ``"trained"`` (always for DFPV).
+        simplest curve, a line in the treatment fitted by 2SLS with the covariates' learned features as
+        controls (``"linear"``; DFIV with its default treatment network only, an error otherwise), or
+        the simplest of a family from that line to the trained curve that a rule accepts
+        (``"lepski"``, ``"discrepancy"``). ``"auto"`` (DFIV): ``"linear"`` when the instruments take at
+        most d_t + 1 distinct values (one binary instrument identifies a slope in t for each x, not a
+        shape), ``"lepski"`` for discrete instruments of up to 10 values, else ``"trained"`` (always
+        for DFPV).
     n_estimators : int, default=5
         Members of the ensemble, each with its own seed and split; predictions are their average.
     n_bootstrap : int, default=100

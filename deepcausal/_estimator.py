@@ -30,7 +30,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import metadata_routing
 from sklearn.exceptions import NotFittedError
 
-from ._complexity import EVAL_ROWS, RULES, choose, resolve_rule
+from ._complexity import EVAL_ROWS, LINE_LABEL, RULES, choose, keeps_raw_treatment, resolve_rule
 from ._data import Standardizer
 from ._inputs import RoleInputs
 from ._modes import resolve_device
@@ -57,6 +57,7 @@ _CHECK_EVERY_STEPS = 200  # held-out losses at each epoch end, or this often wit
 _MIN_STAGE_ROWS = 20  # fewer training rows per stage half is an error
 _MIN_VAL_ROWS = 10  # held-out rows per stage half are at least this many
 _FEW_STAGE_ROWS = 250  # fewer rows per stage half warns
+_MIN_R2_ROWS = 100  # held-out rows per stage half below which the learned stage 1's R² judges nothing
 
 
 class TwoStageEstimator(RoleInputs, QueryReports, BaseEstimator):
@@ -191,6 +192,9 @@ class TwoStageEstimator(RoleInputs, QueryReports, BaseEstimator):
                 isinstance(self.n_bootstrap, (int, np.integer)) and self.n_bootstrap < 2):
             raise ValueError(f"complexity={self.complexity!r} compares candidates through their bootstrap draws: "
                              "set n_bootstrap >= 2")
+        if self.complexity == "discrepancy" and float(self.validation_fraction) == 0.0:
+            raise ValueError("complexity='discrepancy' compares the candidates' losses on held-out rows: set "
+                             "validation_fraction > 0")
         s = dict(self._mode_defaults[self.mode])
         for k in s:
             v = getattr(self, k)
@@ -352,6 +356,7 @@ class TwoStageEstimator(RoleInputs, QueryReports, BaseEstimator):
         training rows (not in a distributed fit, whose ranks hold different rows) and the wall time."""
         self.identification_ = self._identification()
         self.complexity_ = self._choose_complexity(data)
+        self._identified()  # its warning, if any, joins the fit's warnings (summary), not only later reports
         self.summary_estimates_ = None if prepared["comm"].active else self._summary_estimates(data)
         self.linear_check_ = None if prepared["comm"].active else self._linear_check(data)
         self.fit_seconds_ = time.perf_counter() - start
@@ -382,8 +387,13 @@ class TwoStageEstimator(RoleInputs, QueryReports, BaseEstimator):
         # Diagnostics of the whole data set, not of this rank's shard (centred data, global moments).
         diagnostics = self._diagnose({k: (v - scalers[k].mean if v is not None else None) for k, v in data.items()},
                                      reduce_sum, columns)
-        settings["complexity"], settings["complexity_reason"] = resolve_rule(
-            self.complexity, data, (lambda k: comm.max(np.array([k]))[0]) if comm.active else None)
+        if diagnostics.get("identification_", {}).get("status") == "not identified" and self.complexity == "auto":
+            settings["complexity"], settings["complexity_reason"] = "trained", None  # no line to report either
+        else:
+            settings["complexity"], settings["complexity_reason"] = resolve_rule(
+                self.complexity, data, (lambda k: comm.max(np.array([k]))[0]) if comm.active else None,
+                raw_treatment=keeps_raw_treatment(self, data.get("T").shape[1] if data.get("T") is not None else None),
+                draws=isinstance(self.n_bootstrap, (int, np.integer)) and self.n_bootstrap >= 2)
         tensors = {
             k: torch.as_tensor(scalers[k].transform(v), dtype=torch.float32, device=device)
             for k, v in data.items()
@@ -428,9 +438,9 @@ class TwoStageEstimator(RoleInputs, QueryReports, BaseEstimator):
             m.head_draws_ = m.candidates_["draws"][out["chosen"]].clone() if m.head_draws_ is not None else None
         if why:
             out["reason"] = why
-        # Linear 2SLS uses every row and no network: every member computes the same line, so without
-        # bootstrap draws their (zero) spread must not pass for a band.
-        out["no_spread"] = out["label"] == "linear 2SLS" and not self.n_bootstrap
+        # The line uses every row and, beyond the covariates' features, no network: the members' lines (the
+        # same line without covariates) hardly differ, so without bootstrap draws their spread is no band.
+        out["no_spread"] = out["label"].startswith(LINE_LABEL) and not self.n_bootstrap
         return out
 
     def _linear_check(self, data: dict):
@@ -447,6 +457,10 @@ class TwoStageEstimator(RoleInputs, QueryReports, BaseEstimator):
         r2 = [float(m.history_.loc[m.history_["kept"], "val_stage1_r2"].iloc[-1]) if m.history_["kept"].any()
               else float(m.history_["val_stage1_r2"].iloc[-1])
               for m in self._members() if "val_stage1_r2" in getattr(m, "history_", ())]
+        # An R² from a few dozen held-out rows says nothing (Mroz: −0.15 on 21 rows, with a linear F of 55):
+        # judge only from enough rows.
+        if self.settings_.get("n_val", 0) < _MIN_R2_ROWS:
+            r2 = []
         if r2 and np.nanmean(r2) <= 0:
             ident["reasons"].append(f"the learned stage-1 head predicts its target no better than a constant on "
                                     f"held-out rows (R² {np.nanmean(r2):.2g})")

@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 from scipy import stats
 
+from ._complexity import LINE_LABEL
 from ._data import as_2d_array
 from ._diagnostics import IdentificationWarning
 from ._modes import predicting
@@ -144,7 +145,12 @@ class QueryReports:
                      "initialisation and the ridge, not a causal effect, so no band is reported (NaN); use "
                      "instruments that move the treatment", IdentificationWarning)
             return False
-        if not quiet:
+        if not quiet and str((getattr(self, "complexity_", None) or {}).get("label")).startswith(LINE_LABEL):
+            # the line is 2SLS itself: no regularisation pulls it, but its bands lean on a strong first stage
+            warn(f"the data identify the curve weakly ({why}): the reported curve is linear 2SLS's line in the "
+                 "treatment, whose bands (like a Wald interval) can under-cover when the instruments are weak; "
+                 "the Anderson-Rubin interval in summary stays valid", IdentificationWarning)
+        elif not quiet:
             warn(f"the data identify the curve weakly ({why}): the estimate is pulled towards a flat curve by the "
                  "regularisation, and the bands cover sampling noise, not that bias; read the shape with care and "
                  "compare the average marginal effect with a linear IV estimate (e.g. linearmodels' IV2SLS)",

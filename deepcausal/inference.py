@@ -49,14 +49,27 @@ class NoDrawsError(ValueError):
     """The fit kept neither bootstrap draws nor several members, so it cannot give an interval."""
 
 
+# Rows per batch of the score bootstrap's passes. The multipliers are drawn batch by batch, so anything
+# that draws them again row by row (the complexity family's linear candidate) must use the same batches.
+BOOTSTRAP_BATCH = 512
+
+
 def check_alpha(alpha) -> float:
-    """``alpha`` as a float in (0, 1), or a ValueError naming it."""
+    """``alpha`` as a float in (0, 0.5], or a ValueError naming it.
+
+    ``alpha`` is the miscoverage (econml's and statsmodels' convention): a 1 − alpha band. A value above
+    0.5 (``alpha=0.95`` meant as a confidence level) would silently give a band narrower than its
+    estimate's standard error, so it is refused.
+    """
+    hint = "alpha is the miscoverage: alpha=0.05 gives a 95% band"
+    if isinstance(alpha, (bool, np.bool_)):
+        raise ValueError(f"alpha must be a number in (0, 0.5], got {alpha!r} ({hint})")
     try:
         a = float(alpha)
     except (TypeError, ValueError):
-        raise ValueError(f"alpha must be a number in (0, 1), got {alpha!r}") from None
-    if not 0.0 < a < 1.0:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+        raise ValueError(f"alpha must be a number in (0, 0.5], got {alpha!r} ({hint})") from None
+    if not 0.0 < a <= 0.5:
+        raise ValueError(f"alpha must be in (0, 0.5], got {alpha!r}: {hint}")
     return a
 
 
@@ -107,6 +120,7 @@ def score_bootstrap_heads(est, nets, halves, n_draws: int, seed: int, comm, batc
     :mod:`deepcausal._complexity`), drawn with the same multipliers. Then a third value is returned:
     ``{"heads": (C, d₂, k), "draws": (C, n_draws, d₂, k)}`` (draws as deviations from each head).
     """
+    batch_size = batch_size or BOOTSTRAP_BATCH
     gen = torch.Generator().manual_seed(int(seed) + 7919 * comm.rank)
 
     def weights(m, device):  # exponential multipliers minus one (mean 0, variance 1), a column per draw

@@ -91,8 +91,11 @@ def _complexity_line(est) -> dict:
         return {}
     if c.get("chosen") is None:
         return {"complexity": f"{c['rule']}: not applied ({c.get('reason', 'no family')})"}
-    if c.get("reason"):  # complexity="auto" read the instruments
+    if c.get("reason") and c["rule"] == "linear":  # complexity="auto" read the instruments
         return {"complexity": f"'{c['label']}', the simplest curve: {c['reason']}"}
+    if c.get("reason"):  # "auto" chose Lepski's rule (discrete instruments of more than d_t + 1 values)
+        return {"complexity": f"{c['rule']} chose '{c['label']}' (candidate {c['chosen']} of {len(c['candidates'])}, "
+                              f"simplest first): {c['reason']}"}
     return {"complexity": f"{c['rule']} chose '{c['label']}' (candidate {c['chosen']} of {len(c['candidates'])}, "
                           "simplest first)"}
 
@@ -291,6 +294,7 @@ class FitResults:
             ("early_stopping", est.early_stopping, s.get("early_stopping", est.early_stopping)),
             ("n_iter_no_change", est.n_iter_no_change, s.get("patience", est.n_iter_no_change)),
             ("refit_heads", est.refit_heads, est.refit_heads),
+            ("complexity", est.complexity, s.get("complexity", est.complexity)),
             ("n_estimators", est.n_estimators, len(est._members())),
             ("n_bootstrap", est.n_bootstrap, est.n_bootstrap),
             ("n_jobs", est.n_jobs, est.n_jobs),

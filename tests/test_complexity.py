@@ -28,25 +28,37 @@ def lbi():
     return linear_binary_iv(3000, seed=7)
 
 
-def test_the_simplest_candidate_is_full_sample_2sls_on_the_raw_variables(lbi):
+def _line_in_standard_units(member, frame, kw):
+    """Full-sample 2SLS of the standardized outcome on the raw treatment, with the member's learned covariate
+    features η(x) as controls and the raw instrument: (θ, η at the training rows), computed here."""
+    sc = member.scalers_
+    arr = {k: frame[kw[role]].to_numpy(dtype=float) for k, role in
+           (("Y", "outcome"), ("T", "treatment"), ("Z", "instruments"), ("X", "covariates"))}
+    s = {k: sc[k].transform(v) for k, v in arr.items()}
+    with torch.no_grad():
+        eta = member.nets_["covariate"](torch.as_tensor(s["X"], dtype=torch.float32)).double().numpy()
+    D1 = np.c_[s["Z"], eta, np.ones(len(eta))]
+    t_hat = D1 @ np.linalg.lstsq(D1, s["T"], rcond=None)[0]
+    return np.linalg.lstsq(np.c_[t_hat, eta, np.ones(len(eta))], s["Y"][:, 0], rcond=None)[0]
+
+
+def test_the_simplest_candidate_is_full_sample_2sls_with_learned_controls(lbi):
     d = lbi
     kw = d.fit_kwargs()
     est = DFIV(**{**QUICK, "n_estimators": 1, "complexity": "lepski"}).fit(d.train, **kw)
-    assert est.complexity_["candidates"][0] == "linear 2SLS"
-    # the linear candidate's prediction at test rows, against 2SLS computed here in the original units
-    u = est.candidates_["heads"][0]
-    est.heads_.u = u.clone()
+    assert est.complexity_["candidates"][0] == "linear 2SLS, learned controls"
+    # the linear candidate's prediction at test rows, against 2SLS computed here
+    est.heads_.u = est.candidates_["heads"][0].clone()
     pred = est.predict(d.test_X)
-    y = d.train[kw["outcome"][0]].to_numpy()
-    t = d.train[kw["treatment"][0]].to_numpy()
-    x = d.train[kw["covariates"]].to_numpy()
-    z = d.train[kw["instruments"]].to_numpy()
-    D1 = np.c_[z, x, np.ones(len(y))]
-    t_hat = D1 @ np.linalg.lstsq(D1, t, rcond=None)[0]
-    theta = np.linalg.lstsq(np.c_[t_hat, x, np.ones(len(y))], y, rcond=None)[0]
+    theta = _line_in_standard_units(est, d.train, kw)
+    sc = est.scalers_
     test = d.test_X
-    expected = np.c_[test[kw["treatment"]].to_numpy(), test[kw["covariates"]].to_numpy(), np.ones(len(test))] @ theta
-    np.testing.assert_allclose(pred, expected, rtol=1e-5)
+    ts = sc["T"].transform(test[kw["treatment"]].to_numpy(dtype=float))
+    with torch.no_grad():
+        eta = est.nets_["covariate"](torch.as_tensor(sc["X"].transform(test[kw["covariates"]].to_numpy(dtype=float)),
+                                                     dtype=torch.float32)).double().numpy()
+    expected = (np.c_[ts, eta, np.ones(len(test))] @ theta) * sc["Y"].scale[0] + sc["Y"].mean[0]
+    np.testing.assert_allclose(pred, expected, rtol=1e-4)  # the fit's data tensors are float32
 
 
 def test_lepski_falls_back_to_the_line_that_one_binary_instrument_identifies(lbi):
@@ -55,7 +67,7 @@ def test_lepski_falls_back_to_the_line_that_one_binary_instrument_identifies(lbi
     T, X = d.train[kw["treatment"]], d.train[kw["covariates"]]
     trained = DFIV(**{**QUICK, "complexity": "trained"}).fit(d.train, **kw)
     est = DFIV(**{**QUICK, "complexity": "lepski"}).fit(d.train, **kw)
-    assert est.complexity_["chosen"] == 0 and est.complexity_["label"] == "linear 2SLS"
+    assert est.complexity_["chosen"] == 0 and est.complexity_["label"].startswith("linear 2SLS")
     lo, hi = est.marginal_ate_interval(T, X)
     assert lo <= d.info["true_slope"] <= hi
     assert abs(est.marginal_ate(T, X) - d.info["true_slope"]) < abs(trained.marginal_ate(T, X) - d.info["true_slope"])
@@ -102,9 +114,9 @@ def test_auto_reads_how_many_values_the_instruments_take():
     two_binary = rng.integers(0, 2, size=(n, 2)).astype(float)  # four distinct rows
     assert resolve_rule("auto", {"T": t1, "Z": binary})[0] == "linear"
     assert "2 distinct values" in resolve_rule("auto", {"T": t1, "Z": binary})[1]
-    assert resolve_rule("auto", {"T": t1, "Z": three}) == ("trained", None)
+    assert resolve_rule("auto", {"T": t1, "Z": three})[0] == "lepski"  # more than a line may be identified
     assert resolve_rule("auto", {"T": t2, "Z": three})[0] == "linear"  # 3 values, 2 slopes: still a plane
-    assert resolve_rule("auto", {"T": t2, "Z": two_binary}) == ("trained", None)
+    assert resolve_rule("auto", {"T": t2, "Z": two_binary})[0] == "lepski"
     assert resolve_rule("auto", {"T": t1, "Z": rng.normal(size=(n, 1))}) == ("trained", None)
     assert resolve_rule("auto", {"T": t1, "W": t1}) == ("trained", None)  # DFPV: no instruments
     assert resolve_rule("lepski", {"T": t1, "Z": binary}) == ("lepski", None)  # a named rule is kept
@@ -115,17 +127,16 @@ def test_the_default_reports_2sls_for_one_binary_instrument(lbi):
     kw = d.fit_kwargs()
     T, X = d.train[kw["treatment"]], d.train[kw["covariates"]]
     est = DFIV(**QUICK).fit(d.train, **kw)
-    assert est.complexity_["label"] == "linear 2SLS" and "2 distinct values" in est.complexity_["reason"]
-    y, t = d.train[kw["outcome"][0]].to_numpy(), d.train[kw["treatment"][0]].to_numpy()
-    x, z = d.train[kw["covariates"]].to_numpy(), d.train[kw["instruments"]].to_numpy()
-    D1 = np.c_[z, x, np.ones(len(y))]
-    t_hat = D1 @ np.linalg.lstsq(D1, t, rcond=None)[0]
-    slope = np.linalg.lstsq(np.c_[t_hat, x, np.ones(len(y))], y, rcond=None)[0][0]
-    assert est.marginal_ate(T, X) == pytest.approx(slope, rel=1e-5)
+    assert est.complexity_["label"] == "linear 2SLS, learned controls"
+    assert "2 distinct values" in est.complexity_["reason"]
+    # the line's slope is the members' mean 2SLS slope with their own learned controls, in original units
+    slopes = [_line_in_standard_units(m, d.train, kw)[0] for m in est.estimators_]
+    slope = np.mean(slopes) * est.scalers_["Y"].scale[0] / est.scalers_["T"].scale[0]
+    assert est.marginal_ate(T, X) == pytest.approx(slope, rel=1e-4)
     assert "the simplest curve: the instruments take 2 distinct values" in str(est.summary)
-    # without bootstrap draws every member holds the same line: no band from their zero spread
+    # without bootstrap draws the members' lines hardly differ: no band from their spread
     quick = DFIV(**{**QUICK, "n_bootstrap": 0}).fit(d.train, **kw)
-    assert quick.marginal_ate(T, X) == pytest.approx(slope, rel=1e-5)
+    assert quick.marginal_ate(T, X) == pytest.approx(slope, rel=1e-4)
     with pytest.raises(NoDrawsError, match="n_bootstrap >= 2"):
         quick.marginal_ate_interval(T, X)
     assert np.isnan(quick.summary_estimates_["lower"]).all()

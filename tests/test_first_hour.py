@@ -132,17 +132,19 @@ def _frame(strength, seed=0, n=600, constant=False):
     return pd.DataFrame({"y": np.sin(t) + e, "t": t, "z": z})
 
 
-def test_constant_instruments_give_no_band_and_say_why():
+def test_constant_instruments_stop_the_fit_and_unidentified_curves_give_no_band():
     from deepcausal._diagnostics import IdentificationWarning, WeakInstrumentWarning
 
+    with pytest.raises(ValueError, match="every instrument column is constant"):
+        DFIV(**QUICK).fit(_frame(0.0, constant=True), outcome="y", treatment="t", instruments="z")
+    # one instrument for two treatment columns: not identified, no band
+    f = _frame(1.0)
+    f["t2"] = f["t"] + np.random.default_rng(1).normal(size=len(f))
     with pytest.warns(WeakInstrumentWarning):
-        est = DFIV(**QUICK).fit(_frame(0.0, constant=True), outcome="y", treatment="t", instruments="z")
+        est = DFIV(**QUICK).fit(f, outcome="y", treatment=["t", "t2"], instruments="z")
     assert est.identification_["status"] == "not identified"
     with pytest.warns(IdentificationWarning, match="do not identify the curve.*no band is reported"):
-        curve = est.dose_response([0.0, 1.0], alpha=0.05)
-    assert curve["lower"].isna().all() and curve["upper"].isna().all() and curve["estimate"].notna().all()
-    with pytest.warns(IdentificationWarning):
-        lo, hi = est.predict_interval(np.array([[0.5]]))
+        lo, hi = est.predict_interval(np.array([[0.5, 0.5]]))
     assert np.isnan(lo).all() and np.isnan(hi).all()
     assert est.summary.estimates["lower"].isna().all()
 
