@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._complexity import LINE_LABEL
 from ._diagnostics import linear_iv_check, warn_if_shrunk, warn_if_weak_instrument
 from ._docstrings import fill_shared_docs
 from ._estimator import TwoStageEstimator
 from ._inputs import concat_inputs
+from ._modes import predicting
+from ._weak_iv import anderson_rubin_set, format_set, tsls_robust, wald_interval
 from .heads import add_intercept, outer_features
 
 __all__ = ["DFIV"]
@@ -59,6 +62,11 @@ class DFIV(TwoStageEstimator):
         Per treatment column: linear 2SLS's slope and the curve's 2SLS-weighted slope, their difference
         and p-value, the shrinkage and the curve's AME; a ``ShrinkageWarning`` when they differ by
         p < 0.05 and at least a tenth (see ``deepcausal.results.FitResults.linear_check``).
+    line_inference_ : dict or None
+        Where the curve is the line in one treatment column: 2SLS's slope with the members' learned
+        covariate features as controls, its robust (HC1) standard error and Wald interval (``wald``), the
+        robust first-stage F and the Anderson-Rubin 95% set (``anderson_rubin``, as text; valid with weak
+        instruments). ``summary.line_intervals`` shows them beside the default band.
 
     References
     ----------
@@ -246,6 +254,7 @@ class DFIV(TwoStageEstimator):
         (:func:`deepcausal._diagnostics.linear_iv_check`), with a :class:`ShrinkageWarning` where they
         differ; None for treatments of more than 32 columns or a curve the data do not identify."""
         T, X = data["T"], data.get("X")
+        self.line_inference_ = None
         if T.shape[1] > 32 or (self.identification_ or {}).get("status") == "not identified":
             return None
         rows = np.arange(T.shape[0])
@@ -261,7 +270,35 @@ class DFIV(TwoStageEstimator):
             for col, src in (("ame", "estimate"), ("ame_lower", "lower"), ("ame_upper", "upper")):
                 check[col] = [float(table.loc[f"AME {name}", src]) for name in check.index]
         warn_if_shrunk(check)
+        self.line_inference_ = self._line_inference(data, rows)
         return check
+
+    def _line_inference(self, data, rows):
+        """``line_inference_``: where the curve is the line in one treatment column (``complexity_``), what
+        an econometrician reports beside the bootstrap band: the 2SLS slope with its heteroskedasticity-
+        robust (HC1) Wald interval, and the Anderson-Rubin set, which stays valid however weak the
+        instruments are (:mod:`deepcausal._weak_iv`). The controls are every member's learned covariate
+        features with an intercept (just an intercept without covariates); in the original units."""
+        label = str((self.complexity_ or {}).get("label"))
+        T, X = data["T"], data.get("X")
+        if not label.startswith(LINE_LABEL) or T.shape[1] != 1:
+            return None
+        W = [np.ones((len(rows), 1))]
+        if X is not None:
+            x = self._to_tensor(self.scalers_["X"].transform(X[rows]))
+            for m in self._members():
+                with predicting(m.nets_):
+                    W.append(m._covariate_features(m.nets_, {"X": x}, False).double().cpu().numpy())
+        y, t, z = data["Y"][rows, 0], T[rows, 0], data["Z"][rows]
+        try:
+            line = tsls_robust(y, t, z, np.hstack(W))
+            ar = anderson_rubin_set(y, t, z, np.hstack(W), alpha=0.05, robust=True)
+        except ValueError:  # the instruments lie in the span of the controls: nothing to report
+            return None
+        lo, hi = wald_interval(line, 0.05)
+        return {"estimate": float(line["estimate"]), "std_error": float(line["se"]), "wald": [float(lo), float(hi)],
+                "anderson_rubin": format_set(ar), "anderson_rubin_kind": ar["kind"],
+                "first_stage_F": float(line["first_stage_F"]), "controls": "learned" if X is not None else "none"}
 
     # ---- the feature maps of DESIGN §3 --------------------------------------------------------
     def _stage1_features(self, nets, b):

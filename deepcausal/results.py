@@ -15,7 +15,7 @@ import functools
 import html
 import inspect
 import math
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import pandas as pd
@@ -140,6 +140,11 @@ class FitResults:
         statistic of the curve, which the instruments pin down whatever its shape; their
         ``difference``, its ``p_value`` and the ``shrinkage`` 1 − curve / tsls; beside them the
         curve's average marginal effect (``ame``, ``ame_lower``, ``ame_upper``). See ``linear_check_``.
+    line_intervals : DataFrame or None
+        DFIV, where the curve is the line in one treatment column (``complexity_``): its slope with three
+        95% intervals — the default band, the heteroskedasticity-robust (HC1) Wald interval of 2SLS with
+        the members' learned covariate features as controls, and the Anderson-Rubin set, valid however
+        weak the instruments (``line_inference_``).
     strength : Series
         The linear first-stage F (``first_stage_f_``, DFIV) and the held-out R² of the learned
         stage-1 head (averaged over members), with ``reading``, one line on what it means.
@@ -190,6 +195,7 @@ class FitResults:
         self._tables["first_stage"] = None if table is None else table.copy()
         check = getattr(est, "linear_check_", None)
         self._tables["linear_check"] = None if check is None else check.copy()
+        self._tables["line_intervals"] = self._line_table(est)
         estimates = getattr(est, "summary_estimates_", None)
         self._tables["estimates"] = None if estimates is None else estimates.copy()
         self._tables["all_settings"] = self._settings_table(est)
@@ -214,6 +220,23 @@ class FitResults:
         return self
 
     # ---- tables ------------------------------------------------------------------------------
+    @staticmethod
+    def _line_table(est) -> Optional[pd.DataFrame]:
+        """Where the curve is the line in one treatment column: its slope's three intervals (95%)."""
+        line = getattr(est, "line_inference_", None)
+        estimates = getattr(est, "summary_estimates_", None)
+        if not line or estimates is None:
+            return None
+        ame = estimates.loc[[i for i in estimates.index if str(i).startswith("AME ")][0]]
+        rows = {
+            "band (the default: heads' bootstrap and members)": (ame["estimate"], ame["std_error"],
+                                                                f"[{ame['lower']:.4g}, {ame['upper']:.4g}]"),
+            "robust Wald (2SLS, HC1)": (line["estimate"], line["std_error"],
+                                        f"[{line['wald'][0]:.4g}, {line['wald'][1]:.4g}]"),
+            "Anderson-Rubin (robust; valid with weak instruments)": (line["estimate"], np.nan, line["anderson_rubin"]),
+        }
+        return pd.DataFrame.from_dict(rows, orient="index", columns=["slope", "std_error", "95% interval"])
+
     @staticmethod
     def _model_table(est) -> pd.DataFrame:
         rows = {}
@@ -334,6 +357,7 @@ class FitResults:
     estimates = property(lambda self: self._copy("estimates"))
     first_stage = property(lambda self: self._copy("first_stage"))
     linear_check = property(lambda self: self._copy("linear_check"))
+    line_intervals = property(lambda self: self._copy("line_intervals"))
     model = property(lambda self: self._copy("model"))
     data = property(lambda self: self._copy("data"))
     members = property(lambda self: self._copy("members"))
@@ -375,14 +399,25 @@ class FitResults:
                       if "F (conditional)" in fs else "") + ". Below 10: weak.")
         check = self._tables["linear_check"]
         if check is not None:
-            shown = check[[c for c in ("tsls", "tsls_se", "curve", "p_value", "shrinkage", "ame") if c in check]]
             yield ("Linear check (2SLS on the training rows)",
-                   shown.rename(columns={"tsls": "2SLS", "tsls_se": "2SLS s.e.", "curve": "curve",
-                                         "p_value": "p-value", "ame": "curve AME"}),
+                   check.rename(columns={"tsls": "2SLS", "tsls_se": "2SLS s.e.", "curve": "curve",
+                                         "difference_se": "difference s.e.", "p_value": "p-value",
+                                         "ame": "curve AME", "ame_lower": "AME lower", "ame_upper": "AME upper"}),
                    "curve: the fitted curve's 2SLS-weighted slope, which the instruments identify whatever the "
                    "curve's shape; it should match 2SLS within 2SLS's noise (p-value of the difference; "
-                   "shrinkage: 1 − curve / 2SLS). The curve's AME weighs its slopes differently and is identified "
-                   "only as far as its shape is.")
+                   "shrinkage: 1 − curve / 2SLS). The curve's AME (AME lower, AME upper: its 95% interval) weighs "
+                   "its slopes differently and is identified only as far as its shape is.")
+        line = self._tables["line_intervals"]
+        if line is not None:
+            yield ("The line's slope: three intervals", line,
+                   "The band is the default (marginal_ate_interval, dose_response): the score bootstrap of the "
+                   "line's two stages, combined with the members' spread by Rubin's rules (Student's t on few "
+                   "degrees of freedom, so it is wider than a single 2SLS's interval). The robust Wald interval "
+                   "is 2SLS's with the members' learned covariate features as controls, as linearmodels' "
+                   "IV2SLS(cov_type='robust', debiased=True) reports it; both assume a strong first stage. "
+                   "The Anderson-Rubin set inverts a test that does not depend on the first stage's strength: "
+                   "prefer it when the first-stage F is low (it is unbounded when the instruments cannot be "
+                   "told from irrelevant ones).")
         yield ("First-stage strength", strength.to_frame(), strength.attrs.get("reading", ""))
         if len(self._tables["settings"]):
             yield "Settings that differ from the defaults", self._tables["settings"], ""

@@ -193,3 +193,31 @@ def test_summary_lists_the_complexity_setting(controls):
     est = DFIV(**{**QUICK, "n_epochs": 2}).fit(y[:800], t[:800], X=x[:800], Z=z[:800])
     table = est.summary.all_settings
     assert table.loc["complexity", "given"] == "auto" and table.loc["complexity", "in force"] == "linear"
+
+
+def test_the_line_reports_robust_wald_and_anderson_rubin_beside_the_band():
+    from linearmodels.iv import IV2SLS
+
+    from deepcausal.datasets import linear_binary_iv
+
+    d = linear_binary_iv(2000, seed=3)
+    kw = d.fit_kwargs()
+    est = DFIV(**{**QUICK, "n_epochs": 5}).fit(d.train, **kw)
+    table = est.summary.line_intervals
+    assert list(table.index) == ["band (the default: heads' bootstrap and members)", "robust Wald (2SLS, HC1)",
+                                 "Anderson-Rubin (robust; valid with weak instruments)"]
+    line = est.line_inference_
+    # the Wald interval is 2SLS's with the learned controls: compare with linearmodels on the same controls
+    f = d.train
+    xs = torch.as_tensor(est.scalers_["X"].transform(f[kw["covariates"]].to_numpy(dtype=float)), dtype=torch.float32)
+    with torch.no_grad():
+        W = np.hstack([np.ones((len(f), 1))] + [m.nets_["covariate"](xs).double().numpy() for m in est.estimators_])
+    keep = np.linalg.svd(W, compute_uv=False) > 1e-10 * np.linalg.norm(W, 2)
+    U, sv, Vt = np.linalg.svd(W, full_matrices=False)
+    res = IV2SLS(f[kw["outcome"][0]].to_numpy(), U[:, keep], f[kw["treatment"]].to_numpy(),
+                 f[kw["instruments"]].to_numpy()).fit(cov_type="robust", debiased=True)
+    assert line["estimate"] == pytest.approx(float(res.params.iloc[-1]), rel=1e-6)
+    assert line["std_error"] == pytest.approx(float(res.std_errors.iloc[-1]), rel=1e-4)
+    lo, hi = line["wald"]
+    assert lo < line["estimate"] < hi
+    assert line["anderson_rubin"].startswith("[") and "Anderson-Rubin" in str(est.summary)
