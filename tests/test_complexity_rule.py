@@ -15,7 +15,7 @@ from deepcausal import DFIV, DFPV
 from deepcausal._complexity import LINE_LABEL, resolve_rule
 from deepcausal._diagnostics import (IdentificationWarning, WeakInstrumentWarning, distinct_rows,
                                      linear_iv_check)
-from deepcausal.datasets import demand_proxy
+from deepcausal.datasets import demand_proxy, nonlinear_controls_iv, nonlinear_controls_structural
 from deepcausal.nets import mlp
 
 QUICK = dict(n_epochs=30, n_bootstrap=20, random_state=0, n_jobs=1, n_estimators=2, verbose=False)
@@ -23,18 +23,9 @@ QUICK = dict(n_epochs=30, n_bootstrap=20, random_state=0, n_jobs=1, n_estimators
 
 def _nonlinear_controls(n=2000, seed=0, values=2):
     """Issue 34's design: a binary instrument whose propensity depends on x², a nonlinear c(x), h = t + c(x)."""
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(-2, 2, n)
-    p = 1 / (1 + np.exp(-(2 * x**2 - 3)))
-    z = (rng.uniform(size=n) < p).astype(float) if values == 2 else rng.binomial(values - 1, p).astype(float)
-    u = rng.normal(size=n)
-    t = z + 0.5 * x + u + 0.5 * rng.normal(size=n)
-
-    def h(t, x):
-        return t + 2 * np.sin(2 * x) + x**2
-
-    y = h(t, x) + u + 0.3 * rng.normal(size=n)
-    return y, t[:, None], x[:, None], z[:, None], h
+    f = nonlinear_controls_iv(n, values=values, seed=seed).train
+    return (f["y"].to_numpy(), f[["t"]].to_numpy(), f[["x"]].to_numpy(), f[["z"]].to_numpy(),
+            nonlinear_controls_structural)
 
 
 @pytest.fixture(scope="module")

@@ -46,6 +46,7 @@ from ._dsprites import (
 from .hearts import dsprites_index, load_archive_images, render_hearts
 from ._lowdim import lowdim, lowdim_structural
 from ._schooling import linear_binary_iv, linear_binary_iv_structural
+from ._binary_controls import nonlinear_controls_iv, nonlinear_controls_structural
 from ._npiv_designs import (
     chen_christensen,
     chen_christensen_structural,
@@ -82,6 +83,8 @@ __all__ = [
     "area_matrix",
     "lowdim_structural",
     "linear_binary_iv_structural",
+    "nonlinear_controls_iv",
+    "nonlinear_controls_structural",
     "psi",
     "newey_powell",
     "chen_christensen",
