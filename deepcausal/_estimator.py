@@ -315,13 +315,13 @@ class TwoStageEstimator(RoleInputs, QueryReports, BaseEstimator):
             n_jobs = 1 if prepared["comm"].active else self.n_jobs
             total = self.n_estimators * prepared["settings"]["max_steps"]
             show = show_progress(self.verbose, total, prepared["comm"].rank)
-            with progress_bar(total, type(self).__name__, show, processes=n_jobs not in (None, 1)) as channel:
+            with progress_bar(total, type(self).__name__, show) as channel:
                 if self.n_estimators == 1:
                     self._fit_member(prepared, seeds[0], val, channel(0))
                     return self._finish(data, prepared, start)
                 # stacks: minibatch training in one process (a ridge-mode stack would hold K whole halves)
-                if self._stack_members and self.mode == "proximal" and val is None and not prepared["comm"].active:
-                    members = fit_members_stacked(self, prepared, seeds, n_jobs, channel)
+                if self._stack_members and self.mode == "proximal" and not prepared["comm"].active:
+                    members = fit_members_stacked(self, prepared, seeds, n_jobs, channel, val)
                 else:
                     members = fit_members(self, prepared, seeds, val, n_jobs, channel)
             for i, m in enumerate(members):

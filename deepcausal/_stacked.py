@@ -7,8 +7,21 @@ every network weight carries a leading member dimension (``StackedMLP``: (K, a, 
 products), every minibatch is (K, B, d) — member k's rows of its own split, in its own batch order —
 and the heads are K independent systems solved by one batched Cholesky (:mod:`deepcausal.heads` accepts a
 leading member dimension). The stage losses are summed over the members, so each member's parameters get
-exactly the gradient of their own loss, and Adam works element by element: a stack trains each member as
-it would be trained alone, up to the rounding of batched against single products.
+exactly the gradient of their own loss, and Adam works element by element: in exact arithmetic a stack
+trains each member as it would be trained alone.
+
+What is and is not invariant, in float32:
+
+* A fit is bit-identical for a given ``random_state`` whatever ``n_jobs`` is: the stacks depend on the
+  number of members only (:func:`fit_members_stacked`; tests/test_stacked.py).
+* A member trained in a stack is **not** bit-identical to the same member (same seed, split, initial
+  weights and batch order) trained alone: batched products and reductions round differently from single
+  ones, and so does a member's place in its stack. The first differences are float32 rounding; training
+  is chaotic, so they grow (to about 1% by step 30 in the measurement of issue 34), and after tens of steps
+  the early-stopping step, the kept check and, through the member's generator, the bootstrap draws can
+  differ too. Stacked and lone members are equivalent statistically, not numerically: benchmarks/RESULTS.md,
+  "Stacked members: coverage against members trained alone (issue 29)" measures the coverage, band width
+  and error of both.
 
 The training step itself is :func:`deepcausal._training.train_step`, run on a :class:`~deepcausal._training.Member`
 whose fields carry the member dimension; only the loop differs from :func:`deepcausal._training.train`:
@@ -17,11 +30,13 @@ gradients are zeroed) while the others go on. Afterwards each member's slice goe
 networks and heads, and the rest of the fit (refit, summaries, bootstrap) is the one-member code.
 
 Stacking applies to networks it can stack — deepcausal's default vector networks (ReLU MLPs, with or
-without the input kept beside them) — in proximal (minibatch) mode, in one process, without a validation
-design. Anything else, or a divergence inside a stack (which the one-member loop can recover from), trains
-each member alone. On the 2-core project machine the arithmetic is a large share of a step, so a stack of
-three trains in about 1.65× one member's time, not 1×; the whole default fit's gain is measured in
-benchmarks/RESULTS.md, "Whole default fit".
+without the input kept beside them) — in proximal (minibatch) mode, in one process. A validation design
+(``fit(validation=...)``) only adds each member's structural MSE to its history (:func:`_validation_mse`):
+it does not change which code trains the members, so it does not change the model. Anything else, or a
+divergence inside a stack (which the one-member loop can recover from), trains each member alone. On the
+2-core project machine the arithmetic is a large share of a step, so a stack of three trains in about 1.65×
+one member's time, not 1×; the whole default fit's gain is measured in benchmarks/RESULTS.md, "Whole
+default fit".
 """
 
 from __future__ import annotations
@@ -146,10 +161,12 @@ def _member_state(nets: nn.ModuleDict, heads: TwoStageHeads, k: int) -> dict:
             "heads": {"V": heads.V[k].clone(), "u": heads.u[k].clone()}}
 
 
-def train_stacked(members: List[Member], caught: List[List[str]]):
+def train_stacked(members: List[Member], caught: List[List[str]], truth_val=None):
     """Train K members as one stack; returns each member's (history, stop), as :func:`deepcausal._training.train`
     does for one, with the kept state of each written into its own networks and heads. ``caught[k]`` receives
-    member k's warnings. A divergence raises ``FloatingPointError`` (the caller trains the members alone)."""
+    member k's warnings. ``truth_val`` (prediction inputs, truth) adds each member's structural MSE to its history
+    at every check, as :func:`deepcausal._training.train` does (it does not change the training). A divergence
+    raises ``FloatingPointError`` (the caller trains the members alone)."""
     K, first = len(members), members[0]
     est, st, comm = first.est, first.settings, first.comm
     nets = nn.ModuleDict({name: StackedMLP([m.nets[name] for m in members]) for name in first.nets})
@@ -193,6 +210,8 @@ def train_stacked(members: List[Member], caught: List[List[str]]):
                         continue
                     row = check_row(step, steps_per_epoch, rate, losses[:, k], since_check, comm)
                     row.update({name: float(np.broadcast_to(v, (K,))[k]) for name, v in held.items()})
+                    if truth_val is not None:
+                        row.update(_validation_mse(members[k], nets, heads, k, truth_val))
                     histories[k].append(row)
                     report[k](step - reported[k], row.get("val_stage2_loss"))
                     steps[k] = reported[k] = step
@@ -230,6 +249,19 @@ def train_stacked(members: List[Member], caught: List[List[str]]):
     return out
 
 
+@torch.no_grad()
+def _validation_mse(member: Member, nets: nn.ModuleDict, heads: TwoStageHeads, k: int, truth_val) -> dict:
+    """Member k's structural MSE against the validation truth (:func:`deepcausal._training.validation_mse`),
+    computed on the member's own networks and heads with the stack's current slice copied into them: only
+    read, so recording it does not change the training (the end of training copies the kept slice again)."""
+    for name, net in nets.items():
+        net.unstack_into(k, member.nets[name])
+    own = TwoStageHeads(**head_coefficients(member.heads))
+    own.load_state_dict({"V": heads.V[k].clone(), "u": heads.u[k].clone()})
+    return _training.validation_mse(member.est, member.nets, own, member.halves, member.settings, member.comm,
+                                    *truth_val)
+
+
 def _own_state(member: Member, state: dict) -> dict:
     """A stack slice (:func:`_member_state`) as the state_dicts of the member's own networks and heads."""
     own = {}
@@ -245,9 +277,10 @@ def _own_state(member: Member, state: dict) -> dict:
     return {"nets": full, "heads": state["heads"]}
 
 
-def fit_stack(ests, prepared: dict, seeds: List[int], indices: List[int], progress: list):
+def fit_stack(ests, prepared: dict, seeds: List[int], indices: List[int], progress: list, validation=None):
     """Fit the members of one stack in this process; returns the fitted member estimators, each with its
-    ``fit_warnings_``. Members whose networks cannot stack, or a stack that diverged, train one by one."""
+    ``fit_warnings_``. Members whose networks cannot stack, or a stack that diverged, train one by one.
+    ``validation`` (inputs, truth), as ``fit`` takes it: each member's history records its structural MSE."""
     with one_torch_thread():
         caught: List[List[str]] = [[] for _ in ests]
         members = []
@@ -257,13 +290,14 @@ def fit_stack(ests, prepared: dict, seeds: List[int], indices: List[int], progre
                 members.append(start_member(est, prepared, seed, global_rng, prog))
             c.extend(w)
         results = None
+        truth_val = None if validation is None else (ests[0]._prediction_inputs(*validation[0]), validation[1])
         if stackable([m.nets for m in members]):  # also a stack of one: results do not depend on n_jobs
             try:
-                results = train_stacked(members, caught)
+                results = train_stacked(members, caught, truth_val)
             except FloatingPointError:
                 results = None  # alone, a member can restart from its kept check at a lower rate
         if results is None:
-            return [_fit_one(est, prepared, seed, i, None, prog)
+            return [_fit_one(est, prepared, seed, i, validation, prog)
                     for est, seed, i, prog in zip(ests, seeds, indices, progress)]
         for est, member, (history, stop), c in zip(ests, members, results, caught):
             with recording() as w:
@@ -272,7 +306,7 @@ def fit_stack(ests, prepared: dict, seeds: List[int], indices: List[int], progre
     return ests
 
 
-def fit_members_stacked(estimator, prepared: dict, seeds: List[int], n_jobs, channel=None):
+def fit_members_stacked(estimator, prepared: dict, seeds: List[int], n_jobs, channel=None, validation=None):
     """The members in stacks of two or three consecutive members, each stack in one process (up to ``n_jobs``
     at a time); the fitted members in seed order.
 
@@ -285,5 +319,5 @@ def fit_members_stacked(estimator, prepared: dict, seeds: List[int], n_jobs, cha
     template = clone(estimator).set_params(n_estimators=1, n_jobs=None, verbose=False)
     groups = [list(g) for g in np.array_split(np.arange(len(seeds)), math.ceil(len(seeds) / _STACK))]
     jobs = (delayed(fit_stack)([clone(template) for _ in g], prepared, [seeds[i] for i in g], g,
-                               [channel(i) if channel else None for i in g]) for g in groups)
+                               [channel(i) if channel else None for i in g], validation) for g in groups)
     return [m for stack in Parallel(n_jobs=min(len(groups), effective_n_jobs(n_jobs)))(jobs) for m in stack]

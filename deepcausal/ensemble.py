@@ -9,7 +9,10 @@ Members are fitted through joblib, so ``n_jobs`` runs them in parallel processes
 switch joblib's backend (dask, ray) without code changes. Each member fits with one torch thread
 whatever ``n_jobs`` is, so the result is bit-identical for a given ``random_state`` whether members
 run one after another or in parallel. Members whose networks allow it train as stacks, one
-computation for several members (:mod:`deepcausal._stacked`, which uses this module's helpers).
+computation for several members (:mod:`deepcausal._stacked`, which uses this module's helpers); the
+stacks too are the same whatever ``n_jobs`` is, but a member trained in a stack is not bit-identical
+to the same member trained alone (float32 batched products round differently, and training amplifies
+the difference: see that module for what is and is not invariant).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 Each test failed on the code before the fix.
 """
 
+import re
 import threading
 import warnings
 
@@ -329,3 +330,22 @@ def test_fewer_instruments_than_treatment_columns_warns_that_the_columns_are_not
     with pytest.warns(WeakInstrumentWarning, match="fewer instruments than treatment columns"):
         est = DFIV(**{**QUICK, "n_bootstrap": 0}).fit(frame, outcome="y", treatment=["t1", "t2"], instruments="z")
     assert est.first_stage_f_ == 0.0
+
+
+# ---- issue 34, item 7: the bar's channel travels to whatever workers joblib picks ---------------------
+@pytest.mark.parametrize("stack", [True, False])
+def test_a_bar_with_n_jobs_none_follows_joblibs_parallel_config(small, capfd, monkeypatch, stack):
+    # n_jobs=None: joblib's parallel_config decides. Its loky workers once got the bar's thread queue,
+    # which cannot be pickled. Unstacked: two members; stacked: four (two stacks), two worker processes each.
+    if not stack:
+        monkeypatch.setattr(DFIV, "_stack_members", False)
+    settings = {**QUICK, "n_estimators": 4 if stack else 2, "n_bootstrap": 0, "n_jobs": None, "verbose": True}
+    fits = {}
+    for backend in ("loky", "threading"):
+        with joblib.parallel_config(backend=backend, n_jobs=2):
+            fits[backend] = DFIV(**settings).fit(small.train, **small.fit_kwargs())
+        total = settings["n_estimators"] * fits[backend].settings_["max_steps"]
+        err = capfd.readouterr().err
+        assert re.search(rf"DFIV: 100%.*{total}/{total}", err), err[-500:]  # every member's steps reached it
+    test = small.test_X.iloc[:50]
+    np.testing.assert_array_equal(fits["loky"].predict(test), fits["threading"].predict(test))

@@ -40,7 +40,9 @@ def test_a_stacked_fit_does_not_depend_on_n_jobs(data):
 
 @pytest.mark.parametrize("cls, design", [(DFIV, demand), (DFPV, demand_proxy)])
 def test_stacked_members_train_as_they_would_alone(cls, design, monkeypatch):
-    # One epoch: the stack's rounding (batched against single products) has not had time to grow.
+    # Not bit-identical (deepcausal._stacked: batched float32 products round differently, and training
+    # amplifies it; after tens of steps stop steps and bootstrap draws can differ). After one epoch, a few
+    # steps, the difference has not had time to grow.
     d = design(1000, seed=1)
     params = dict(FAST, n_epochs=1, n_estimators=3, n_jobs=1)
     stacked = cls(**params).fit(d.train, **d.fit_kwargs())
@@ -98,7 +100,7 @@ def test_networks_that_cannot_stack_train_alone(data, monkeypatch):
 
 
 def test_a_stack_that_diverges_trains_its_members_alone(data, monkeypatch):
-    def diverging(members, caught):
+    def diverging(members, caught, truth_val=None):
         raise FloatingPointError("stage 2: the loss became nan")
 
     monkeypatch.setattr(_stacked, "train_stacked", diverging)
@@ -107,3 +109,20 @@ def test_a_stack_that_diverges_trains_its_members_alone(data, monkeypatch):
     monkeypatch.setattr(DFIV, "_stack_members", False)
     alone = DFIV(**params).fit(data.train, **data.fit_kwargs())
     assert np.array_equal(_member_predictions(est, data), _member_predictions(alone, data))
+
+
+def test_a_validation_design_records_the_mse_without_changing_the_model(data):
+    # issue 34, item 8: with validation= the members trained alone, not as a stack: another model
+    params = dict(FAST, n_estimators=2, n_jobs=1)
+    plain = DFIV(**params).fit(data.train, **data.fit_kwargs())
+    tracked = DFIV(**params).fit(data.train, **data.fit_kwargs(), validation=(data.test_X, data.test_truth))
+    np.testing.assert_array_equal(_member_predictions(tracked, data), _member_predictions(plain, data))
+    np.testing.assert_array_equal(tracked.predict(data.test_X), plain.predict(data.test_X))
+    columns = ["val_mse_current", "val_mse_refit"]
+    assert not set(columns) & set(plain.history_.columns)
+    assert tracked.history_[columns].notna().all().all()
+    for m in tracked.estimators_:  # each member's own structural MSE: its kept check's is its model's
+        h = m.history_
+        kept = h[h["kept"]].iloc[-1] if h["kept"].any() else h.iloc[-1]
+        mse = np.mean((m.predict(data.test_X, heads="current") - data.test_truth) ** 2)
+        assert kept["val_mse_current"] == pytest.approx(mse, rel=1e-6)
