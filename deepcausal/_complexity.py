@@ -128,7 +128,7 @@ def resolve_rule(rule: str, data: dict, local_max=None, raw_treatment: bool = Tr
         warn(f"complexity='auto': {why}", IdentificationWarning)
         return "trained", why
     if k <= d_t + 1:
-        return "linear", why + f" (a slope per treatment column): the line in t, with the covariates' learned features"
+        return "linear", why + " (a slope per treatment column): the line in t, with the covariates' learned features"
     if not draws:
         return "linear", why + "; without bootstrap draws (n_bootstrap < 2) nothing more complex can be tested: the line"
     return "lepski", why + "; Lepski's rule takes the simplest curve, the line first, that the data cannot tell " \

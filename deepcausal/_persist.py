@@ -395,12 +395,53 @@ def _pickle_contents(path: str):
         return None
 
 
+class _NotAModelFileError(pickle.UnpicklingError, ValueError):
+    """A file that :func:`load_estimator` refuses because it holds Python objects and is no deepcausal model
+    file (a ``ValueError`` too, as every other file that is not a model file)."""
+
+
+def _what_file(path: str) -> str:
+    """A few words on what a file that is not a model file holds, for the error."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError as exc:
+        return f"it cannot be read ({exc.strerror or exc})"
+    if not head:
+        return "it is empty"
+    if zipfile.is_zipfile(path):
+        return "it is a zip archive that torch.save did not write"
+    if head.startswith(b"\x93NUMPY"):
+        return "it is a NumPy .npy file"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and all(c.isprintable() or c in "\r\n\t" for c in text.rstrip("\x00")):
+        first = text.splitlines()[0] if text.splitlines() else ""
+        kind = "a CSV or other text file" if ("," in first or ";" in first or "\t" in first) else "a text file"
+        return f"it is {kind} (beginning {first[:40]!r})"
+    return _UNKNOWN_BINARY
+
+
+_UNKNOWN_BINARY = "torch cannot read it as an archive"
+
+
+def _not_a_model_file(path: str, detail: str, readable: bool = False) -> ValueError:
+    """The error for a file that holds no model: ``detail`` says what it is instead."""
+    if readable:  # torch read it, and found something else
+        return ValueError(f"{path} is not a deepcausal model file (one that est.save(path) wrote): {detail}")
+    damaged = ", or a damaged one" if detail == _UNKNOWN_BINARY else ""
+    return ValueError(f"{path} is not a readable deepcausal model file: {detail}, so it is not a deepcausal model "
+                      f"file (one that est.save(path) wrote){damaged}")
+
+
 def _refusal(path: str, cls, exc: Exception) -> Exception:
     """The error for a file that ``weights_only`` loading rejected: an old-format model, a file holding
     other Python objects, or not a model file at all."""
     contents = _pickle_contents(path)
     if contents is None:
-        return ValueError(f"{path} is not a readable deepcausal model file (not a torch archive, or a damaged one)")
+        return _not_a_model_file(path, _what_file(path))
     globals_, strings = contents
     if _FORMAT in strings and any(g.startswith("deepcausal.") for g in globals_):
         return ValueError(
@@ -411,10 +452,12 @@ def _refusal(path: str, cls, exc: Exception) -> Exception:
         )
     blocked = sorted({m.group(1) for m in re.finditer(r"GLOBAL ([\w.]+)", str(exc))}
                      or {g for g in globals_ if not g.startswith(("torch.", "collections."))})
-    return pickle.UnpicklingError(
-        f"{path} is refused: it holds Python objects other than tensors and plain data ({', '.join(blocked)}), "
-        "and unpickling them could run code on this machine. Load it with trusted=True only if you trust its source."
-    )
+    message = (f"{path} is refused: it holds Python objects other than tensors and plain data ({', '.join(blocked)}), "
+               "and unpickling them could run code on this machine. Load it with trusted=True only if you trust its "
+               "source.")
+    if _FORMAT not in strings:  # not even dressed up as a model file: some other torch file
+        return _NotAModelFileError(f"{path} is not a deepcausal model file (one that est.save(path) wrote). {message}")
+    return pickle.UnpicklingError(message)
 
 
 def load_estimator(cls, path, *, device=None, nets: Optional[dict] = None, trusted: bool = False):
@@ -445,10 +488,12 @@ def load_estimator(cls, path, *, device=None, nets: Optional[dict] = None, trust
         blob = torch.load(path, map_location="cpu", weights_only=not trusted)
     except pickle.UnpicklingError as exc:
         raise _refusal(path, cls, exc) from None
-    except Exception as exc:
-        raise ValueError(f"{path} is not a readable deepcausal model file: {str(exc).splitlines()[0]}") from None
+    except Exception:
+        raise _not_a_model_file(path, _what_file(path)) from None
     if not isinstance(blob, dict) or blob.get("format") != _FORMAT:
-        raise ValueError(f"{path} is not a deepcausal model file")
+        raise _not_a_model_file(path, f"it holds an object of type {type(blob).__name__}"
+                                + (f" with keys {sorted(map(str, blob))[:5]}" if isinstance(blob, dict) else ""),
+                                readable=True)
     if blob.get("class") != cls.__name__:
         raise ValueError(f"{path} holds a {blob.get('class')}, not a {cls.__name__}")
     if blob.get("version") == 1 and trusted:

@@ -162,6 +162,8 @@ class QueryReports:
         """Point estimate (the member average), and with ``alpha`` its standard error and band, in
         the outcome's units. Bands are NaN when the data do not identify the curve (with a warning,
         unless ``quiet``)."""
+        if alpha is not None:
+            alpha = check_alpha(alpha)  # before any work, and also when no band can be reported
         ests, devs = self._linear_statistic(phi, heads)
         if alpha is None:
             return {"estimate": self._to_outcome(ests.mean(axis=0), level)}
@@ -175,7 +177,7 @@ class QueryReports:
         # Complete-data degrees of freedom of one member's estimate: stage-2 rows less the head's size.
         dof = (int(self.n_train_) - int(self.n_stage1_)) - int(self._members()[0].heads_.u.shape[0])
         try:
-            out = combine_draws(ests, devs, check_alpha(alpha), band, dof_complete=dof if dof > 0 else None)
+            out = combine_draws(ests, devs, alpha, band, dof_complete=dof if dof > 0 else None)
         except NoDrawsError as exc:
             raise NoDrawsError(f"{exc}: refit with n_bootstrap >= 2 (or n_estimators >= 2 for pointwise bands) "
                                "to get intervals") from None
@@ -184,13 +186,44 @@ class QueryReports:
                 "lower": self._to_outcome(out["lower"], level), "upper": self._to_outcome(out["upper"], level),
                 "dof": out["dof"]}
 
+    # Values this close outside the training range (relative to its width) are not an extrapolation:
+    # predictions take the treatment through float32 standardization, which moves a value by ~1e-7.
+    _RANGE_TOLERANCE = 1e-6
+
+    def _outside_training_range(self, values: np.ndarray) -> np.ndarray:
+        """Per treatment column, whether any of ``values`` ((n, d_t), original units) lies outside the
+        training range ``treatment_range_`` by more than :attr:`_RANGE_TOLERANCE` of its width."""
+        lo, hi = (np.asarray(v, dtype=np.float64) for v in self.treatment_range_)
+        tol = self._RANGE_TOLERANCE * np.maximum(hi - lo, np.finfo(np.float64).tiny)
+        values = np.asarray(values, dtype=np.float64)
+        return ((values < lo - tol) | (values > hi + tol)).any(axis=0)
+
+    def _warn_extrapolation(self, inputs: dict, what: str) -> None:
+        """Warn (UserWarning, as ``dose_response`` does) when the treatment of standardized ``inputs``
+        leaves the training range. Treatments of more than 32 columns (images) are not checked: a
+        pixel's training range says nothing about extrapolation."""
+        key = self._predict_keys[0]
+        if key not in inputs or getattr(self, "treatment_range_", None) is None or self.dims_[key] > 32:
+            return
+        sc = self.scalers_[key]
+        t = inputs[key].detach().double().cpu().numpy() * np.asarray(sc.scale) + np.asarray(sc.mean)
+        outside = np.flatnonzero(self._outside_training_range(t))
+        if len(outside):
+            lo, hi = self.treatment_range_
+            names = self._treatment_names()
+            cols = ", ".join(f"{names[j]!r} [{lo[j]:.4g}, {hi[j]:.4g}]" for j in outside)
+            warn(f"{what}: values outside the training range of {cols}: the estimate there is an extrapolation",
+                 UserWarning)
+
     def _levels(self, inputs: dict):
         return _evaluating(lambda m, summaries=None: m._features_at(inputs, summaries),
                            next(iter(inputs.values())).shape[0], "X" in inputs)
 
     def _predict(self, first, X=None, heads: str = "fitted") -> np.ndarray:
         self._check_fitted()
-        return self._report(self._levels(self._prediction_inputs(first, X)), True, heads=heads)["estimate"]
+        inputs = self._prediction_inputs(first, X)
+        self._warn_extrapolation(inputs, self._predict_keys[0])
+        return self._report(self._levels(inputs), True, heads=heads)["estimate"]
 
     def _heads(self, heads: str) -> TwoStageHeads:
         if heads not in ("fitted", "current"):
@@ -209,7 +242,10 @@ class QueryReports:
         bias from regularisation, network capacity or training length. See
         :mod:`deepcausal.inference`.
         """
-        r = self._report(self._levels(self._prediction_inputs(T, X)), True, alpha, band)
+        alpha = check_alpha(alpha)
+        inputs = self._prediction_inputs(T, X)
+        self._warn_extrapolation(inputs, self._predict_keys[0])
+        r = self._report(self._levels(inputs), True, alpha, band)
         return r["lower"], r["upper"]
 
     # ---- effects ------------------------------------------------------------------------------
@@ -220,6 +256,8 @@ class QueryReports:
         if t0.shape != t1.shape:
             raise ValueError(f"T0 and T1 have different shapes {t0.shape} and {t1.shape}")
         in0, in1 = self._prediction_inputs(t0, X), self._prediction_inputs(t1, X)
+        self._warn_extrapolation(in0, "T0")
+        self._warn_extrapolation(in1, "T1")
 
         def phi(m, summaries=None):
             D = m._features_at(in1, summaries) - m._features_at(in0, summaries)
@@ -235,6 +273,7 @@ class QueryReports:
         """A 1 − ``alpha`` band for ``effect`` per row: ``(lower, upper)`` (econml's signature).
 
         Covers what :meth:`predict_interval` covers (not regularisation bias)."""
+        alpha = check_alpha(alpha)
         r = self._report(self._effect_phi(X, T0, T1, False), False, alpha)
         return r["lower"], r["upper"]
 
@@ -244,6 +283,7 @@ class QueryReports:
 
     def ate_interval(self, X=None, *, T0, T1, alpha=0.05):
         """A 1 − ``alpha`` interval for :meth:`ate`: ``(lower, upper)``."""
+        alpha = check_alpha(alpha)
         r = self._report(self._effect_phi(X, T0, T1, True), False, alpha)
         return float(r["lower"][0]), float(r["upper"][0])
 
@@ -252,7 +292,9 @@ class QueryReports:
         """Φ = ∂G/∂t at each row (forward-mode autograd), one treatment column after another;
         columns are stacked as (column, row). In outcome units per treatment unit after scaling."""
         self._check_fitted()
-        return self._marginal_phi_at(self._prediction_inputs(T, X), average)
+        inputs = self._prediction_inputs(T, X)
+        self._warn_extrapolation(inputs, self._predict_keys[0])
+        return self._marginal_phi_at(inputs, average)
 
     def _marginal_phi_at(self, inputs: dict, average: bool):
         """:meth:`_marginal_phi` at standardized inputs keyed like batches."""
@@ -279,6 +321,7 @@ class QueryReports:
         return _evaluating(phi, n * d, "X" in inputs), n, d
 
     def _marginal(self, T, X, average, alpha):
+        alpha = None if alpha is None else check_alpha(alpha)
         phi, n, d = self._marginal_phi(T, X, average)
         r = self._report(phi, False, alpha)
         rows = 1 if average else n
@@ -318,8 +361,9 @@ class QueryReports:
         X : array-like or DataFrame, optional
             Covariate rows: each grid value's estimate is the average of h(t, x) over them (the
             average dose-response over that covariate distribution).
-        alpha : float in (0, 1), optional
-            With it, add ``std_error``, ``lower`` and ``upper``: a 1 − alpha confidence band.
+        alpha : float in (0, 0.5], optional
+            With it, add ``std_error``, ``lower`` and ``upper``: a 1 − alpha confidence band (alpha is the
+            miscoverage: 0.05 gives a 95% band).
         band : {"pointwise", "uniform"}, default="pointwise"
             ``"uniform"``: simultaneous over the grid (sup-t over the bootstrap and member draws).
             The band covers what :meth:`predict_interval` covers; not regularisation bias.
@@ -330,11 +374,19 @@ class QueryReports:
         ``alpha``, ``"std_error"``, ``"lower"``, ``"upper"``.
         """
         self._check_fitted()
+        if alpha is not None:
+            alpha = check_alpha(alpha)
+        if isinstance(treatment_grid, (str, bytes)) or (
+                not isinstance(treatment_grid, pd.DataFrame) and np.asarray(treatment_grid).dtype.kind in "USO"
+                and any(isinstance(v, (str, bytes)) for v in np.asarray(treatment_grid, dtype=object).ravel())):
+            raise ValueError(f"treatment_grid must hold numbers, got text {treatment_grid!r}: give the treatment "
+                             "values as numbers, e.g. [15] or np.linspace(10, 20, 11)")
         grid = self._grid(treatment_grid)
         names = self._treatment_names()
         lo, hi = self.treatment_range_
+        outside = self._outside_training_range(grid)
         for j, name in enumerate(names):
-            if (grid[:, j] < lo[j]).any() or (grid[:, j] > hi[j]).any():
+            if outside[j]:
                 warn(
                     f"treatment_grid: column {name!r} extends outside the training range [{lo[j]:.4g}, {hi[j]:.4g}]: "
                     "the estimate there is an extrapolation", UserWarning)
@@ -379,8 +431,9 @@ class QueryReports:
         """The estimates table of ``summary()``, from the training data (encoded arrays by role).
 
         Rows: the average marginal effect of each treatment column over the training rows, and the
-        dose-response at each column's quartiles (the other columns at their medians), averaged over
-        the training rows' covariates. Columns: estimate, std. error, the 1 − alpha interval and the
+        dose-response at each column's distinct quartiles (the other columns at their medians; a value
+        that is two quartiles is one row, e.g. ``[Q1, median]``), averaged over the training rows'
+        covariates. Columns: estimate, std. error, the 1 − alpha interval and the
         p-value of the estimate being 0 (Student's t on the bands' degrees of freedom). None for
         treatments of more than 32 columns (images). Beyond 10,000 rows a seeded subsample is used.
         """
@@ -399,9 +452,18 @@ class QueryReports:
         groups = [([f"AME {name}" for name in names], self._marginal_phi_at(inputs, True)[0], False)]
         medians = np.median(T[rows], axis=0)
         for j, name in enumerate(names):
-            grid = np.repeat(medians[None, :], 3, axis=0)
-            grid[:, j] = np.quantile(T[rows, j], [0.25, 0.5, 0.75])
-            groups.append(([f"h({name} = {grid[q, j]:.4g}) [{label}]" for q, label in enumerate(("Q1", "median", "Q3"))],
+            # One row per distinct quartile: on integer-valued treatments Q1 often equals the median (both
+            # h(educ = 12)); that row is labelled with every quartile it is, e.g. "[Q1, median]".
+            points, labels = [], []
+            for value, label in zip(np.quantile(T[rows, j], [0.25, 0.5, 0.75]), ("Q1", "median", "Q3")):
+                if points and value == points[-1]:
+                    labels[-1] += f", {label}"
+                else:
+                    points.append(value)
+                    labels.append(label)
+            grid = np.repeat(medians[None, :], len(points), axis=0)
+            grid[:, j] = points
+            groups.append(([f"h({name} = {v:.4g}) [{label}]" for v, label in zip(points, labels)],
                            self._dose_phi_at(grid, inputs if "X" in inputs else None), True))
         table = {}
         for labels, phi, level in groups:

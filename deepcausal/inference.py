@@ -93,7 +93,7 @@ def _ridge_system(FtF, FtY, n, beta, comm):
 
 
 @torch.no_grad()
-def score_bootstrap_heads(est, nets, halves, n_draws: int, seed: int, comm, batch_size: int = 512,
+def score_bootstrap_heads(est, nets, halves, n_draws: int, seed: int, comm, batch_size: Optional[int] = None,
                           penalties: Optional[torch.Tensor] = None, same_rows: bool = False):
     """Deviations u_b − û of ``n_draws`` score-bootstrap draws of the stage-2 head (module docstring),
     and the same draws of the stage-2 summaries a prediction integrates with.

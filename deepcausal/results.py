@@ -126,7 +126,8 @@ class FitResults:
         Estimator class, mode and number of members.
     estimates : DataFrame or None
         The average marginal effect (AME) of each treatment column over the training rows, and the
-        dose-response at each column's quartiles (other columns at their medians), averaged over the
+        dose-response at each column's distinct quartiles (other columns at their medians; a value that
+        is two quartiles, as on integer data, is one row labelled ``[Q1, median]``), averaged over the
         training rows' covariates: ``estimate``, ``std_error``, ``lower`` and ``upper`` (95%
         interval) and ``p_value`` (of the estimate being 0; Student's t on the bands' degrees of
         freedom). The same numbers as ``marginal_ate_interval`` and ``dose_response(..., alpha=0.05)``
@@ -426,7 +427,12 @@ class FitResults:
 
     @staticmethod
     def _as_text(table) -> str:
-        return table.map(_fmt).to_string() if isinstance(table, pd.DataFrame) else str(table)
+        # Every row and column, whatever pandas' display options say (its default width cuts wide tables).
+        with pd.option_context("display.width", None, "display.max_columns", None, "display.max_rows", None,
+                               "display.max_colwidth", None):
+            if isinstance(table, (pd.DataFrame, pd.Series)):
+                return table.map(_fmt).to_string()
+            return str(table)
 
     def __str__(self) -> str:
         pairs = self._header()

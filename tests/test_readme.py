@@ -86,7 +86,7 @@ def test_readme_bench_command_runs_without_econml(workdir):
     lines = re.findall(r"<!-- bench-command -->\n```\n(.*?)\n```\n<!-- /bench-command -->", README, flags=re.S)
     assert len(lines) == 1, "expected one command between the bench-command markers"
     argv = shlex.split(lines[0])
-    assert argv[:2] == ["deepcausal", "bench"] and "--n" in argv
+    assert argv[:2] == [".venv/bin/deepcausal", "bench"] and "--n" in argv  # the venv's script, as in set-up
     argv[argv.index("--n") + 1] = "300"
     res = _run(["deepcausal.cli", *argv[1:]], workdir, econml=False)
     assert res.returncode == 0, res.stderr[-3000:]

@@ -88,7 +88,9 @@ def _member_predictions(m, std: dict, test: dict, rows, n1) -> dict:
         eta_test = nets["covariate"](t(test["X"])).double().numpy() if "covariate" in nets else None
     y = std["Y"]
     s1, s2 = rows[:n1], rows[n1:]
-    sub = (lambda a, r: None if a is None else a[r])
+
+    def sub(a, r):
+        return None if a is None else a[r]
 
     def two_stage(F1, target, target_test, a, b, additive=False, eta_=eta, eta_t=eta_test):
         V = _ridge(F1[a], target[a])

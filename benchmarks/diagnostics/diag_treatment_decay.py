@@ -16,14 +16,19 @@ With ``norm`` the treatment network's learned features are divided by their root
 penalising it: the other fix the diagnosis named.
 """
 
-import os, sys, time, warnings
+import os
+import sys
+import time
+import warnings
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-import torch
+import torch  # noqa: E402
+
 torch.set_num_threads(1)
 warnings.simplefilter("ignore")
-from deepcausal import DFIV
-from deepcausal.datasets import demand
-from deepcausal.nets import SkipMLP
+from deepcausal import DFIV  # noqa: E402
+from deepcausal.datasets import demand  # noqa: E402
+from deepcausal.nets import SkipMLP  # noqa: E402
 
 
 def normalised_treatment(d_in):

@@ -11,6 +11,7 @@ import numpy as np
 from scipy.stats import norm
 from sklearn.exceptions import NotFittedError
 
+from ..inference import check_alpha
 from ._base import Baseline, NotApplicableError, hstack
 
 __all__ = ["NPIV", "moderndid_available"]
@@ -374,7 +375,7 @@ class NPIV(Baseline):
         ----------
         design : Design
             The design whose test inputs to use (the one given to :meth:`predict`).
-        alpha : float in (0, 1), default=0.05
+        alpha : float in (0, 0.5], default=0.05
             1 − ``alpha`` is the confidence level.
         band : {"pointwise", "uniform"}, default="pointwise"
             "pointwise": ĥ(x) ± Φ⁻¹(1 − α/2)·σ̂(x) at the selected sieve, one interval per point (sampling
@@ -396,8 +397,7 @@ class NPIV(Baseline):
         >>> bool(((lo_u <= lo_p) & (hi_p <= hi_u)).all())
         True
         """
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.floating)) or not 0.0 < alpha < 1.0:
-            raise ValueError(f"alpha must be a number in (0, 1), got {alpha!r}")
+        alpha = check_alpha(alpha)  # the miscoverage, in (0, 0.5], as for the estimators
         if band not in ("pointwise", "uniform"):
             raise ValueError(f"band must be 'pointwise' or 'uniform', got {band!r}")
         if not getattr(self, "fitted_", False):
