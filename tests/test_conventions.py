@@ -20,6 +20,14 @@ from deepcausal.ensemble import member_seeds
 from deepcausal.formula import parse_formula
 from deepcausal.results import FitSummary
 
+# Warnings these tests provoke on purpose (small designs, weakly identified designs, short fits the linear check
+# finds shrunk): silenced here so that a new one stands out.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:a stage half has only:UserWarning"),
+    pytest.mark.filterwarnings("ignore:the data identify the curve weakly:deepcausal.exceptions.IdentificationWarning"),
+    pytest.mark.filterwarnings("ignore::deepcausal.exceptions.ShrinkageWarning"),
+]
+
 QUICK = dict(n_estimators=1, n_epochs=2, n_bootstrap=0, random_state=0)
 
 

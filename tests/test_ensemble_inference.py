@@ -14,6 +14,14 @@ from deepcausal.datasets import demand, demand_proxy, lowdim
 from deepcausal.ensemble import member_seeds
 from deepcausal.inference import combine_draws
 
+# Warnings these tests provoke on purpose (short fits the linear check finds shrunk, test grids beyond the
+# training data, divergences provoked on purpose): silenced here so that a new one stands out.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::deepcausal.exceptions.ShrinkageWarning"),
+    pytest.mark.filterwarnings("ignore:.*(values outside|extends outside) the training range:UserWarning"),
+    pytest.mark.filterwarnings("ignore:.*training diverged:RuntimeWarning"),
+]
+
 QUICK = dict(n_epochs=3, batch_size=128, n_bootstrap=50, random_state=0, n_jobs=1, n_estimators=1)
 
 

@@ -11,6 +11,15 @@ from deepcausal import DFIV, DFPV
 from deepcausal.datasets import demand, demand_proxy
 from deepcausal.results import FitResults
 
+# Warnings these tests provoke on purpose (unidentified designs, weakly identified designs, small designs,
+# batches larger than a half): silenced here so that a new one stands out.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:the data do not identify the curve:deepcausal.exceptions.IdentificationWarning"),
+    pytest.mark.filterwarnings("ignore:the data identify the curve weakly:deepcausal.exceptions.IdentificationWarning"),
+    pytest.mark.filterwarnings("ignore:a stage half has only:UserWarning"),
+    pytest.mark.filterwarnings("ignore:batch_size=.* exceeds:UserWarning"),
+]
+
 QUICK = dict(n_epochs=3, batch_size=128, n_bootstrap=30, random_state=0, n_jobs=1, n_estimators=2, verbose=False)
 
 

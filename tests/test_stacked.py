@@ -9,6 +9,12 @@ from deepcausal import DFIV, DFPV, _stacked, _training
 from deepcausal.datasets import demand, demand_proxy
 from deepcausal.heads import SufficientStats
 
+# Warnings these tests provoke on purpose (short fits the linear check finds shrunk): silenced here so that a
+# new one stands out.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::deepcausal.exceptions.ShrinkageWarning"),
+]
+
 FAST = dict(n_epochs=3, batch_size=128, n_bootstrap=0, random_state=0, verbose=False)
 
 
