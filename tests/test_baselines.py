@@ -182,3 +182,31 @@ def test_econml_roles_checked():
     assert "nonparam_dmliv" not in baselines.available(design=d)
     with pytest.raises(NotApplicableError, match="single instrument"):
         baselines.get("driv").fit(d)
+
+
+# ---- linear 2SLS (issue 35) -----------------------------------------------------------------------
+def test_tsls_coefficients_match_linearmodels():
+    linearmodels = pytest.importorskip("linearmodels")
+    from deepcausal.datasets import linear_many_covariates
+
+    d = linear_many_covariates(2000, seed=0)
+    est = baselines.get("tsls").fit(d)
+    f = d.train
+    cov = d.roles["covariates"]
+    ref = linearmodels.iv.IV2SLS(f["y"], f[cov].assign(const=1.0), f[["t"]], f[["z"]]).fit().params
+    np.testing.assert_allclose(est.coef_, [ref["t"]], rtol=1e-8)
+    np.testing.assert_allclose(est.covariate_coef_, ref[cov].to_numpy(), rtol=1e-8, atol=1e-10)
+    assert est.intercept_ == pytest.approx(ref["const"], rel=1e-8)
+    pred = est.predict(d)
+    np.testing.assert_allclose(pred, d.test_X["t"] * ref["t"] + d.test_X[cov] @ ref[cov] + ref["const"], rtol=1e-8)
+    assert d.score(pred) < 0.05
+
+
+def test_tsls_without_covariates_and_refusing_too_few_instruments(linear_iv):
+    assert _mse("tsls", linear_iv) < 0.05
+    d = demand(300, seed=0)
+    two = tabular_design(name="two_t", kind="iv",
+                         roles={**d.roles, "treatment": ["price", "time"], "covariates": ["customer_type"]},
+                         train=d.train, test_X=d.test_X, test_truth=d.test_truth, structural_function=None, info={})
+    with pytest.raises(NotApplicableError, match="at least as many instruments"):
+        baselines.get("tsls").fit(two)

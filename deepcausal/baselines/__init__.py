@@ -9,6 +9,7 @@ name               kind   method
 =================  =====  ==============================================================
 ``dfiv``           iv     :class:`deepcausal.DFIV`, default settings
 ``naive``          iv     gradient boosting of y on (t, x), instruments ignored
+``tsls``           iv     linear 2SLS: y on (t, x, 1) with instruments (z, x, 1)
 ``sieve2sls``      iv     2SLS on tensor-product cubic splines, knots chosen on a validation split
 ``kiv``            iv     kernel IV (Singh, Sahani, Gretton 2019)
 ``deepiv``         iv     DeepIV (Hartford et al. 2017), torch
@@ -41,7 +42,7 @@ import importlib.util
 
 from ._adapters import DFIVMethod, DFPVMethod
 from ._base import Baseline, NotApplicableError
-from ._classic import Naive, NaiveProxy, Sieve2SLS
+from ._classic import TSLS, Naive, NaiveProxy, Sieve2SLS
 from ._deepiv import DeepIV
 from ._econml import (
     DMLIVBaseline,
@@ -71,6 +72,7 @@ __all__ = [
     "Naive",
     "NaiveProxy",
     "Sieve2SLS",
+    "TSLS",
     "KIV",
     "KPV",
     "PMMR",
@@ -88,7 +90,7 @@ __all__ = [
 REGISTRY: dict[str, type[Baseline]] = {
     cls.name: cls
     for cls in (
-        DFIVMethod, Naive, Sieve2SLS, KIV, DeepIV,
+        DFIVMethod, Naive, TSLS, Sieve2SLS, KIV, DeepIV,
         DMLIVBaseline, OrthoIVBaseline, NonParamDMLIVBaseline, DRIVBaseline, ForestDRIVBaseline, SieveTSLSBaseline,
         NPIV, DFPVMethod, NaiveProxy, KPV, PMMR,
     )

@@ -1,4 +1,4 @@
-"""Classic baselines: naive regressions that ignore the confounding, and sieve 2SLS."""
+"""Classic baselines: naive regressions that ignore the confounding, linear 2SLS and sieve 2SLS."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import warnings
 import numpy as np
 import scipy.linalg
 
-from ._base import Baseline, hstack
+from ._base import Baseline, NotApplicableError, hstack
 
-__all__ = ["Naive", "NaiveProxy", "Sieve2SLS"]
+__all__ = ["Naive", "NaiveProxy", "Sieve2SLS", "TSLS"]
 
 
 def _hgb(random_state):
@@ -75,6 +75,55 @@ class NaiveProxy(Baseline):
             return self.model_.predict(hstack(T, X))
         Xt = self.X_train_[:1000]
         return np.array([self.model_.predict(hstack(np.repeat(t[None], len(Xt), 0), Xt)).mean() for t in T])
+
+
+# ---- linear 2SLS -------------------------------------------------------------------------------
+class TSLS(Baseline):
+    """Linear two-stage least squares: h(t, x) = tᵀa + xᵀb + c.
+
+    The textbook estimator: the regressors D = [T, X, 1] are projected on the instruments W = [Z, X, 1]
+    (the covariates instrument themselves), D̂ = W(WᵀW)⁻¹WᵀD, and the coefficients are the least squares
+    of Y on D̂: β = (D̂ᵀD)⁻¹D̂ᵀY. It is consistent when the structural function is linear in t and x and
+    the instruments are valid and relevant (at least as many instrument columns as treatment columns);
+    otherwise it reports the best line in the 2SLS sense. No tuning, no randomness.
+
+    Attributes
+    ----------
+    coef_ : ndarray of shape (d_t,)
+        Slopes of the treatment columns.
+    covariate_coef_ : ndarray of shape (d_x,)
+        Coefficients of the covariates (empty without covariates).
+    intercept_ : float
+    """
+
+    name = "tsls"
+    description = "linear two-stage least squares: y on (t, x, 1) with instruments (z, x, 1)"
+    requires = ("scipy",)
+    kinds = frozenset({"iv"})
+
+    def __init__(self, *, random_state=None):
+        self.random_state = random_state  # unused: the estimator is deterministic; kept for the common interface
+
+    @classmethod
+    def check_applicable(cls, design) -> None:
+        super().check_applicable(design)
+        d_t, d_z = design.arrays["treatment"].shape[1], design.arrays["instruments"].shape[1]
+        if d_z < d_t:
+            raise NotApplicableError(f"method 'tsls' needs at least as many instruments as treatment columns; "
+                                     f"{design.name!r} has {d_z} for {d_t}")
+
+    def _fit(self, data):
+        T, X, Z, Y = data["T"], data["X"], data["Z"], data["Y"]
+        ones = np.ones((Y.shape[0], 1))
+        D, W = hstack(T, X, ones), hstack(Z, X, ones)
+        D_hat = W @ scipy.linalg.lstsq(W, D)[0]
+        beta = scipy.linalg.solve(D_hat.T @ D, D_hat.T @ Y)
+        d_t = T.shape[1]
+        self.coef_, self.covariate_coef_, self.intercept_ = beta[:d_t], beta[d_t:-1], float(beta[-1])
+
+    def _predict(self, T, X):
+        out = T @ self.coef_ + self.intercept_
+        return out if X is None or not self.covariate_coef_.size else out + X @ self.covariate_coef_
 
 
 # ---- sieve 2SLS --------------------------------------------------------------------------------
