@@ -12,7 +12,22 @@ from deepcausal.datasets import demand_proxy, lowdim
 from deepcausal.nets import SkipMLP
 from deepcausal.selection import ScaledWidth, StageLossSearch, default_grid
 
+# Warnings these tests provoke on purpose (short fits the linear check finds shrunk, test grids beyond the
+# training data): silenced here so that a new one stands out.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::deepcausal.exceptions.ShrinkageWarning"),
+    pytest.mark.filterwarnings("ignore:.*(values outside|extends outside) the training range:UserWarning"),
+    pytest.mark.filterwarnings("ignore:StageLossSearch is deprecated:FutureWarning"),
+]
+
 TINY = dict(n_estimators=1, n_epochs=4, n_bootstrap=0, random_state=0)
+
+
+
+def test_stage_loss_search_warns_that_it_is_deprecated(small):
+    search = StageLossSearch(DFIV(**TINY), {"lr": [1e-3]})
+    with pytest.warns(FutureWarning, match="deprecated.*did not track the structural error"):
+        search.fit(small.train, **small.fit_kwargs())
 
 
 @pytest.fixture(scope="module")
