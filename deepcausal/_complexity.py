@@ -38,6 +38,7 @@ Two rules choose, for the whole ensemble at once (DESIGN §8), both stated befor
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import numpy as np
@@ -64,7 +65,9 @@ RIDGE_PATH = (1e2, 1e1, 1.0, 1e-1, 1e-2, 1e-3, 0.0)
 """Without raw treatment columns in the treatment features (DFPV's default networks): a ridge path on every
 treatment feature's coefficients, from a nearly flat curve to the trained head."""
 
-RULES = ("auto", "trained", "linear", "lepski", "discrepancy")
+RULES = ("auto", "trained", "linear", "lepski", "discrepancy", "projected")
+PROJECTED_FOLDS = 5  # folds of the stage-2 rows for the out-of-fold trained head (rule "projected")
+PROJECTED_Z = 1.645  # one-sided 5%: the trained head replaces the line only when it is significantly better
 LINE_LABEL = "linear 2SLS"  # the family's simplest candidate, :func:`linear_iv_candidate`
 LINE_CONTROLS = ", learned controls"  # ... and its label's end with covariates
 LEPSKI_ALPHA = 0.1
@@ -89,7 +92,9 @@ def resolve_rule(rule: str, data: dict, local_max=None, raw_treatment: bool = Tr
         to compare: the line);
       - K − 1 < d_t: nothing is identified (``identification_`` says so); the trained head, no band.
 
-    * Continuous instruments, images and DFPV (no instruments): ``"trained"``.
+    * Continuous instruments, images and DFPV (no instruments): ``"trained"``. (``"projected"``, the line
+      unless the trained head's out-of-fold projected fit is significantly better, was evaluated as this
+      case's rule and not adopted: benchmarks/RESULTS.md, "The projected rule on continuous instruments".)
 
     ``raw_treatment``: the treatment network keeps the raw treatment among its features (the default
     :class:`~deepcausal.nets.SkipMLP`); a line in t needs it, so without it ``"auto"`` keeps the trained
@@ -100,12 +105,12 @@ def resolve_rule(rule: str, data: dict, local_max=None, raw_treatment: bool = Tr
     Returns ``(rule, reason)``; the reason is None where the rule was named by the user.
     """
     Z, T = data.get("Z"), data.get("T")
-    if rule == "linear":
+    if rule in ("linear", "projected"):
         if Z is None or T is None:
-            raise ValueError("complexity='linear' reports linear 2SLS, a line fitted with excluded instruments; "
+            raise ValueError(f"complexity={rule!r} reports linear 2SLS's line, fitted with excluded instruments; "
                              "this estimator has none (DFPV): use complexity='trained', 'lepski' or 'discrepancy'")
         if T.shape[1] > 32 or not raw_treatment:
-            raise ValueError("complexity='linear' reports a line in the treatment, which needs the raw treatment "
+            raise ValueError(f"complexity={rule!r} reports a line in the treatment, which needs the raw treatment "
                              "among the treatment features: the default treatment network (deepcausal.nets.SkipMLP)"
                              " keeps it, a custom treatment_net or an image treatment does not. Leave treatment_net "
                              "as None, or use complexity='trained'")
@@ -287,6 +292,42 @@ def _solve_each(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
+def projected_comparison(est, nets, heads, half, u_line: torch.Tensor, seed: int) -> float:
+    """Is the trained head's projected fit better than the line's, on one member's stage-2 rows? A z-statistic.
+
+    Both curves are compared where the instruments identify them, on the projected features
+    G(F₁ V, X) of the stage-2 rows (V, the stage-1 head, solved on the other half): the line's
+    projected residual r_L = Y − G u_line against the trained head's out-of-fold one, r_T = Y − G u₍₋f₎
+    with u₍₋f₎ the stage-2 ridge (β₂) solved on the other ``PROJECTED_FOLDS`` − 1 folds (the trained head
+    is fitted to these rows' outcomes; out of fold it pays for what it overfits). With Dᵢ = r_L,ᵢ² − r_T,ᵢ²,
+
+        z = mean(D) / (sd(D) / √n₂),
+
+    large when the trained head predicts the projected outcome better than the line. Every stage-2 row is
+    used (not only the held-out tenth): the comparison needs the power.
+    """
+    V = heads.V.double()
+    G, Y = [], []
+    for b in half.batches(4096):
+        G.append(est._projected_features(nets, V, b).double())
+        Y.append(b["Y"].double())
+    G, Y = torch.cat(G), torch.cat(Y)
+    n = G.shape[0]
+    fold = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed))) % PROJECTED_FOLDS
+    r_T = torch.empty_like(Y)
+    for f in range(PROJECTED_FOLDS):
+        out = fold == f
+        Gi, Yi = G[~out], Y[~out]
+        A = Gi.T @ Gi / Gi.shape[0]
+        A.diagonal().add_(float(est.beta2))
+        r_T[out] = Y[out] - G[out] @ solve_spd(A, Gi.T @ Yi / Gi.shape[0])
+    r_L = Y - G @ u_line.double().to(G.device)
+    D = (r_L**2 - r_T**2).sum(dim=1)
+    sd = float(D.std()) if n > 1 else 0.0
+    return float(D.mean()) / (sd / math.sqrt(n)) if sd > 0 else 0.0
+
+
+@torch.no_grad()
 def held_out_residuals(est, nets, heads, halves, pen: torch.Tensor, comm) -> torch.Tensor:
     """(C, n_val) projected residuals Y − G(F₁ V) u_c on the stage-2 held-out rows, each candidate's head
     solved on the other stage-2 rows (with the trained stage-1 head V)."""
@@ -332,6 +373,20 @@ def _lepski(est, phi) -> dict:
     return {"chosen": chosen, "criterion": worst}
 
 
+def _projected(est) -> dict:
+    """The line (candidate 0) unless the members' mean z of :func:`projected_comparison` exceeds
+    ``PROJECTED_Z``; then the trained head (the last candidate). The members' z are correlated (their
+    stage-2 halves overlap), and a mean of correlated standard normals has a standard deviation of at
+    most 1: the test errs towards the line."""
+    members = est._members()
+    z = [m.candidates_.get("projected_z") for m in members]
+    C = members[0].candidates_["heads"].shape[0]
+    if any(v is None for v in z):
+        return {"chosen": C - 1, "criterion": [float("nan")]}
+    mean = float(np.mean(z))
+    return {"chosen": C - 1 if mean > PROJECTED_Z else 0, "criterion": [mean], "member_z": [float(v) for v in z]}
+
+
 def _discrepancy(est) -> dict:
     members = est._members()
     r2 = np.concatenate([m.candidates_["held_out"].cpu().numpy() ** 2 for m in members], axis=1)  # (C, rows)
@@ -345,10 +400,16 @@ def _discrepancy(est) -> dict:
             "held_out_loss": [float(v) for v in r2.mean(axis=1)]}
 
 
-def family(est, nets, heads, halves, n_draws: int, seed: int, comm, device, full: bool = False) -> Optional[tuple]:
+def family(est, nets, heads, halves, n_draws: int, seed: int, comm, device, full: bool = False,
+           rule: str = "lepski") -> Optional[tuple]:
     """The family's heads, draws and held-out residuals for one member, and the bands' own draws:
     ``(draws, summary_draws, candidates)`` with candidates a dict of (C, ...) tensors and their
-    ``labels``; None when the family does not apply (then the caller draws the bands alone)."""
+    ``labels``; None when the family does not apply (then the caller draws the bands alone).
+
+    The rules that only choose between the line and the trained head (``"linear"``, ``"projected"``) get
+    those two candidates alone, which spares the penalised heads' bootstrap passes; ``"projected"`` also
+    gets ``candidates["projected_z"]`` (:func:`projected_comparison`; None with full-sample heads or in a
+    distributed fit)."""
     key = est._predict_keys[0]
     d_t = est.dims_.get(key)
     if d_t is None or d_t > 32:  # images: no family
@@ -359,7 +420,10 @@ def family(est, nets, heads, halves, n_draws: int, seed: int, comm, device, full
     d_psi = nets["treatment"](torch.zeros(1, d_t, device=device)).shape[1]
     d_cov = nets["covariate"](torch.zeros(1, est.dims_["X"], device=device)).shape[1] if "covariate" in nets else 0
     d2 = heads.u.shape[0]
-    if d_lin is not None:
+    if d_lin is not None and rule in ("linear", "projected"):
+        pen = torch.zeros(1, d2, dtype=torch.float64, device=device)
+        labels = ["trained head"]
+    elif d_lin is not None:
         pen = penalties(d2, d_psi, d_lin, d_cov).to(device)
         labels = [f"γ slope {g_s:g}, nonlinear {g_n:g}" for g_s, g_n in GAMMAS]
     else:  # a ridge path on every treatment feature (the rows of ψ, not its intercept)
@@ -376,6 +440,9 @@ def family(est, nets, heads, halves, n_draws: int, seed: int, comm, device, full
                  "draws": torch.cat([dev[None].to(cands["draws"]), cands["draws"]]),
                  "held_out": torch.cat([held[None].to(cands["held_out"]), cands["held_out"]])}
         labels = [LINE_LABEL + (LINE_CONTROLS if d_cov else "")] + labels
+        if rule == "projected":
+            cands["projected_z"] = (None if full or comm.active else
+                                    projected_comparison(est, nets, heads, halves[1], head, seed))
     cands["labels"] = labels
     return draws, summary_draws, cands
 
@@ -391,6 +458,10 @@ def choose(est, rule: str, phi) -> dict:
         out = _lepski(est, phi)
     elif rule == "discrepancy":
         out = _discrepancy(est)
+    elif rule == "projected":
+        if not est._members()[0].candidates_["labels"][0].startswith(LINE_LABEL):
+            raise RuntimeError("complexity='projected' without the line in t among the candidates")
+        out = _projected(est)
     else:
         raise ValueError(f"complexity must be one of {RULES}, got {rule!r}")
     labels = list(est._members()[0].candidates_["labels"])

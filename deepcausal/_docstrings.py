@@ -30,7 +30,7 @@ _SHARED_DOCS = {
     refit_heads : bool or "full", default=True
         Re-solve both heads at the end of training: on all rows of their halves (True), on every row,
         both stages (``"full"``: 2SLS on the learned features, without the split), or not at all.
-    complexity : {"auto", "trained", "linear", "lepski", "discrepancy"}, default="auto"
+    complexity : {"auto", "trained", "linear", "lepski", "discrepancy", "projected"}, default="auto"
         How nonlinear a curve to report (``complexity_``): the trained head (``"trained"``), the
         simplest curve, a line in the treatment fitted by 2SLS with the covariates' learned features as
         controls (``"linear"``; DFIV with its default treatment network only, an error otherwise), or
@@ -38,7 +38,8 @@ _SHARED_DOCS = {
         (``"lepski"``, ``"discrepancy"``). ``"auto"`` (DFIV): ``"linear"`` when the instruments take at
         most d_t + 1 distinct values (one binary instrument identifies a slope in t for each x, not a
         shape), ``"lepski"`` for discrete instruments of up to 10 values, else ``"trained"`` (always
-        for DFPV).
+        for DFPV). ``"projected"``: the line unless the trained head's out-of-fold projected fit is
+        significantly better (DFIV; measured, not a default).
     n_estimators : int, default=5
         Members of the ensemble, each with its own seed and split; predictions are their average.
     n_bootstrap : int, default=100

@@ -191,7 +191,8 @@ def finish_member(member: Member, history: List[dict], stop: dict):
         summaries = stage2_summaries(est, nets, stages[1].batches(4096), comm)
         # The complexity family (deepcausal._complexity); without bands "linear" needs it too: 2 draws, dropped.
         found = (family(est, nets, heads, stages, max(int(est.n_bootstrap), 2), bootstrap_seed, comm, device,
-                        full=full) if settings.get("complexity", "trained") != "trained" else None)
+                        full=full, rule=settings["complexity"]) if settings.get("complexity", "trained") != "trained"
+                 else None)
         draws, summary_draws, candidates = found or (*(score_bootstrap_heads(
             est, nets, stages, int(est.n_bootstrap), bootstrap_seed, comm, same_rows=full)
             if est.n_bootstrap else (None, None)), None)

@@ -91,6 +91,12 @@ def _complexity_line(est) -> dict:
         return {}
     if c.get("chosen") is None:
         return {"complexity": f"{c['rule']}: not applied ({c.get('reason', 'no family')})"}
+    if c["rule"] == "projected":
+        z = (c.get("criterion") or [float("nan")])[0]
+        verdict = ("not significantly better: the simplest curve" if c["chosen"] == 0
+                   else "significantly better: the trained head")
+        return {"complexity": f"'{c['label']}': the trained head's projected fit against the line's, z = {z:.3g} "
+                              f"({verdict})"}
     if c.get("reason") and c["rule"] == "linear":  # complexity="auto" read the instruments
         return {"complexity": f"'{c['label']}', the simplest curve: {c['reason']}"}
     if c.get("reason"):  # "auto" chose Lepski's rule (discrete instruments of more than d_t + 1 values)
