@@ -219,3 +219,29 @@ def test_the_line_reports_robust_wald_and_anderson_rubin_beside_the_band():
     lo, hi = line["wald"]
     assert lo < line["estimate"] < hi
     assert line["anderson_rubin"].startswith("[") and "Anderson-Rubin" in str(est.summary)
+
+
+def _continuous(curve, n=3000, seed=0):
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=n)
+    e = rng.normal(size=n)
+    t = 1.5 * z + 0.5 * e
+    return curve(t) + e, t[:, None], z[:, None]
+
+
+@pytest.mark.parametrize("curve, simplest", [(lambda t: 2.0 * t, True), (lambda t: 3.0 * np.sin(2.0 * t), False)])
+def test_projected_keeps_the_line_unless_the_trained_head_fits_better(curve, simplest):
+    y, t, z = _continuous(curve)
+    est = DFIV(**{**QUICK, "n_epochs": 40, "complexity": "projected"}).fit(y, t, Z=z)
+    c = est.complexity_
+    assert c["candidates"] == ["linear 2SLS", "trained head"]
+    assert (c["chosen"] == 0) is simplest
+    assert (c["criterion"][0] <= 1.645) is simplest
+    for m in est.estimators_:  # every member predicts with the chosen head
+        torch.testing.assert_close(m.heads_.u, m.candidates_["heads"][c["chosen"]])
+
+
+def test_projected_needs_the_raw_treatment():
+    y, t, z = _continuous(lambda t: t, n=600)
+    with pytest.raises(ValueError, match="complexity='projected'.*raw treatment"):
+        DFIV(**{**QUICK, "complexity": "projected"}, treatment_net=lambda d: mlp(d, d_out=8)).fit(y, t, Z=z)
