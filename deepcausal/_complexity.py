@@ -48,7 +48,7 @@ from torch import nn
 from ._diagnostics import DISCRETE_MAX, IdentificationWarning, distinct_rows
 from ._warnings import warn
 from .heads import solve_spd
-from .inference import BOOTSTRAP_BATCH, combine_draws
+from .inference import BOOTSTRAP_BATCH, _solve_batched, combine_draws
 from .nets import SkipMLP
 
 __all__ = ["GAMMAS", "RULES", "resolve_rule", "keeps_raw_treatment", "penalties", "linear_columns", "linear_iv_candidate",
@@ -247,7 +247,7 @@ def linear_iv_candidate(est, nets, halves, n_draws: int, seed: int, comm, d2: in
 
     A1, pi = solve(D1, t, _NUMERICAL_RIDGE)
     s1 = comm.sum(torch.einsum("nb,nd,nk->bdk", w - 1.0, D1, t - D1 @ pi)) / n
-    pi_b = pi + _solve_each(A1, s1)  # (B, d₁, d_t)
+    pi_b = pi + _solve_batched(A1, s1)  # (B, d₁, d_t)
 
     def design(p):
         t_hat = D1 @ p
@@ -259,7 +259,7 @@ def linear_iv_candidate(est, nets, halves, n_draws: int, seed: int, comm, d2: in
     D2b = design(pi_b)  # (B, n, d)
     R = y.unsqueeze(0) - D2b @ theta
     s2 = comm.sum(torch.einsum("bn,bnd,bnk->bdk", w.T, D2b, R)) / n - _NUMERICAL_RIDGE * theta
-    theta_b = theta + _solve_each(A2, s2)  # (B, d, 1)
+    theta_b = theta + _solve_batched(A2, s2)  # (B, d, 1)
 
     def embed(th):  # θ = [θ_t, θ_η, θ_1] → u at (t_c, η-intercept), (ψ-intercept, η_k), (ψ-intercept, η-intercept)
         d_t, p = t.shape[1], 0 if x is None else x.shape[1]
@@ -283,12 +283,6 @@ def linear_iv_candidate(est, nets, halves, n_draws: int, seed: int, comm, d2: in
     theta_t = solve_spd(A2t, D2t[keep].T @ y[keep] / keep.sum())
     held_out = (y[val] - D2t[val] @ theta_t)[:, 0]
     return embed(theta), embed(theta_b) - embed(theta), held_out
-
-
-def _solve_each(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
-    """A⁻¹ B_b for a batch of right-hand sides (b, d, k) through one Cholesky factor of A."""
-    b, d, k = B.shape
-    return solve_spd(A, B.permute(1, 0, 2).reshape(d, b * k)).reshape(d, b, k).permute(1, 0, 2)
 
 
 @torch.no_grad()
@@ -450,19 +444,17 @@ def family(est, nets, heads, halves, n_draws: int, seed: int, comm, device, full
 def choose(est, rule: str, phi) -> dict:
     """Apply ``rule`` to an ensemble whose members hold ``candidates_``; ``phi`` builds the members'
     features at the evaluation rows (Lepski). Returns {"rule", "chosen", "gamma", "criterion", ...}."""
+    labels = list(est._members()[0].candidates_["labels"])
+    if rule in ("linear", "projected") and not labels[0].startswith(LINE_LABEL):  # resolve_rule refuses these
+        raise RuntimeError(f"complexity={rule!r} without the line in t among the candidates")
     if rule == "linear":
-        if not est._members()[0].candidates_["labels"][0].startswith(LINE_LABEL):  # resolve_rule refuses these
-            raise RuntimeError("complexity='linear' without the line in t among the candidates")
         out = {"chosen": 0}
     elif rule == "lepski":
         out = _lepski(est, phi)
     elif rule == "discrepancy":
         out = _discrepancy(est)
     elif rule == "projected":
-        if not est._members()[0].candidates_["labels"][0].startswith(LINE_LABEL):
-            raise RuntimeError("complexity='projected' without the line in t among the candidates")
         out = _projected(est)
     else:
         raise ValueError(f"complexity must be one of {RULES}, got {rule!r}")
-    labels = list(est._members()[0].candidates_["labels"])
     return {"rule": rule, **out, "label": labels[out["chosen"]], "candidates": labels}
