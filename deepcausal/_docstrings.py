@@ -30,7 +30,7 @@ _SHARED_DOCS = {
     refit_heads : bool or "full", default=True
         Re-solve both heads at the end of training: on all rows of their halves (True), on every row,
         both stages (``"full"``: 2SLS on the learned features, without the split), or not at all.
-    complexity : {"auto", "trained", "linear", "lepski", "discrepancy", "projected"}, default="auto"
+    complexity : {"auto", "trained", "linear", "lepski", "discrepancy", "projected", "held_out"}, default="auto"
         How nonlinear a curve to report (``complexity_``): the trained head (``"trained"``), the
         simplest curve, a line in the treatment fitted by 2SLS with the covariates' learned features as
         controls (``"linear"``; DFIV with its default treatment network only, an error otherwise), or
@@ -39,7 +39,9 @@ _SHARED_DOCS = {
         most d_t + 1 distinct values (one binary instrument identifies a slope in t for each x, not a
         shape), ``"lepski"`` for discrete instruments of up to 10 values, else ``"trained"`` (always
         for DFPV). ``"projected"``: the line unless the trained head's out-of-fold projected fit is
-        significantly better (DFIV; measured, not a default).
+        significantly better (DFIV; measured, not a default). ``"held_out"``: the trained head unless the
+        line predicts the held-out rows significantly better and its linear first-stage F is at least 10
+        (DFIV; needs ``validation_fraction`` > 0).
     n_estimators : int, default=5
         Members of the ensemble, each with its own seed and split; predictions are their average.
     n_bootstrap : int, default=100

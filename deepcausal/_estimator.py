@@ -192,8 +192,8 @@ class TwoStageEstimator(RoleInputs, QueryReports, BaseEstimator):
                 isinstance(self.n_bootstrap, (int, np.integer)) and self.n_bootstrap < 2):
             raise ValueError(f"complexity={self.complexity!r} compares candidates through their bootstrap draws: "
                              "set n_bootstrap >= 2")
-        if self.complexity == "discrepancy" and float(self.validation_fraction) == 0.0:
-            raise ValueError("complexity='discrepancy' compares the candidates' losses on held-out rows: set "
+        if self.complexity in ("discrepancy", "held_out") and float(self.validation_fraction) == 0.0:
+            raise ValueError(f"complexity={self.complexity!r} compares the candidates' losses on held-out rows: set "
                              "validation_fraction > 0")
         s = dict(self._mode_defaults[self.mode])
         for k in s:
