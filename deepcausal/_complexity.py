@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._diagnostics import DISCRETE_MAX, IdentificationWarning, distinct_rows
+from ._diagnostics import DISCRETE_MAX, WEAK_F, IdentificationWarning, distinct_rows
 from ._warnings import warn
 from .heads import solve_spd
 from .inference import BOOTSTRAP_BATCH, _solve_batched, combine_draws
@@ -404,8 +404,6 @@ def _held_out(est) -> dict:
     Early stopping kept the networks' check with the lowest loss on these rows, which favours the trained head:
     the test errs towards it.
     """
-    from ._diagnostics import WEAK_F
-
     members = est._members()
     C = members[0].candidates_["heads"].shape[0]
     D = np.concatenate([(r[0] ** 2 - r[-1] ** 2) for r in (m.candidates_["held_out"].cpu().numpy() for m in members)])
