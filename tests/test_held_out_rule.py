@@ -1,0 +1,85 @@
+"""complexity="held_out": the trained head unless the line predicts unseen held-out rows significantly better,
+with a strong first stage (issue 35)."""
+
+import numpy as np
+import pytest
+import torch
+
+from deepcausal import DFIV
+from deepcausal._complexity import HELD_OUT_Z, LINE_LABEL, choose
+from deepcausal.datasets import linear_many_covariates
+from deepcausal.results import held_out_verdict
+
+pytestmark = [pytest.mark.filterwarnings("ignore:a stage half has only:UserWarning")]
+
+SMALL = dict(complexity="held_out", n_bootstrap=20, random_state=3, n_jobs=1, n_estimators=2, verbose=False)
+
+
+def _z(est) -> float:
+    """The rule's statistic, computed again from the members' held-out residuals."""
+    d = np.concatenate([(r[0] ** 2 - r[-1] ** 2) for r in (m.candidates_["held_out"].numpy() for m in est.estimators_)])
+    return d.mean() / (d.std(ddof=1) / np.sqrt(len(d)))
+
+
+@pytest.fixture(scope="module")
+def linear_fit():
+    d = linear_many_covariates(1500, seed=3)
+    return d, DFIV(**SMALL).fit(d.train, **d.fit_kwargs())
+
+
+def test_held_out_reports_the_line_where_it_predicts_unseen_rows_better(linear_fit):
+    d, est = linear_fit
+    c = est.complexity_
+    assert c["candidates"][0].startswith(LINE_LABEL) and c["candidates"][1] == "trained head"
+    assert c["criterion"][0] == pytest.approx(_z(est), rel=1e-9)
+    assert c["held_out_rows"] == 2 * est.settings_["n_val"]  # each member's stage-2 held-out rows, pooled
+    assert c["criterion"][0] < -HELD_OUT_Z and c["first_stage_f"] >= 10 and c["chosen"] == 0
+    for m in est.estimators_:  # every member predicts with the line
+        torch.testing.assert_close(m.heads_.u, m.candidates_["heads"][0])
+    line = d.score(est.predict(d.test_X))
+    for m in est.estimators_:
+        m.heads_.u = m.candidates_["heads"][1].clone()
+    trained = d.score(est.predict(d.test_X))
+    for m in est.estimators_:
+        m.heads_.u = m.candidates_["heads"][0].clone()
+    assert line < trained  # the truth (a line in t) agrees with the held-out rows
+    assert "predicts rows no training step saw significantly better" in str(est.summary())
+
+
+def test_held_out_keeps_the_trained_head_where_the_first_stage_is_weak(linear_fit):
+    _, est = linear_fit
+    saved = est.first_stage_f_
+    try:
+        est.first_stage_f_ = 5.0  # the same held-out comparison with a weak first stage
+        c = choose(est, "held_out", None)
+    finally:
+        est.first_stage_f_ = saved
+    assert c["criterion"][0] < -HELD_OUT_Z and c["chosen"] == 1
+    assert "first stage is weak" in held_out_verdict(c)
+
+
+def test_held_out_keeps_a_curve_the_line_cannot_follow():
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=3000)
+    e = rng.normal(size=3000)
+    t = 1.5 * z + 0.5 * e
+    est = DFIV(**{**SMALL, "n_epochs": 40}).fit(3.0 * np.sin(2.0 * t) + e, t[:, None], Z=z[:, None])
+    c = est.complexity_
+    assert c["chosen"] == 1 and c["criterion"][0] > -HELD_OUT_Z
+    assert c["criterion"][0] == pytest.approx(_z(est), rel=1e-9)
+
+
+@pytest.mark.parametrize("z, f, words", [(0.3, 50.0, "cannot tell the two apart"),
+                                         (4.0, 50.0, "the trained head predicts significantly better"),
+                                         (float("nan"), 50.0, "no held-out rows")])
+def test_held_out_says_why_it_kept_the_trained_head(z, f, words):
+    c = {"chosen": 1, "criterion": [z], "held_out_rows": 300, "first_stage_f": f}
+    assert words in held_out_verdict(c)
+
+
+def test_held_out_needs_held_out_rows():
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=(400, 1))
+    t = z + rng.normal(size=(400, 1))
+    with pytest.raises(ValueError, match="validation_fraction"):
+        DFIV(**{**SMALL, "validation_fraction": 0.0, "early_stopping": False}).fit(t[:, 0], t, Z=z)
