@@ -37,11 +37,11 @@ _SHARED_DOCS = {
         the simplest of a family from that line to the trained curve that a rule accepts
         (``"lepski"``, ``"discrepancy"``). ``"auto"`` (DFIV): ``"linear"`` when the instruments take at
         most d_t + 1 distinct values (one binary instrument identifies a slope in t for each x, not a
-        shape), ``"lepski"`` for discrete instruments of up to 10 values, else ``"trained"`` (always
-        for DFPV). ``"projected"``: the line unless the trained head's out-of-fold projected fit is
-        significantly better (DFIV; measured, not a default). ``"held_out"``: the trained head unless the
-        line predicts the held-out rows significantly better and its linear first-stage F is at least 10
-        (DFIV; needs ``validation_fraction`` > 0).
+        shape), ``"lepski"`` for discrete instruments of up to 10 values, ``"held_out"`` for continuous
+        instruments, else ``"trained"`` (always for DFPV). ``"held_out"``: the trained head unless the
+        line predicts each member's held-out rows significantly better and its linear first-stage F is at
+        least 104.7 (DFIV; needs ``validation_fraction`` > 0). ``"projected"``: the line unless the
+        trained head's out-of-fold projected fit is significantly better (DFIV; measured, not a default).
     n_estimators : int, default=5
         Members of the ensemble, each with its own seed and split; predictions are their average.
     n_bootstrap : int, default=100

@@ -355,7 +355,7 @@ class TwoStageEstimator(RoleInputs, QueryReports, BaseEstimator):
         """The fit's report: how well the data identify the curve, the estimates of ``summary`` on the
         training rows (not in a distributed fit, whose ranks hold different rows) and the wall time."""
         self.identification_ = self._identification()
-        self.complexity_ = self._choose_complexity(data)
+        self.complexity_ = self._choose_complexity(data, prepared["comm"])
         self._identified()  # its warning, if any, joins the fit's warnings (summary), not only later reports
         self.summary_estimates_ = None if prepared["comm"].active else self._summary_estimates(data)
         self.linear_check_ = None if prepared["comm"].active else self._linear_check(data)
@@ -393,7 +393,8 @@ class TwoStageEstimator(RoleInputs, QueryReports, BaseEstimator):
             settings["complexity"], settings["complexity_reason"] = resolve_rule(
                 self.complexity, data, (lambda k: comm.max(np.array([k]))[0]) if comm.active else None,
                 raw_treatment=keeps_raw_treatment(self, data.get("T").shape[1] if data.get("T") is not None else None),
-                draws=isinstance(self.n_bootstrap, (int, np.integer)) and self.n_bootstrap >= 2)
+                draws=isinstance(self.n_bootstrap, (int, np.integer)) and self.n_bootstrap >= 2,
+                held_out_rows=settings.get("n_val", 0) > 0)
         tensors = {
             k: torch.as_tensor(scalers[k].transform(v), dtype=torch.float32, device=device)
             for k, v in data.items()
@@ -414,7 +415,7 @@ class TwoStageEstimator(RoleInputs, QueryReports, BaseEstimator):
         for name, value in prepared["shared"].items():
             setattr(self, name, value)
 
-    def _choose_complexity(self, data: dict) -> dict:
+    def _choose_complexity(self, data: dict, comm=None) -> dict:
         """``complexity_``: the candidate of the complexity family (:mod:`deepcausal._complexity`) the rule
         chose for the whole ensemble; every member then predicts with that candidate's head and draws."""
         rule, why = self.settings_.get("complexity", self.complexity), self.settings_.get("complexity_reason")
@@ -432,7 +433,7 @@ class TwoStageEstimator(RoleInputs, QueryReports, BaseEstimator):
                   for k in (key, "X") if data.get(k) is not None}
         if self._covariates_optional_in_predict:  # DFPV: the dose-response integrates the covariates out
             inputs.pop("X", None)
-        out = choose(self, rule, self._levels(inputs))
+        out = choose(self, rule, self._levels(inputs), comm)
         for m in members:
             m.heads_.u = m.candidates_["heads"][out["chosen"]].clone()
             m.head_draws_ = m.candidates_["draws"][out["chosen"]].clone() if m.head_draws_ is not None else None

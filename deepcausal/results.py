@@ -20,8 +20,6 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import pandas as pd
 
-from ._complexity import HELD_OUT_Z
-from ._diagnostics import WEAK_F
 from ._warnings import recording
 
 __all__ = ["FitResults", "FitSummary", "record_fit_warnings", "stage1_reading"]
@@ -86,22 +84,6 @@ def stage1_reading(r2: float, n_held_out: int, kind: str) -> str:
     return f"the learned {source} features explain {r2:.0%} of {target} on held-out rows{few}"
 
 
-def held_out_verdict(c: dict) -> str:
-    """Why rule ``"held_out"`` chose what it chose, in words (``complexity_`` of that rule)."""
-    z, n, f = (c.get("criterion") or [float("nan")])[0], c.get("held_out_rows", 0), c.get("first_stage_f", float("nan"))
-    what = f"the line's held-out projected loss against the trained head's, z = {z:.3g} on {n} held-out rows"
-    if c["chosen"] == 0:
-        return f"{what}: the line predicts rows no training step saw significantly better (first-stage F {f:.3g})"
-    if not z == z:  # NaN: no held-out rows to compare on
-        return "no held-out rows to compare the line with the trained head on: the trained head"
-    if z < -HELD_OUT_Z:
-        return (f"{what}, but the first stage is weak (F {f:.3g} < {WEAK_F:g}), where a held-out loss cannot see the "
-                "line's slope error: the trained head")
-    if z > HELD_OUT_Z:
-        return f"{what}: the trained head predicts significantly better"
-    return f"{what}: the data cannot tell the two apart, so the trained head is kept"
-
-
 def _complexity_line(est) -> dict:
     """The complexity rule's choice (``complexity_``), when a rule chose."""
     c = getattr(est, "complexity_", None) or {}
@@ -116,7 +98,7 @@ def _complexity_line(est) -> dict:
         return {"complexity": f"'{c['label']}': the trained head's projected fit against the line's, z = {z:.3g} "
                               f"({verdict})"}
     if c["rule"] == "held_out":
-        return {"complexity": f"'{c['label']}': {held_out_verdict(c)}"}
+        return {"complexity": f"'{c['label']}': {c['verdict']}"}
     if c.get("reason") and c["rule"] == "linear":  # complexity="auto" read the instruments
         return {"complexity": f"'{c['label']}', the simplest curve: {c['reason']}"}
     if c.get("reason"):  # "auto" chose Lepski's rule (discrete instruments of more than d_t + 1 values)

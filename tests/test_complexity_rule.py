@@ -141,7 +141,7 @@ def test_auto_generalises_to_k_valued_instruments():
     two_binary = np.random.default_rng(4).integers(0, 2, (500, 2)).astype(float)
     rule, why = resolve_rule("auto", {"T": t1, "Z": two_binary})
     assert rule == "lepski" and "4 distinct values" in why
-    assert resolve_rule("auto", {"T": t1, "Z": np.random.default_rng(5).normal(size=(500, 1))})[0] == "trained"
+    assert resolve_rule("auto", {"T": t1, "Z": np.random.default_rng(5).normal(size=(500, 1))})[0] == "held_out"
 
 
 def test_a_three_valued_instrument_is_not_shrunk():

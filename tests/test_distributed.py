@@ -43,8 +43,10 @@ def _worker(rank, world, init_file, name, out_dir):
         cls, frame, kwargs, test = _design(name)
         shard = frame.iloc[:SPLIT] if rank == 0 else frame.iloc[SPLIT:]
         est = cls(**SETTINGS).fit(shard, **kwargs)
+        c = est.complexity_
         np.savez(os.path.join(out_dir, f"rank{rank}.npz"), V=est.heads_.V.numpy(), u=est.heads_.u.numpy(),
-                 Vc=est.current_heads_.V.numpy(), pred=est.predict(test), n=est.n_train_)
+                 Vc=est.current_heads_.V.numpy(), pred=est.predict(test), n=est.n_train_,
+                 z=(c.get("criterion") or [np.nan])[0], rows=c.get("held_out_rows", -1))
         dist.barrier()  # no rank tears gloo down while the other still talks (it aborted 1 run in ~40)
     finally:
         dist.destroy_process_group()
@@ -55,12 +57,14 @@ def _worker(rank, world, init_file, name, out_dir):
 def test_two_gloo_processes_match_single_process_fit(tmp_path, name):
     mp.spawn(_worker, args=(2, str(tmp_path / "init"), name, str(tmp_path)), nprocs=2, join=True)
     ranks = [np.load(tmp_path / f"rank{r}.npz") for r in range(2)]
-    for key in ("V", "u", "Vc", "pred"):  # every rank holds the identical model
+    for key in ("V", "u", "Vc", "pred", "z"):  # every rank holds the identical model, chosen alike
         np.testing.assert_array_equal(ranks[0][key], ranks[1][key])
     assert int(ranks[0]["n"]) == 400
 
     cls, frame, kwargs, test = _design(name)
     single = cls(**SETTINGS).fit(frame, **kwargs)  # rows in rank order = the global numbering
+    # DFIV's default compares the line with the trained head on the held-out rows of every rank, not of one
+    assert int(ranks[0]["rows"]) == single.complexity_.get("held_out_rows", -1)
     np.testing.assert_allclose(ranks[0]["V"], single.heads_.V.numpy(), **TOL)
     np.testing.assert_allclose(ranks[0]["u"], single.heads_.u.numpy(), **TOL)
     np.testing.assert_allclose(ranks[0]["Vc"], single.current_heads_.V.numpy(), **TOL)

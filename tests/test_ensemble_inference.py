@@ -163,8 +163,8 @@ def test_dfpv_ensemble_intervals():
 # ---- held-out stage losses and early stopping -----------------------------------------------------
 def test_held_out_losses_equal_an_independent_computation_from_the_saved_state(small):
     d = small
-    est = DFIV(**{**QUICK, "n_bootstrap": 0, "refit_heads": False, "early_stopping": False}).fit(
-        d.train, **d.fit_kwargs())
+    est = DFIV(**{**QUICK, "n_bootstrap": 0, "refit_heads": False, "early_stopping": False,
+                  "complexity": "trained"}).fit(d.train, **d.fit_kwargs())  # heads_ as trained, not the line
     # rebuild the split: the first validation rows of each half are held out
     n = len(d.train)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(0)).numpy()

@@ -6,9 +6,8 @@ import pytest
 import torch
 
 from deepcausal import DFIV
-from deepcausal._complexity import HELD_OUT_Z, LINE_LABEL, choose
+from deepcausal._complexity import HELD_OUT_F, HELD_OUT_Z, LINE_LABEL, choose, held_out_verdict, resolve_rule
 from deepcausal.datasets import linear_many_covariates
-from deepcausal.results import held_out_verdict
 
 pytestmark = [pytest.mark.filterwarnings("ignore:a stage half has only:UserWarning")]
 
@@ -23,7 +22,7 @@ def _z(est) -> float:
 
 @pytest.fixture(scope="module")
 def linear_fit():
-    d = linear_many_covariates(1500, seed=3)
+    d = linear_many_covariates(3000, seed=1)
     return d, DFIV(**SMALL).fit(d.train, **d.fit_kwargs())
 
 
@@ -33,7 +32,7 @@ def test_held_out_reports_the_line_where_it_predicts_unseen_rows_better(linear_f
     assert c["candidates"][0].startswith(LINE_LABEL) and c["candidates"][1] == "trained head"
     assert c["criterion"][0] == pytest.approx(_z(est), rel=1e-9)
     assert c["held_out_rows"] == 2 * est.settings_["n_val"]  # each member's stage-2 held-out rows, pooled
-    assert c["criterion"][0] < -HELD_OUT_Z and c["first_stage_f"] >= 10 and c["chosen"] == 0
+    assert c["criterion"][0] < -HELD_OUT_Z and c["first_stage_f"] >= HELD_OUT_F and c["chosen"] == 0
     for m in est.estimators_:  # every member predicts with the line
         torch.testing.assert_close(m.heads_.u, m.candidates_["heads"][0])
     line = d.score(est.predict(d.test_X))
@@ -50,12 +49,12 @@ def test_held_out_keeps_the_trained_head_where_the_first_stage_is_weak(linear_fi
     _, est = linear_fit
     saved = est.first_stage_f_
     try:
-        est.first_stage_f_ = 5.0  # the same held-out comparison with a weak first stage
+        est.first_stage_f_ = 50.0  # the same held-out comparison with a first stage past 10 but short of 104.7
         c = choose(est, "held_out", None)
     finally:
         est.first_stage_f_ = saved
     assert c["criterion"][0] < -HELD_OUT_Z and c["chosen"] == 1
-    assert "first stage is weak" in held_out_verdict(c)
+    assert "not strong enough" in held_out_verdict(c)
 
 
 def test_held_out_keeps_a_curve_the_line_cannot_follow():
@@ -83,3 +82,20 @@ def test_held_out_needs_held_out_rows():
     t = z + rng.normal(size=(400, 1))
     with pytest.raises(ValueError, match="validation_fraction"):
         DFIV(**{**SMALL, "validation_fraction": 0.0, "early_stopping": False}).fit(t[:, 0], t, Z=z)
+
+
+def test_auto_applies_the_held_out_rule_to_continuous_instruments():
+    rng = np.random.default_rng(0)
+    t, z = rng.normal(size=(500, 1)), rng.normal(size=(500, 1))
+    rule, why = resolve_rule("auto", {"T": t, "Z": z})
+    assert rule == "held_out" and "continuous instruments" in why
+    assert resolve_rule("auto", {"T": t, "Z": z}, held_out_rows=False) == ("trained", None)  # nothing to compare on
+    assert resolve_rule("auto", {"T": t, "Z": z}, raw_treatment=False) == ("trained", None)  # no line to write
+
+
+def test_the_default_reports_the_line_where_the_held_out_rows_ask_for_it():
+    d = linear_many_covariates(3000, seed=1)
+    est = DFIV(**{k: v for k, v in SMALL.items() if k != "complexity"}).fit(d.train, **d.fit_kwargs())
+    assert est.complexity == "auto" and est.complexity_["rule"] == "held_out"
+    assert est.complexity_["chosen"] == 0 and est.complexity_["label"].startswith(LINE_LABEL)
+    assert "continuous instruments" in est.complexity_["reason"]
