@@ -73,6 +73,7 @@ HELD_OUT_Z = 1.645  # one-sided 5%: the line replaces the trained head only when
 HELD_OUT_F = 104.7  # the linear first stage's F above which 2SLS's 5% t-test is valid (Lee, McCrary, Moreira, Porter 2022)
 LINE_LABEL = "linear 2SLS"  # the family's simplest candidate, :func:`linear_iv_candidate`
 LINE_CONTROLS = ", learned controls"  # ... and its label's end with covariates
+TRAINED_LABEL = "trained head"  # the other candidate of the rules that choose between the line and it
 LEPSKI_ALPHA = 0.1
 DISCREPANCY_TAU = 1.0
 EVAL_ROWS = 200
@@ -254,10 +255,10 @@ def linear_iv_candidate(est, nets, halves, n_draws: int, seed: int, comm, d2: in
     D1 = torch.cat([z] + ([x] if x is not None else []) + [ones], dim=1)
     n = comm.sum_float(len(y))
 
-    def solve(D, target, beta):
-        A = comm.sum(D.T @ D) / n
+    def solve(D, target, beta, rows=n):
+        A = comm.sum(D.T @ D) / rows
         A.diagonal().add_(float(beta))
-        return A, solve_spd(A, comm.sum(D.T @ target) / n)
+        return A, solve_spd(A, comm.sum(D.T @ target) / rows)
 
     A1, pi = solve(D1, t, _NUMERICAL_RIDGE)
     s1 = comm.sum(torch.einsum("nb,nd,nk->bdk", w - 1.0, D1, t - D1 @ pi)) / n
@@ -286,15 +287,12 @@ def linear_iv_candidate(est, nets, halves, n_draws: int, seed: int, comm, d2: in
         u[..., d_psi * block + d_cov, :] = th[..., d_t + p, :]
         return u
 
-    # train-only fit (every row but the held-out ones), its residuals on the held-out rows
+    # train-only fit (every row but the held-out ones, of every rank), its residuals on the held-out rows
     keep = ~val
-    A1t = D1[keep].T @ D1[keep] / keep.sum()
-    A1t.diagonal().add_(_NUMERICAL_RIDGE)
-    pi_t = solve_spd(A1t, D1[keep].T @ t[keep] / keep.sum())
+    n_keep = comm.sum_float(float(keep.sum()))
+    _, pi_t = solve(D1[keep], t[keep], _NUMERICAL_RIDGE, n_keep)
     D2t = design(pi_t)
-    A2t = D2t[keep].T @ D2t[keep] / keep.sum()
-    A2t.diagonal().add_(_NUMERICAL_RIDGE)
-    theta_t = solve_spd(A2t, D2t[keep].T @ y[keep] / keep.sum())
+    _, theta_t = solve(D2t[keep], y[keep], _NUMERICAL_RIDGE, n_keep)
     held_out = (y[val] - D2t[val] @ theta_t)[:, 0]
     return embed(theta), embed(theta_b) - embed(theta), held_out
 
@@ -417,21 +415,27 @@ def _held_out(est, comm=None) -> dict:
     (t̂ is nearly constant), so a better held-out loss does not mean a better curve. Where the two cannot be
     told apart the trained head stays: measured, falling back on the line cost 2-5x on the ill-posed designs.
     Early stopping kept the networks' check with the lowest loss on these rows, which favours the trained head:
-    the test errs towards it. In a distributed fit (``comm``) every rank holds its own held-out rows: the sums
-    are taken over all ranks, so that every rank makes the same choice.
+    the test errs towards it; so does ``refit_heads="full"``, whose stage-1 head was solved on every row,
+    these included. In a distributed fit (``comm``) every rank holds its own held-out rows: the sums are taken
+    over all ranks, so that every rank makes the same choice. The bound of 104.7 is derived for one instrument
+    and one treatment column; with more, it is carried over to the smallest conditional F.
     """
     members = est._members()
     C = members[0].candidates_["heads"].shape[0]
     D = np.concatenate([(r[0] ** 2 - r[-1] ** 2) for r in (m.candidates_["held_out"].cpu().numpy() for m in members)])
     f = float(getattr(est, "first_stage_f_", float("nan")))
-    sums = torch.tensor([len(D), D.sum(), (D**2).sum()], dtype=torch.float64)
-    if comm is not None and comm.active:
-        sums = comm.sum(sums.to(comm.device)).cpu()
-    n, total, squares = (float(v) for v in sums)
-    mean = total / n if n else float("nan")
-    var = (squares - n * mean**2) / (n - 1) if n > 1 else 0.0
+    active = comm is not None and comm.active
+
+    def total(*values):  # sums over the ranks of a distributed fit
+        v = torch.tensor(values, dtype=torch.float64)
+        return [float(a) for a in (comm.sum(v.to(comm.device)).cpu() if active else v)]
+
+    n, d_sum = total(len(D), D.sum())
+    mean = d_sum / n if n else float("nan")
+    (centred,) = total(((D - mean) ** 2).sum()) if n else (0.0,)  # centred, so no cancellation
+    var = centred / (n - 1) if n > 1 else 0.0
     n = int(n)
-    z = mean / math.sqrt(var / n) if var > 0 else float("nan")
+    z = mean / math.sqrt(var / n) if var > 0 and math.isfinite(var) else float("nan")
     line = bool(z < -HELD_OUT_Z and f >= HELD_OUT_F)  # NaN (no held-out rows, no F) compares False: trained
     out = {"chosen": 0 if line else C - 1, "criterion": [z], "held_out_rows": n, "first_stage_f": f}
     return {**out, "verdict": held_out_verdict(out)}
@@ -443,8 +447,11 @@ def held_out_verdict(c: dict) -> str:
     what = f"the line's held-out projected loss against the trained head's, z = {z:.3g} on {n} held-out rows"
     if c["chosen"] == 0:
         return f"{what}: the line predicts rows no training step saw significantly better (first-stage F {f:.3g})"
-    if not z == z:  # NaN: no held-out rows to compare on
-        return "no held-out rows to compare the line with the trained head on: the trained head"
+    if not z == z:  # NaN: no held-out rows, or residuals without a finite spread (a diverged member)
+        if not n:
+            return "no held-out rows to compare the line with the trained head on: the trained head"
+        return (f"the comparison on {n} held-out rows is undefined (residuals without a finite spread): the trained "
+                "head")
     if z < -HELD_OUT_Z:
         return (f"{what}, but the first stage is not strong enough to trust the line's slope (F {f:.3g} < "
                 f"{HELD_OUT_F:g}), and a held-out loss cannot see that slope's error: the trained head")
@@ -488,7 +495,7 @@ def family(est, nets, heads, halves, n_draws: int, seed: int, comm, device, full
     d2 = heads.u.shape[0]
     if d_lin is not None and rule in ("linear", "projected", "held_out"):
         pen = torch.zeros(1, d2, dtype=torch.float64, device=device)
-        labels = ["trained head"]
+        labels = [TRAINED_LABEL]
     elif d_lin is not None:
         pen = penalties(d2, d_psi, d_lin, d_cov).to(device)
         labels = [f"γ slope {g_s:g}, nonlinear {g_n:g}" for g_s, g_n in GAMMAS]

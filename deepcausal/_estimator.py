@@ -30,7 +30,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import metadata_routing
 from sklearn.exceptions import NotFittedError
 
-from ._complexity import EVAL_ROWS, LINE_LABEL, RULES, choose, keeps_raw_treatment, resolve_rule
+from ._complexity import EVAL_ROWS, LINE_LABEL, RULES, TRAINED_LABEL, choose, keeps_raw_treatment, resolve_rule
 from ._data import Standardizer
 from ._inputs import RoleInputs
 from ._modes import resolve_device
@@ -434,8 +434,12 @@ class TwoStageEstimator(RoleInputs, QueryReports, BaseEstimator):
         if self._covariates_optional_in_predict:  # DFPV: the dose-response integrates the covariates out
             inputs.pop("X", None)
         out = choose(self, rule, self._levels(inputs), comm)
+        # The line-or-trained rules keep the head as trained (refit_heads decides how it was solved); the
+        # family's own copy of it is a closed-form re-solve, used for its draws.
+        keep_trained = out["label"] == TRAINED_LABEL
         for m in members:
-            m.heads_.u = m.candidates_["heads"][out["chosen"]].clone()
+            if not keep_trained:
+                m.heads_.u = m.candidates_["heads"][out["chosen"]].clone()
             m.head_draws_ = m.candidates_["draws"][out["chosen"]].clone() if m.head_draws_ is not None else None
         if why:
             out["reason"] = why

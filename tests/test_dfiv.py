@@ -141,8 +141,8 @@ def test_effect_is_difference_of_predictions(fitted, small_demand):
 
 def test_history_records_losses_and_validation_mse(small_demand):
     d = small_demand
-    # complexity="trained": predict reports the trained heads whose losses the history records (the default may
-    # report the line in t instead, complexity_)
+    # complexity="trained": predict reports the trained heads whose losses the history records (on these 600 rows
+    # the default reports the line in t instead, complexity_)
     est = DFIV(**FAST, complexity="trained").fit(d.train, **d.fit_kwargs(),
                                                  validation=(d.test_X.iloc[:200], d.test_truth[:200]))
     h = est.history_

@@ -63,8 +63,12 @@ def test_two_gloo_processes_match_single_process_fit(tmp_path, name):
 
     cls, frame, kwargs, test = _design(name)
     single = cls(**SETTINGS).fit(frame, **kwargs)  # rows in rank order = the global numbering
-    # DFIV's default compares the line with the trained head on the held-out rows of every rank, not of one
+    # DFIV's default compares the line with the trained head on the held-out rows of every rank, not of one,
+    # with the line fitted on every rank's rows: the statistic is the single process's
     assert int(ranks[0]["rows"]) == single.complexity_.get("held_out_rows", -1)
+    if name == "DFIV":
+        assert int(ranks[0]["rows"]) > 0
+        np.testing.assert_allclose(ranks[0]["z"], single.complexity_["criterion"][0], rtol=1e-2, atol=1e-3)
     np.testing.assert_allclose(ranks[0]["V"], single.heads_.V.numpy(), **TOL)
     np.testing.assert_allclose(ranks[0]["u"], single.heads_.u.numpy(), **TOL)
     np.testing.assert_allclose(ranks[0]["Vc"], single.current_heads_.V.numpy(), **TOL)

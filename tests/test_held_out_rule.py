@@ -64,15 +64,29 @@ def test_held_out_keeps_a_curve_the_line_cannot_follow():
     t = 1.5 * z + 0.5 * e
     est = DFIV(**{**SMALL, "n_epochs": 40}).fit(3.0 * np.sin(2.0 * t) + e, t[:, None], Z=z[:, None])
     c = est.complexity_
-    assert c["chosen"] == 1 and c["criterion"][0] > -HELD_OUT_Z
+    assert c["chosen"] == 1 and c["criterion"][0] > HELD_OUT_Z  # the trained head predicts unseen rows better
     assert c["criterion"][0] == pytest.approx(_z(est), rel=1e-9)
+    assert "the trained head predicts significantly better" in c["verdict"]
 
 
-@pytest.mark.parametrize("z, f, words", [(0.3, 50.0, "cannot tell the two apart"),
-                                         (4.0, 50.0, "the trained head predicts significantly better"),
-                                         (float("nan"), 50.0, "no held-out rows")])
-def test_held_out_says_why_it_kept_the_trained_head(z, f, words):
-    c = {"chosen": 1, "criterion": [z], "held_out_rows": 300, "first_stage_f": f}
+def test_the_default_keeps_the_head_as_trained_when_the_rule_keeps_it():
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=3000)
+    e = rng.normal(size=3000)
+    t = 1.5 * z + 0.5 * e
+    est = DFIV(**{k: v for k, v in SMALL.items() if k != "complexity"}, n_epochs=40, refit_heads=False)
+    est.fit(3.0 * np.sin(2.0 * t) + e, t[:, None], Z=z[:, None])
+    assert est.complexity_["rule"] == "held_out" and est.complexity_["label"] == "trained head"
+    # refit_heads=False: the reported head is the one training left, not the family's re-solve of it
+    np.testing.assert_array_equal(est.predict(t[:50, None]), est.predict(t[:50, None], heads="current"))
+
+
+@pytest.mark.parametrize("z, rows, words", [(0.3, 300, "cannot tell the two apart"),
+                                            (4.0, 300, "the trained head predicts significantly better"),
+                                            (float("nan"), 0, "no held-out rows"),
+                                            (float("nan"), 300, "undefined")])
+def test_held_out_says_why_it_kept_the_trained_head(z, rows, words):
+    c = {"chosen": 1, "criterion": [z], "held_out_rows": rows, "first_stage_f": 500.0}
     assert words in held_out_verdict(c)
 
 

@@ -1,6 +1,7 @@
 """The "held_out" rule on continuous instruments: the trained head unless the line predicts unseen rows better (issue 35).
 
-The rule (``deepcausal._complexity._held_out``, stated there and here before this run): each member's stage-2
+The rule as first stated (``deepcausal._complexity._held_out``, stated there and here before its run; the package
+now carries the second rule's bound, below): each member's stage-2
 held-out rows (the first tenth of its stage-2 half, never in a gradient step or a head solve) give the projected
 residuals of the two candidates, the line in t (2SLS with the raw instruments and the covariates' learned
 features as controls, fitted on every other row) and the trained head (its stage-2 ridge solved on the half's
