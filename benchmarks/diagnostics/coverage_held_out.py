@@ -1,6 +1,7 @@
 """Bands after the held-out rule's choice: coverage, width and the bias share of the error (issue 35, item 4).
 
-The held-out rule (``complexity="held_out"``; ``deepcausal._complexity._held_out``) chooses between the line in t
+The held-out rule (``complexity="held_out"``, the default's rule for continuous instruments, with the first-stage
+bound F >= 104.7; ``deepcausal._complexity._held_out``) chooses between the line in t
 and the trained head on each member's stage-2 held-out rows; the reported curve and its band are then those of
 the chosen candidate (the line's from its own two-stage score bootstrap on every row, the trained head's from the
 heads' bootstrap), combined over the members as always. Does the band stay honest after the choice?
@@ -70,7 +71,9 @@ def run(reps):
             truth = test.test_truth
             err = pred - truth
             errors[f"{name}/{rep}"] = err
-            row = dict(design=name, rep=rep, chosen="line" if est.complexity_["chosen"] == 0 else "trained",
+            c = est.complexity_
+            row = dict(design=name, rep=rep, z=c["criterion"][0], first_stage_f=c["first_stage_f"],
+                       chosen="line" if c["chosen"] == 0 else "trained",
                        mse=float(np.mean(err**2)), pointwise=float(np.mean((lo <= truth) & (truth <= hi))),
                        uniform=bool(np.all((ulo <= truth) & (truth <= uhi))),
                        width=float(np.mean(hi - lo) / np.std(truth)))

@@ -7,15 +7,17 @@ product). This diagnosis asks, before any rule is stated for them, whether the h
 candidates gain or lose. It chooses nothing and changes no default.
 
 For each design and seed, one default DFIV fit (``random_state`` = seed); with each member's trained networks held
-fixed, heads are re-solved in closed form (ridge 1e-3, float64, as the defaults) for five candidates:
+fixed, heads are re-solved in closed form (float64; ridge 1e-3 as the defaults' β₁, β₂, and 1e-8 for the line as
+in ``deepcausal._complexity.linear_iv_candidate``) for five candidates:
 
 * ``trained``: the Kronecker head [ψ̂, 1] ⊗ [η, 1], stage 1 on S1 and stage 2 on S2 (the default's head);
 * ``line``: 2SLS of y on [t̂, η, 1] with t̂ from [z, η, 1], every row (the default's other candidate);
 * ``kron full``: the Kronecker head with both stages on every row (``refit_heads="full"``);
 * ``add split`` / ``add full``: the additive head [ψ̂, η, 1], split or on every row.
 
-Held-out z: every candidate is solved again without the held-out rows of either half, and its projected residual
-on S2's held-out rows compared with the trained head's: z = mean(D)/se(D), D = r_candidate² − r_trained², pooled
+Held-out z, as the package computes it for the line and the trained head: every candidate is solved again without
+S2's held-out rows (split heads: stage 1 on S1, stage 2 on S2's other rows; the line and full-sample heads: every
+other row), and its projected residual on S2's held-out rows compared with the trained head's: z = mean(D)/se(D), D = r_candidate² − r_trained², pooled
 over the members (negative: the candidate predicts unseen rows better). MSE (truth, information only): each
 candidate solved as it would be reported, the members' predictions averaged. Designs: our own four (n = 3,000)
 and the 13 public designs with continuous instruments (n = 5,000); seeds 0 and 1.
@@ -51,7 +53,7 @@ PUBLIC = ["demand", "lowdim_abs", "lowdim_linear", "lowdim_sin", "lowdim_step", 
           "chen_christensen_mild", "chen_christensen_severe", "horowitz", "kiv_linear", "kiv_sigmoid", "weak_iv",
           "demand_highdim"]
 CANDIDATES = ("trained", "line", "kron full", "add split", "add full")
-BETA, SEEDS = 1e-3, (0, 1)
+BETA, LINE_RIDGE, SEEDS = 1e-3, 1e-8, (0, 1)  # the heads' ridges; the line's is numerical only, as the package's
 
 
 def design(name, seed):
@@ -84,26 +86,27 @@ def _member(m, std, test, rows, n1, n_val):
         eta_t = nets["covariate"](t(test["X"])).double().numpy() if "covariate" in nets else None
     y = std["Y"]
     s1, s2 = rows[:n1], rows[n1:]
-    train = np.r_[s1[n_val:], s2[n_val:]]
     val = s2[:n_val]
+    train = np.setdiff1d(np.arange(len(y)), val)  # every row but S2's held-out ones, as the package's line
     sub = lambda a, r: None if a is None else a[r]  # noqa: E731
     raw = np.c_[std["Z"], eta, np.ones(len(y))] if eta is not None else np.c_[std["Z"], np.ones(len(y))]
 
-    def two_stage(F1, target, target_t, struct, a, b):
-        V = _ridge(F1[a], target[a])
-        u = _ridge(struct(F1[b] @ V, sub(eta, b)), y[b])
+    def two_stage(F1, target, target_t, struct, a, b, beta):
+        V = _ridge(F1[a], target[a], beta)
+        u = _ridge(struct(F1[b] @ V, sub(eta, b)), y[b], beta)
         return (struct(target_t, eta_t) @ u)[:, 0], (y[val] - struct(F1[val] @ V, sub(eta, val)) @ u)[:, 0]
 
     every = np.arange(len(y))
-    spec = {"trained": (phi, psi, psi_t, _kron, "split"), "line": (raw, std["T"], test["T"], _add, "full"),
-            "kron full": (phi, psi, psi_t, _kron, "full"), "add split": (phi, psi, psi_t, _add, "split"),
-            "add full": (phi, psi, psi_t, _add, "full")}
+    spec = {"trained": (phi, psi, psi_t, _kron, "split", BETA),
+            "line": (raw, std["T"], test["T"], _add, "full", LINE_RIDGE),
+            "kron full": (phi, psi, psi_t, _kron, "full", BETA), "add split": (phi, psi, psi_t, _add, "split", BETA),
+            "add full": (phi, psi, psi_t, _add, "full", BETA)}
     out = {}
-    for name, (F1, tg, tg_t, struct, how) in spec.items():
+    for name, (F1, tg, tg_t, struct, how, beta) in spec.items():
         a, b = (s1, s2) if how == "split" else (every, every)
-        pred, _ = two_stage(F1, tg, tg_t, struct, a, b)
-        a, b = (s1[n_val:], s2[n_val:]) if how == "split" else (train, train)
-        _, resid = two_stage(F1, tg, tg_t, struct, a, b)
+        pred, _ = two_stage(F1, tg, tg_t, struct, a, b, beta)
+        a, b = (s1, s2[n_val:]) if how == "split" else (train, train)
+        _, resid = two_stage(F1, tg, tg_t, struct, a, b, beta)
         out[name] = (pred, resid)
     return out
 
