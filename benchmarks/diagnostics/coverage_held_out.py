@@ -31,10 +31,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _continuous_iv import design as _design  # noqa: E402
 from _results import machine, markdown_table, single_thread, write_section  # noqa: E402
 
-from deepcausal import DFIV, datasets  # noqa: E402
-from deepcausal.benchmark import make_design  # noqa: E402
+from deepcausal import DFIV  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 CSV, PRED = HERE / "coverage_held_out.csv", HERE / "coverage_held_out_errors.npz"
@@ -46,9 +46,7 @@ N, FIRST_SEED = 3000, 10
 
 
 def design(name, seed):
-    if name in DESIGNS[:4]:
-        return getattr(datasets, name)(N, seed=seed)
-    return make_design(name, n=N, seed=seed)[0]
+    return _design(name, seed, n_public=N, n_own=N)
 
 
 def run(reps):

@@ -43,6 +43,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
+from _continuous_iv import kron, ridge, standardised  # noqa: E402
 from _results import machine, single_thread, write_section  # noqa: E402
 from sklearn.preprocessing import SplineTransformer  # noqa: E402
 
@@ -63,19 +64,6 @@ VARIANTS = ("trained", "full sample", "cross-fit", "spline instruments", "spline
 BETA = 1e-3
 
 
-def _ridge(F, Y, beta=BETA):
-    A = F.T @ F / len(F) + beta * np.eye(F.shape[1])
-    return np.linalg.solve(A, F.T @ Y / len(F))
-
-
-def _kron(a, b):
-    a1 = np.c_[a, np.ones(len(a))]
-    if b is None:
-        return a1
-    b1 = np.c_[b, np.ones(len(b))]
-    return (a1[:, :, None] * b1[:, None, :]).reshape(len(a), -1)
-
-
 def _member_predictions(m, std: dict, test: dict, rows, n1) -> dict:
     nets = m.nets_.eval()
     with torch.no_grad():
@@ -93,12 +81,12 @@ def _member_predictions(m, std: dict, test: dict, rows, n1) -> dict:
         return None if a is None else a[r]
 
     def two_stage(F1, target, target_test, a, b, additive=False, eta_=eta, eta_t=eta_test):
-        V = _ridge(F1[a], target[a])
+        V = ridge(F1[a], target[a], BETA)
         hat = F1[b] @ V
-        G = np.c_[hat, eta_[b], np.ones(len(b))] if additive and eta_ is not None else _kron(hat, sub(eta_, b))
-        u = _ridge(G, y[b])
+        G = np.c_[hat, eta_[b], np.ones(len(b))] if additive and eta_ is not None else kron(hat, sub(eta_, b))
+        u = ridge(G, y[b], BETA)
         Gt = np.c_[target_test, eta_t, np.ones(len(target_test))] if additive and eta_ is not None \
-            else _kron(target_test, eta_t)
+            else kron(target_test, eta_t)
         return (Gt @ u)[:, 0]
 
     basis_z = SplineTransformer(n_knots=8, degree=3).fit(zx)
@@ -158,12 +146,7 @@ def evaluate(path: Path) -> list:
     d, _ = make_design(design_name, n=int(est.n_train_), seed=int(seed))
     if d.train is None:
         return []
-    data, _, _, _ = est._collect(d.train, {}, d.fit_kwargs())
-    std = {k: est.scalers_[k].transform(v) for k, v in data.items() if v is not None}
-    arrays = d.test_arrays()
-    test = {"T": est.scalers_["T"].transform(np.asarray(arrays["treatment"], dtype=np.float64).reshape(d.n_test, -1))}
-    if arrays.get("covariates") is not None:
-        test["X"] = est.scalers_["X"].transform(np.asarray(arrays["covariates"], dtype=np.float64))
+    std, test = standardised(est, d)
     preds = {v: [] for v in VARIANTS}
     n, n1 = int(est.n_train_), int(est.n_stage1_)
     for s, m in zip(est.seeds_, est._members()):

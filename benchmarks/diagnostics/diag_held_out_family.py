@@ -40,34 +40,16 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _continuous_iv import OWN, PUBLIC, design, kron, ridge, standardised  # noqa: E402
 from _results import machine, markdown_table, single_thread, write_section  # noqa: E402
 
-from deepcausal import DFIV, datasets  # noqa: E402
-from deepcausal.benchmark import make_design  # noqa: E402
+from deepcausal import DFIV  # noqa: E402
 
 CSV = Path(__file__).resolve().parent / "held_out_family.csv"
 TITLE = "## Diagnosis: full-sample and additive heads on held-out rows (issue 35, information)"
 COMMAND = "OMP_NUM_THREADS=1 python benchmarks/diagnostics/diag_held_out_family.py"
-OWN = ["smooth_two_instruments", "survey_covariates", "linear_many_covariates", "kink_covariates"]
-PUBLIC = ["demand", "lowdim_abs", "lowdim_linear", "lowdim_sin", "lowdim_step", "newey_powell",
-          "chen_christensen_mild", "chen_christensen_severe", "horowitz", "kiv_linear", "kiv_sigmoid", "weak_iv",
-          "demand_highdim"]
 CANDIDATES = ("trained", "line", "kron full", "add split", "add full")
 BETA, LINE_RIDGE, SEEDS = 1e-3, 1e-8, (0, 1)  # the heads' ridges; the line's is numerical only, as the package's
-
-
-def design(name, seed):
-    return getattr(datasets, name)(3000, seed=seed) if name in OWN else make_design(name, n=5000, seed=seed)[0]
-
-
-def _ridge(F, Y, beta=BETA):
-    A = F.T @ F / len(F) + beta * np.eye(F.shape[1])
-    return np.linalg.solve(A, F.T @ Y / len(F))
-
-
-def _kron(a, b):
-    a1 = np.c_[a, np.ones(len(a))]
-    return a1 if b is None else (a1[:, :, None] * np.c_[b, np.ones(len(b))][:, None, :]).reshape(len(a), -1)
 
 
 def _add(a, b):
@@ -92,14 +74,14 @@ def _member(m, std, test, rows, n1, n_val):
     raw = np.c_[std["Z"], eta, np.ones(len(y))] if eta is not None else np.c_[std["Z"], np.ones(len(y))]
 
     def two_stage(F1, target, target_t, struct, a, b, beta):
-        V = _ridge(F1[a], target[a], beta)
-        u = _ridge(struct(F1[b] @ V, sub(eta, b)), y[b], beta)
+        V = ridge(F1[a], target[a], beta)
+        u = ridge(struct(F1[b] @ V, sub(eta, b)), y[b], beta)
         return (struct(target_t, eta_t) @ u)[:, 0], (y[val] - struct(F1[val] @ V, sub(eta, val)) @ u)[:, 0]
 
     every = np.arange(len(y))
-    spec = {"trained": (phi, psi, psi_t, _kron, "split", BETA),
+    spec = {"trained": (phi, psi, psi_t, kron, "split", BETA),
             "line": (raw, std["T"], test["T"], _add, "full", LINE_RIDGE),
-            "kron full": (phi, psi, psi_t, _kron, "full", BETA), "add split": (phi, psi, psi_t, _add, "split", BETA),
+            "kron full": (phi, psi, psi_t, kron, "full", BETA), "add split": (phi, psi, psi_t, _add, "split", BETA),
             "add full": (phi, psi, psi_t, _add, "full", BETA)}
     out = {}
     for name, (F1, tg, tg_t, struct, how, beta) in spec.items():
@@ -122,12 +104,7 @@ def run():
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 est = DFIV(random_state=seed, verbose=False).fit(d.train, **d.fit_kwargs())
-            data, _, _, _ = est._collect(d.train, {}, d.fit_kwargs())
-            std = {k: est.scalers_[k].transform(v) for k, v in data.items() if v is not None}
-            arrays = d.test_arrays()
-            test = {"T": est.scalers_["T"].transform(np.asarray(arrays["treatment"], dtype=np.float64).reshape(d.n_test, -1))}
-            if arrays.get("covariates") is not None:
-                test["X"] = est.scalers_["X"].transform(np.asarray(arrays["covariates"], dtype=np.float64))
+            std, test = standardised(est, d)
             n, n1, n_val = int(est.n_train_), int(est.n_stage1_), int(est.settings_["n_val"])
             preds, resid = {c: [] for c in CANDIDATES}, {c: [] for c in CANDIDATES}
             for s, m in zip(est.seeds_, est._members()):

@@ -54,27 +54,17 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _continuous_iv import OWN, PUBLIC, candidate_mse, design  # noqa: E402
 from _results import machine, markdown_table, single_thread, write_section  # noqa: E402
 
-from deepcausal import DFIV, datasets  # noqa: E402
-from deepcausal.benchmark import make_design  # noqa: E402
+from deepcausal import DFIV  # noqa: E402
 
 CSV = Path(__file__).resolve().parent / "held_out_rule.csv"
 TITLE = "## The held-out rule on continuous instruments (issue 35)"
 COMMAND = "OMP_NUM_THREADS=1 python benchmarks/diagnostics/eval_held_out_rule.py"
-PUBLIC = ["demand", "lowdim_abs", "lowdim_linear", "lowdim_sin", "lowdim_step", "newey_powell",
-          "chen_christensen_mild", "chen_christensen_severe", "horowitz", "kiv_linear", "kiv_sigmoid", "weak_iv",
-          "demand_highdim"]
-OWN = ["smooth_two_instruments", "survey_covariates", "linear_many_covariates", "kink_covariates"]
 DFIV_BEST = ("demand", "lowdim_abs", "weak_iv")  # the leaderboard's designs where DFIV is best today
 SEEDS, FRESH_SEEDS = (0, 1, 2), (3, 4)
 STRICT_F, STRICT_PUBLIC_SEEDS, STRICT_OWN_SEEDS = 104.7, (3, 4, 5), (5, 6, 7)
-
-
-def design(name, seed):
-    if name in OWN:
-        return getattr(datasets, name)(3000, seed=seed)
-    return make_design(name, n=5000, seed=seed)[0]
 
 
 def run(jobs):
@@ -90,11 +80,7 @@ def run(jobs):
             est = DFIV(complexity="held_out", random_state=seed, verbose=False).fit(d.train, **d.fit_kwargs())
             seconds = time.perf_counter() - start
             c = est.complexity_
-            mse = {}
-            for k in range(len(c["candidates"])):
-                for m in est.estimators_:
-                    m.heads_.u = m.candidates_["heads"][k].clone()
-                mse["line" if k == 0 else "trained"] = d.score(est.predict(d.test_X))
+            mse = dict(zip(("line", "trained"), candidate_mse(est, d)))
         row = dict(design=name, seed=seed, z=c["criterion"][0], first_stage_f=c["first_stage_f"],
                    held_out_rows=c["held_out_rows"], chosen="line" if c["chosen"] == 0 else "trained",
                    mse_rule=mse["line" if c["chosen"] == 0 else "trained"], mse_line=mse["line"],

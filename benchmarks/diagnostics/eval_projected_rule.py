@@ -33,25 +33,13 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _continuous_iv import OWN, PUBLIC, candidate_mse, design  # noqa: E402
 from _results import machine, markdown_table, single_thread, write_section  # noqa: E402
 
-from deepcausal import DFIV, datasets  # noqa: E402
-from deepcausal.benchmark import make_design  # noqa: E402
+from deepcausal import DFIV  # noqa: E402
 
 CSV = Path(__file__).resolve().parent / "projected_rule.csv"
 TITLE = "## The projected rule on continuous instruments (issue 35)"
-PUBLIC = ["demand", "lowdim_abs", "lowdim_linear", "lowdim_sin", "lowdim_step", "newey_powell",
-          "chen_christensen_mild", "chen_christensen_severe", "horowitz", "kiv_linear", "kiv_sigmoid", "weak_iv",
-          "demand_highdim"]
-OWN = ["smooth_two_instruments", "survey_covariates", "linear_many_covariates", "kink_covariates"]
-
-
-def design(name, seed):
-    if name in OWN:
-        return getattr(datasets, name)(3000, seed=seed)
-    return make_design(name, n=5000, seed=seed)[0]
-
-
 def run(seeds):
     done = pd.read_csv(CSV) if CSV.exists() else pd.DataFrame(columns=["design", "seed"])
     have = set(zip(done["design"], done["seed"]))
@@ -66,11 +54,7 @@ def run(seeds):
                 est = DFIV(complexity="projected", random_state=seed, verbose=False).fit(d.train, **d.fit_kwargs())
                 seconds = time.perf_counter() - start
                 c = est.complexity_
-                mse = {}
-                for k, label in enumerate(c["candidates"]):
-                    for m in est.estimators_:
-                        m.heads_.u = m.candidates_["heads"][k].clone()
-                    mse["line" if k == 0 else "trained"] = d.score(est.predict(d.test_X))
+                mse = dict(zip(("line", "trained"), candidate_mse(est, d)))
             row = dict(design=name, seed=seed, z=c["criterion"][0], chosen="line" if c["chosen"] == 0 else "trained",
                        mse_rule=mse["line" if c["chosen"] == 0 else "trained"], mse_line=mse["line"],
                        mse_trained=mse["trained"], fit_s=seconds)

@@ -1,0 +1,57 @@
+"""What the issue-35 diagnostics of DFIV on continuous instruments share: their designs, the candidates' MSE of a
+fitted ensemble, its data in standardised units, and the closed-form solves they re-read heads with."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from deepcausal import datasets
+from deepcausal.benchmark import make_design
+
+# The public IV designs with continuous instruments, and our own four of the held-out kinds (deepcausal.datasets).
+PUBLIC = ["demand", "lowdim_abs", "lowdim_linear", "lowdim_sin", "lowdim_step", "newey_powell",
+          "chen_christensen_mild", "chen_christensen_severe", "horowitz", "kiv_linear", "kiv_sigmoid", "weak_iv",
+          "demand_highdim"]
+OWN = ["smooth_two_instruments", "survey_covariates", "linear_many_covariates", "kink_covariates"]
+
+
+def design(name: str, seed: int, n_public: int = 5000, n_own: int = 3000):
+    """Our own designs at ``n_own`` rows, the public ones at ``n_public`` (as on the leaderboard)."""
+    if name in OWN:
+        return getattr(datasets, name)(n_own, seed=seed)
+    return make_design(name, n=n_public, seed=seed)[0]
+
+
+def candidate_mse(est, d) -> list:
+    """The structural MSE of each candidate of ``est.complexity_`` on ``d``'s test set, in the candidates' order:
+    every member's head is swapped for the candidate's (the estimator keeps the last one)."""
+    out = []
+    for k in range(len(est.complexity_["candidates"])):
+        for m in est.estimators_:
+            m.heads_.u = m.candidates_["heads"][k].clone()
+        out.append(d.score(est.predict(d.test_X)))
+    return out
+
+
+def standardised(est, d) -> tuple:
+    """``d``'s training data by role and its test inputs (T, and X where there are covariates), both in the fitted
+    estimator's standardised units: ``(std, test)``."""
+    data, _, _, _ = est._collect(d.train, {}, d.fit_kwargs())
+    std = {k: est.scalers_[k].transform(v) for k, v in data.items() if v is not None}
+    arrays = d.test_arrays()
+    test = {"T": est.scalers_["T"].transform(np.asarray(arrays["treatment"], dtype=np.float64).reshape(d.n_test, -1))}
+    if arrays.get("covariates") is not None:
+        test["X"] = est.scalers_["X"].transform(np.asarray(arrays["covariates"], dtype=np.float64))
+    return std, test
+
+
+def ridge(F, Y, beta):
+    """(FᵀF/n + β I)⁻¹ FᵀY/n, float64."""
+    A = F.T @ F / len(F) + beta * np.eye(F.shape[1])
+    return np.linalg.solve(A, F.T @ Y / len(F))
+
+
+def kron(a, b):
+    """Row-wise [a, 1] ⊗ [b, 1] (just [a, 1] without b): the stage-2 features of DFIV's head."""
+    a1 = np.c_[a, np.ones(len(a))]
+    return a1 if b is None else (a1[:, :, None] * np.c_[b, np.ones(len(b))][:, None, :]).reshape(len(a), -1)
