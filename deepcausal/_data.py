@@ -281,5 +281,10 @@ class Standardizer:
         self.mean = np.broadcast_to(mean, (x.shape[1],)).copy()
         self.scale = np.broadcast_to(np.where(scale > 1e-12, scale, 1.0), (x.shape[1],)).copy()
 
+    # Columns a model reads after standardising (None: all). Set by the covariate screen
+    # (deepcausal._screen), so that every path from a user's covariates into the networks drops the same ones.
+    keep = None
+
     def transform(self, x: np.ndarray) -> np.ndarray:
-        return (x - self.mean) / self.scale
+        out = (x - self.mean) / self.scale
+        return out if self.keep is None else out[:, self.keep]

@@ -161,7 +161,7 @@ def start_member(est, prepared: dict, seed: int, global_rng: ExitStack, progress
     n_val = settings["n_val"]
     halves = (Half(prepared["tensors"], rows[:n1].to(device), n_val),
               Half(prepared["tensors"], rows[n1:].to(device), n_val))
-    nets = build_nets(est, est.dims_, device)
+    nets = build_nets(est, est._net_dims(), device)
     if not draws_random_numbers(nets):
         global_rng.close()  # training never reads the global generator: let other members build theirs
     heads = TwoStageHeads(settings["lam1"], settings["lam2"], settings["lam12"], est.beta1, est.beta2,

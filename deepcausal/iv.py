@@ -50,10 +50,20 @@ class DFIV(TwoStageEstimator):
     stage1_iter, covariate_iter, stage2_iter : int, optional
         Gradient steps per minibatch pair and stage; default 4, 4, 1 (ridge mode: 20, 20, 1).
     %(training_parameters)s
+    covariate_selection : {"group_lasso", None}, default=None
+        Which covariates the networks read (``covariate_selection_``): those that predict the outcome,
+        the treatment or an instrument in a group lasso with a penalty set by theory (each covariate's
+        group: its hinge basis; the controls Chernozhukov, Hansen & Spindler 2015 keep in IV). The
+        others are left out of every network; ``predict`` still takes all of them. None, custom
+        covariate or instrument networks, and image inputs: every covariate.
 
     Attributes
     ----------
     %(results_attributes)s
+    covariate_selection_ : dict or None
+        The covariate screen: ``kept`` (column indices; None where it did not apply, with the
+        ``reason``), ``kept_names``, and what each equation selected (``outcome``, ``treatment``,
+        ``instrument``); None without covariates or with ``covariate_selection=None``.
     first_stage_f_ : float
         Linear first-stage F of the weakest treatment column (conditional F with several columns).
     first_stage_ : DataFrame or None
@@ -123,6 +133,7 @@ class DFIV(TwoStageEstimator):
         n_iter_no_change=10,
         refit_heads=True,
         complexity="auto",
+        covariate_selection=None,
         n_estimators=5,
         n_bootstrap=100,
         n_jobs=-1,
@@ -153,6 +164,7 @@ class DFIV(TwoStageEstimator):
         self.n_iter_no_change = n_iter_no_change
         self.refit_heads = refit_heads
         self.complexity = complexity
+        self.covariate_selection = covariate_selection
         self.n_estimators = n_estimators
         self.n_bootstrap = n_bootstrap
         self.n_jobs = n_jobs

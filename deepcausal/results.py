@@ -84,6 +84,21 @@ def stage1_reading(r2: float, n_held_out: int, kind: str) -> str:
     return f"the learned {source} features explain {r2:.0%} of {target} on held-out rows{few}"
 
 
+def _covariate_line(est) -> dict:
+    """The covariate screen's choice (``covariate_selection_``), when it ran."""
+    c = getattr(est, "covariate_selection_", None) or {}
+    if not c:
+        return {}
+    if c.get("kept") is None:
+        return {"covariates": f"all {len(c['names'])} read ({c['reason']})"}
+    left = [name for j, name in enumerate(c["names"]) if j not in set(int(k) for k in c["kept"])]
+    if not left:
+        return {"covariates": f"all {len(c['names'])} kept (each predicts the outcome, the treatment or an instrument)"}
+    shown = ", ".join(left[:6]) + (f" and {len(left) - 6} more" if len(left) > 6 else "")
+    return {"covariates": f"{len(c['kept'])} of {len(c['names'])} kept; left out, as they predict neither the "
+                          f"outcome, the treatment nor an instrument (group lasso): {shown}"}
+
+
 def _complexity_line(est) -> dict:
     """The complexity rule's choice (``complexity_``), when a rule chose."""
     c = getattr(est, "complexity_", None) or {}
@@ -353,6 +368,7 @@ class FitResults:
                                         for r, c in reasons.items()),
             "steps per member (median)": int(members["steps"].median()) if len(members) else 0,
             "fit seconds": float(getattr(est, "fit_seconds_", float("nan"))),
+            **_covariate_line(est),
             **_complexity_line(est),
             "warnings": len(warns),
         }

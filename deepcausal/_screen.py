@@ -1,0 +1,187 @@
+"""Which covariates enter DFIV's networks: a group-lasso screen with a penalty set by theory (DESIGN §9).
+
+Covariates that predict nothing still enter every network that reads X, and their weights fit noise: on
+``demand_highdim`` the 45 irrelevant columns make DFIV 16× worse than it is given only the relevant seven
+(benchmarks/RESULTS.md, "Diagnosis: DFIV on demand_highdim"). The screen keeps a covariate when it predicts the
+outcome, the treatment or an instrument; the union of those three selections is what Chernozhukov, Hansen &
+Spindler (2015) keep as controls in IV with many controls (the IV form of Belloni, Chernozhukov & Hansen's 2014
+double selection), so leaving the rest out costs neither validity of the instruments nor a confounder.
+
+Each equation is a group lasso, one group per covariate (its basis b(x_j) below), on standardised data::
+
+    outcome       Y   ~ [1, b(T_k)]  + Σ_j [b(x_j), b(x_j)·T_k]   (also an effect only through the treatment;
+                                                             the products for at most 2 treatment columns)
+    treatment     T_k ~ [1]          + Σ_j b(x_j)
+    instrument    Z_l ~ [1]          + Σ_j b(x_j)
+
+    b(x) = [x, (x + 0.674)₊, x₊, (x − 0.674)₊]   (hinges at the standard normal's quartiles: monotone, convex
+                                                 and kinked effects all load on the group; constant or
+                                                 collinear columns of a binary x drop out)
+
+The bracketed first columns are unpenalised and partialled out; each group is then orthonormalised (G_jᵀG_j/n = I),
+so that under "x_j has no effect" the score n·‖G_jᵀε/n‖²/σ² is χ² with d_j degrees of freedom, and the penalty
+that a noise group exceeds with probability at most γ/p is (Belloni, Chen, Chernozhukov & Hansen 2012's
+rigorous penalty, for groups)::
+
+    minimise  ‖r − Σ_j G_j b_j‖² / 2n + Σ_j λ_j ‖b_j‖,    λ_j = c σ̂ √(χ²_{d_j}⁻¹(1 − γ/p) / n),
+    c = 1.1,  γ = 0.1 / log n,  p = number of covariates;
+
+σ̂ starts at the partialled target's standard deviation and is re-estimated from the least-squares residual on
+the selected groups until the selection repeats (at most ten times). Everything works on the Gram matrix of the
+columns (summed over ranks in a distributed fit, so every rank keeps the same covariates), on at most
+``MAX_ROWS`` rows (a seeded subsample beyond).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional
+
+import numpy as np
+from scipy import linalg, stats
+
+__all__ = ["screen_covariates", "hinge_basis", "group_lasso", "KNOTS", "MAX_ROWS", "SCREEN_C"]
+
+KNOTS = (-0.6745, 0.0, 0.6745)  # the standard normal's quartiles, on standardised columns
+SCREEN_C = 1.1  # slack over the noise's largest score (Belloni, Chen, Chernozhukov & Hansen 2012)
+MAX_ROWS = 100_000  # rows the screen reads at most (its Gram matrices cost n·p²)
+MAX_INTERACTED = 2  # treatment columns the outcome equation's groups interact with at most
+_MAX_SIGMA_ITER = 10
+_CHUNK = 20_000
+
+
+def hinge_basis(x: np.ndarray) -> np.ndarray:
+    """b(x) of each standardised column: (n, d) → (n, d, 4) = [x, (x − k)₊ for k in KNOTS]."""
+    return np.concatenate([x[:, :, None]] + [np.maximum(x - k, 0.0)[:, :, None] for k in KNOTS], axis=2)
+
+
+def _equations(T: np.ndarray, Z: np.ndarray, X: np.ndarray, Y: np.ndarray):
+    """The three kinds of equation on one chunk of rows: ``[(unpenalised, groups, targets)]`` with groups of shape
+    (rows, p, d_group)."""
+    ones = np.ones((len(X), 1))
+    bx = hinge_basis(X)
+    # The outcome equation's group j: b(x_j) and its products with each treatment column (up to
+    # MAX_INTERACTED columns: the group's width, and the Gram's cost, grow with them).
+    inter = range(T.shape[1]) if T.shape[1] <= MAX_INTERACTED else range(0)
+    by = np.concatenate([bx] + [bx * T[:, k, None, None] for k in inter], axis=2)
+    bt = hinge_basis(T).reshape(len(T), -1)
+    return [(np.c_[ones, bt], by, Y), (ones, bx, np.c_[T, Z])]
+
+
+def _gram(chunks, reduce_sum) -> tuple:
+    """Σ over rows of AᵀA with A = [unpenalised, groups flattened, targets], and the row count."""
+    total, n = None, 0
+    for U, G, targets in chunks:
+        A = np.c_[U, G.reshape(len(G), -1), targets]
+        part = A.T @ A
+        total = part if total is None else total + part
+        n += len(A)
+    if reduce_sum is not None:
+        total = reduce_sum(total)
+        n = int(reduce_sum(np.array([float(n)]))[0])
+    return total / n, n
+
+
+def group_lasso(C: np.ndarray, c: np.ndarray, lam: np.ndarray, groups: list, tol: float = 1e-8,
+                max_sweeps: int = 1000) -> np.ndarray:
+    """Block coordinate descent of ``½ bᵀCb − cᵀb + Σ_j λ_j ‖b_j‖`` (the group lasso in Gram form, C = GᵀG/n,
+    c = Gᵀr/n) with every diagonal block C_jj = I, so each block's step is a soft threshold:
+    b_j ← g_j · max(0, 1 − λ_j / ‖g_j‖), g_j = c_j − (Cb)_j + b_j."""
+    b = np.zeros_like(c)
+    Cb = np.zeros_like(c)
+    for _ in range(max_sweeps):
+        largest = 0.0
+        for j, idx in enumerate(groups):
+            g = c[idx] - Cb[idx] + b[idx]
+            norm = float(np.linalg.norm(g))
+            new = g * max(0.0, 1.0 - lam[j] / norm) if norm > 0 else np.zeros_like(g)
+            step = new - b[idx]
+            if np.any(step):
+                Cb += C[:, idx] @ step
+                b[idx] = new
+                largest = max(largest, float(np.abs(step).max()))
+        if largest < tol:
+            break
+    return b
+
+
+def _select(M: np.ndarray, n: int, n_u: int, p: int, d: int, n_targets: int) -> list:
+    """Per target column of one equation (Gram ``M`` of [U, G, targets] / n): the selected covariates' indices."""
+    k_g = p * d
+    u, g, y = slice(0, n_u), slice(n_u, n_u + k_g), slice(n_u + k_g, n_u + k_g + n_targets)
+    # Partial out the unpenalised columns: the Schur complement of M_UU (jitter only against exact collinearity).
+    Muu = M[u, u] + 1e-10 * np.trace(M[u, u]) / n_u * np.eye(n_u)
+    L = linalg.cholesky(Muu, lower=True)
+    W = linalg.solve_triangular(L, M[u, n_u:], lower=True)
+    S = M[n_u:, n_u:] - W.T @ W
+    Sg, Sgy, Syy = S[:k_g, :k_g], S[:k_g, k_g:], np.diag(S[k_g:, k_g:])
+    # Orthonormalise each group: G_j Q_j with Q_jᵀ S_jj Q_j = I (directions of no variance dropped).
+    blocks, groups, start = [], [], 0
+    for j in range(p):
+        e, V = np.linalg.eigh(Sg[j * d:(j + 1) * d, j * d:(j + 1) * d])
+        keep = e > 1e-9 * max(1.0, float(e.max()) if e.size else 1.0)
+        Q = np.zeros((k_g, int(keep.sum())))
+        Q[j * d:(j + 1) * d] = V[:, keep] / np.sqrt(e[keep])
+        blocks.append(Q)
+        groups.append(np.arange(start, start + Q.shape[1]))
+        start += Q.shape[1]
+    Q = np.concatenate(blocks, axis=1)
+    C, cross = Q.T @ Sg @ Q, Q.T @ Sgy
+    gamma = 0.1 / math.log(max(n, 3))
+    quantile = np.array([stats.chi2.ppf(1.0 - gamma / p, max(len(idx), 1)) for idx in groups])
+    out = []
+    for t in range(n_targets):
+        sigma2, chosen, previous = max(float(Syy[t]), 0.0), [], None
+        for _ in range(_MAX_SIGMA_ITER):
+            lam = SCREEN_C * np.sqrt(sigma2 * quantile / n)
+            lam[[len(idx) == 0 for idx in groups]] = np.inf
+            b = group_lasso(C, cross[:, t], lam, groups)
+            chosen = [j for j, idx in enumerate(groups) if len(idx) and np.any(b[idx] != 0)]
+            if chosen == previous:
+                break
+            previous = chosen
+            cols = np.concatenate([groups[j] for j in chosen]) if chosen else np.array([], dtype=int)
+            dof = n - n_u - len(cols)
+            if dof <= 10:
+                break
+            fit = 0.0
+            if len(cols):  # the least-squares fit on the selected groups (post-lasso), for σ̂
+                Ls = linalg.cho_factor(C[np.ix_(cols, cols)] + 1e-10 * np.eye(len(cols)))
+                fit = float(cross[cols, t] @ linalg.cho_solve(Ls, cross[cols, t]))
+            sigma2 = max(float(Syy[t]) - fit, 0.0) * n / dof
+        out.append(chosen)
+    return out
+
+
+def screen_covariates(X: np.ndarray, T: np.ndarray, Z: np.ndarray, Y: np.ndarray,
+                      reduce_sum: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> dict:
+    """The covariates the screen keeps, from standardised training data (n rows of each role, float64).
+
+    Returns a dict: ``kept`` (sorted column indices of X), ``outcome``, ``treatment``, ``instrument`` (the
+    covariates each kind of equation selected; treatment and instrument pooled over their columns) and ``rows``
+    (how many rows it read, over all ranks).
+    """
+    n_local, p = X.shape
+    rows = np.arange(n_local)
+    share = MAX_ROWS
+    if reduce_sum is not None:  # each rank reads its share of MAX_ROWS
+        n_all = float(reduce_sum(np.array([float(n_local)]))[0])
+        share = int(math.ceil(MAX_ROWS * n_local / max(n_all, 1.0)))
+    if n_local > share:
+        rows = np.sort(np.random.default_rng(0).choice(n_local, share, replace=False))
+    d_t, d_z = T.shape[1], Z.shape[1]
+    per = [[], []]
+    for start in range(0, len(rows), _CHUNK):
+        r = rows[start:start + _CHUNK]
+        for k, eq in enumerate(_equations(T[r], Z[r], X[r], Y[r])):
+            per[k].append(eq)
+    selected = {}
+    (M_y, n), (M_tz, _) = _gram(per[0], reduce_sum), _gram(per[1], reduce_sum)
+    d_basis = len(KNOTS) + 1
+    d_y = d_basis * (1 + (d_t if d_t <= MAX_INTERACTED else 0))
+    selected["outcome"] = _select(M_y, n, 1 + d_t * d_basis, p, d_y, Y.shape[1])[0]
+    tz = _select(M_tz, n, 1, p, d_basis, d_t + d_z)
+    selected["treatment"] = sorted(set().union(*tz[:d_t]))
+    selected["instrument"] = sorted(set().union(*tz[d_t:])) if d_z else []
+    kept = sorted(set(selected["outcome"]) | set(selected["treatment"]) | set(selected["instrument"]))
+    return dict(kept=np.array(kept, dtype=np.int64), rows=n, **selected)
