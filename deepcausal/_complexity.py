@@ -47,6 +47,7 @@ import torch
 from torch import nn
 
 from ._diagnostics import DISCRETE_MAX, IdentificationWarning, distinct_rows
+from ._screen import net_dims
 from ._warnings import warn
 from .heads import solve_spd
 from .inference import BOOTSTRAP_BATCH, _solve_batched, combine_draws
@@ -491,7 +492,7 @@ def family(est, nets, heads, halves, n_draws: int, seed: int, comm, device, full
 
     d_lin = linear_columns(est, nets)
     d_psi = nets["treatment"](torch.zeros(1, d_t, device=device)).shape[1]
-    d_cov = nets["covariate"](torch.zeros(1, est._net_dims()["X"], device=device)).shape[1] if "covariate" in nets else 0
+    d_cov = nets["covariate"](torch.zeros(1, net_dims(est)["X"], device=device)).shape[1] if "covariate" in nets else 0
     d2 = heads.u.shape[0]
     if d_lin is not None and rule in ("linear", "projected", "held_out"):
         pen = torch.zeros(1, d2, dtype=torch.float64, device=device)

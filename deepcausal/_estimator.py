@@ -36,7 +36,7 @@ from ._inputs import RoleInputs
 from ._modes import resolve_device
 from ._persist import load_estimator, load_weights, register_estimator, save_estimator
 from ._progress import logger, progress_bar, show_progress
-from ._screen import screen_covariates
+from ._screen import net_dims, screen_record
 from ._reporting import QueryReports
 from ._stacked import fit_members_stacked
 from ._training import build_nets, fit_member
@@ -117,7 +117,7 @@ class TwoStageEstimator(RoleInputs, QueryReports, BaseEstimator):
         if isinstance(nets, dict) and "_deepcausal_state_dict" in nets:
             self.__dict__.update(state)
             with torch.random.fork_rng(devices=[]):  # building draws initial weights: leave the caller's RNG alone
-                rebuilt = build_nets(self, self._net_dims(), state["device_"])
+                rebuilt = build_nets(self, net_dims(self), state["device_"])
             load_weights(rebuilt, nets["_deepcausal_state_dict"], "nets_")
             state = {**state, "nets_": rebuilt.train(nets["training"])}
         super().__setstate__(state)
@@ -396,9 +396,7 @@ class TwoStageEstimator(RoleInputs, QueryReports, BaseEstimator):
                 raw_treatment=keeps_raw_treatment(self, data.get("T").shape[1] if data.get("T") is not None else None),
                 draws=isinstance(self.n_bootstrap, (int, np.integer)) and self.n_bootstrap >= 2,
                 held_out_rows=settings.get("n_val", 0) > 0)
-        screen = self._screen_covariates(data, scalers, images, columns, reduce_sum)
-        if screen.get("kept") is not None:
-            scalers["X"].keep = np.asarray(screen["kept"], dtype=np.int64)
+        screen = screen_record(self, data, scalers, images, columns.get("X"), reduce_sum)  # sets scalers["X"].keep
         tensors = {
             k: torch.as_tensor(scalers[k].transform(v), dtype=torch.float32, device=device)
             for k, v in data.items()
@@ -415,37 +413,6 @@ class TwoStageEstimator(RoleInputs, QueryReports, BaseEstimator):
         )
         return dict(comm=comm, n=n, n1=n1, offset=offset, n_local=n_local, settings=settings, seed=seed,
                     tensors=tensors, shared=shared)
-
-    def _screen_covariates(self, data: dict, scalers: dict, images: dict, columns: dict, reduce_sum) -> dict:
-        """``covariate_selection_``: which covariates the networks read (:mod:`deepcausal._screen`); ``kept`` is
-        None where the screen does not apply (no ``covariate_selection`` parameter, no covariates, images, custom
-        covariate or instrument networks), with the reason."""
-        rule = getattr(self, "covariate_selection", None)
-        if rule not in (None, "none", "group_lasso"):
-            raise ValueError(f"covariate_selection must be 'group_lasso' or None, got {rule!r}")
-        if data.get("X") is None or rule in (None, "none"):
-            return {}
-        why = ("the covariates are an image" if images.get("X") else
-               "an image treatment or instrument" if images.get("T") or images.get("Z") else
-               "custom covariate or instrument networks read every covariate"
-               if self.covariate_net is not None or self.instrument_net is not None else None)
-        names = [str(c) for c in columns.get("X")] if columns.get("X") is not None else \
-            [f"X{j}" for j in range(data["X"].shape[1])]
-        if why:
-            return {"rule": rule, "kept": None, "reason": why, "names": names}
-        std = {k: scalers[k].transform(data[k]) for k in ("X", "T", "Z", "Y")}
-        found = screen_covariates(std["X"], std["T"], std["Z"], std["Y"], reduce_sum)
-        found["names"] = names
-        found["kept_names"] = [names[j] for j in found["kept"]]
-        return {"rule": rule, **found}
-
-    def _net_dims(self) -> dict:
-        """Input widths of the networks: ``dims_`` with the covariates the screen kept (None: none kept)."""
-        dims = dict(self.dims_)
-        kept = (getattr(self, "covariate_selection_", None) or {}).get("kept")
-        if kept is not None and dims.get("X") is not None:
-            dims["X"] = len(kept) or None
-        return dims
 
     def _set_shared(self, prepared: dict) -> None:
         for name, value in prepared["shared"].items():
@@ -628,6 +595,6 @@ class TwoStageEstimator(RoleInputs, QueryReports, BaseEstimator):
 def _rebuild_nets(est: TwoStageEstimator, states: dict, device) -> dict:
     """A loaded model's networks (``nets_``): built as at fit from ``est.dims_`` and the network
     parameters, then given the saved weights."""
-    nets = build_nets(est, est._net_dims(), device)
+    nets = build_nets(est, net_dims(est), device)
     load_weights(nets, states["nets_"], "nets_")
     return {"nets_": nets}

@@ -40,7 +40,7 @@ from typing import Callable, Optional
 import numpy as np
 from scipy import linalg, stats
 
-__all__ = ["screen_covariates", "hinge_basis", "group_lasso", "KNOTS", "MAX_ROWS", "SCREEN_C"]
+__all__ = ["screen_covariates", "screen_record", "net_dims", "hinge_basis", "group_lasso", "KNOTS", "MAX_ROWS", "SCREEN_C"]
 
 KNOTS = (-0.6745, 0.0, 0.6745)  # the standard normal's quartiles, on standardised columns
 SCREEN_C = 1.1  # slack over the noise's largest score (Belloni, Chen, Chernozhukov & Hansen 2012)
@@ -108,7 +108,7 @@ def group_lasso(C: np.ndarray, c: np.ndarray, lam: np.ndarray, groups: list, tol
 def _select(M: np.ndarray, n: int, n_u: int, p: int, d: int, n_targets: int) -> list:
     """Per target column of one equation (Gram ``M`` of [U, G, targets] / n): the selected covariates' indices."""
     k_g = p * d
-    u, g, y = slice(0, n_u), slice(n_u, n_u + k_g), slice(n_u + k_g, n_u + k_g + n_targets)
+    u = slice(0, n_u)
     # Partial out the unpenalised columns: the Schur complement of M_UU (jitter only against exact collinearity).
     Muu = M[u, u] + 1e-10 * np.trace(M[u, u]) / n_u * np.eye(n_u)
     L = linalg.cholesky(Muu, lower=True)
@@ -185,3 +185,40 @@ def screen_covariates(X: np.ndarray, T: np.ndarray, Z: np.ndarray, Y: np.ndarray
     selected["instrument"] = sorted(set().union(*tz[d_t:])) if d_z else []
     kept = sorted(set(selected["outcome"]) | set(selected["treatment"]) | set(selected["instrument"]))
     return dict(kept=np.array(kept, dtype=np.int64), rows=n, **selected)
+
+
+def screen_record(est, data: dict, scalers: dict, images: dict, columns, reduce_sum=None) -> dict:
+    """``covariate_selection_`` of a fit of ``est`` (its ``covariate_selection`` parameter; estimators without one
+    read every covariate): the screen's choice on the standardised data (``scalers``), whose covariate scaler then
+    drops the covariates left out (``keep``), so that every path into the networks does.
+
+    ``kept`` is None where the screen does not apply (images; networks the user gave that read the covariates),
+    with the ``reason``; an empty dict without covariates or with the parameter None.
+    """
+    rule = getattr(est, "covariate_selection", None)
+    custom_nets = any(getattr(est, p) is not None for p, keys, _ in est._nets.values() if "X" in keys)
+    if rule not in (None, "group_lasso"):
+        raise ValueError(f"covariate_selection must be 'group_lasso' or None, got {rule!r}")
+    if data.get("X") is None or rule is None:
+        return {}
+    given = list(columns or [])
+    names = [str(c) for c in given] if len(given) == data["X"].shape[1] else \
+        [f"X{j}" for j in range(data["X"].shape[1])]
+    why = ("the covariates are an image" if images.get("X") else
+           "an image treatment or instrument" if any(images.get(k) for k in data if k not in ("X", "Y")) else
+           "custom networks that read the covariates read every covariate" if custom_nets else None)
+    if why:
+        return {"rule": rule, "kept": None, "reason": why, "names": names}
+    std = {k: scalers[k].transform(data[k]) for k in ("X", "T", "Z", "Y")}
+    found = screen_covariates(std["X"], std["T"], std["Z"], std["Y"], reduce_sum)
+    scalers["X"].keep = found["kept"]
+    return {"rule": rule, **found, "names": names, "kept_names": [names[j] for j in found["kept"]]}
+
+
+def net_dims(est) -> dict:
+    """Input widths of a fitted estimator's networks: ``dims_`` with the covariates the screen kept (None: none)."""
+    dims = dict(est.dims_)
+    kept = (getattr(est, "covariate_selection_", None) or {}).get("kept")
+    if kept is not None and dims.get("X") is not None:
+        dims["X"] = len(kept) or None
+    return dims

@@ -51,6 +51,7 @@ import torch
 from torch import nn
 
 from ._complexity import family
+from ._screen import net_dims
 from ._stopping import check_row, early_stopping_check, ending, new_track, restore, snapshot
 from ._modes import diverged, draws_random_numbers, eval_mode, mode_matters, seeded_global_rng
 from ._warnings import warn
@@ -161,7 +162,7 @@ def start_member(est, prepared: dict, seed: int, global_rng: ExitStack, progress
     n_val = settings["n_val"]
     halves = (Half(prepared["tensors"], rows[:n1].to(device), n_val),
               Half(prepared["tensors"], rows[n1:].to(device), n_val))
-    nets = build_nets(est, est._net_dims(), device)
+    nets = build_nets(est, net_dims(est), device)
     if not draws_random_numbers(nets):
         global_rng.close()  # training never reads the global generator: let other members build theirs
     heads = TwoStageHeads(settings["lam1"], settings["lam2"], settings["lam12"], est.beta1, est.beta2,

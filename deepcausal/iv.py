@@ -50,7 +50,7 @@ class DFIV(TwoStageEstimator):
     stage1_iter, covariate_iter, stage2_iter : int, optional
         Gradient steps per minibatch pair and stage; default 4, 4, 1 (ridge mode: 20, 20, 1).
     %(training_parameters)s
-    covariate_selection : {"group_lasso", None}, default=None
+    covariate_selection : {"group_lasso", None}, default="group_lasso"
         Which covariates the networks read (``covariate_selection_``): those that predict the outcome,
         the treatment or an instrument in a group lasso with a penalty set by theory (each covariate's
         group: its hinge basis; the controls Chernozhukov, Hansen & Spindler 2015 keep in IV). The
@@ -133,7 +133,7 @@ class DFIV(TwoStageEstimator):
         n_iter_no_change=10,
         refit_heads=True,
         complexity="auto",
-        covariate_selection=None,
+        covariate_selection="group_lasso",
         n_estimators=5,
         n_bootstrap=100,
         n_jobs=-1,

@@ -32,6 +32,14 @@ def _design(name):
     if name == "DFIV":
         d = demand(n=400, rho=0.5, seed=1)
         return DFIV, d.train, d.fit_kwargs(), d.test_X.iloc[:50]
+    if name == "DFIV-screen":  # demand with six noise covariates, which the covariate screen leaves out
+        d = demand(n=400, rho=0.5, seed=1)
+        noise = [f"noise{j}" for j in range(6)]
+        rng = np.random.default_rng(7)
+        frame = d.train.assign(**{c: rng.normal(size=len(d.train)) for c in noise})
+        test = d.test_X.iloc[:50].assign(**{c: rng.normal(size=50) for c in noise})
+        kwargs = {**d.fit_kwargs(), "covariates": list(d.fit_kwargs()["covariates"]) + noise}
+        return (lambda **kw: DFIV(covariate_selection="group_lasso", **kw)), frame, kwargs, test
     d = demand_proxy(n=400, seed=1)
     return DFPV, d.train, d.fit_kwargs(), d.test_X
 
@@ -46,27 +54,32 @@ def _worker(rank, world, init_file, name, out_dir):
         c = est.complexity_
         np.savez(os.path.join(out_dir, f"rank{rank}.npz"), V=est.heads_.V.numpy(), u=est.heads_.u.numpy(),
                  Vc=est.current_heads_.V.numpy(), pred=est.predict(test), n=est.n_train_,
-                 z=(c.get("criterion") or [np.nan])[0], rows=c.get("held_out_rows", -1))
+                 z=(c.get("criterion") or [np.nan])[0], rows=c.get("held_out_rows", -1),
+                 kept=np.asarray((est.covariate_selection_ or {}).get("kept", []), dtype=np.int64))
         dist.barrier()  # no rank tears gloo down while the other still talks (it aborted 1 run in ~40)
     finally:
         dist.destroy_process_group()
 
 
 @pytest.mark.skipif(not dist.is_available() or sys.platform == "win32", reason="torch.distributed unavailable")
-@pytest.mark.parametrize("name", ["DFIV", "DFPV"])
+@pytest.mark.parametrize("name", ["DFIV", "DFPV", "DFIV-screen"])
 def test_two_gloo_processes_match_single_process_fit(tmp_path, name):
     mp.spawn(_worker, args=(2, str(tmp_path / "init"), name, str(tmp_path)), nprocs=2, join=True)
     ranks = [np.load(tmp_path / f"rank{r}.npz") for r in range(2)]
-    for key in ("V", "u", "Vc", "pred", "z"):  # every rank holds the identical model, chosen alike
+    for key in ("V", "u", "Vc", "pred", "z", "kept"):  # every rank holds the identical model, chosen alike
         np.testing.assert_array_equal(ranks[0][key], ranks[1][key])
     assert int(ranks[0]["n"]) == 400
 
     cls, frame, kwargs, test = _design(name)
     single = cls(**SETTINGS).fit(frame, **kwargs)  # rows in rank order = the global numbering
+    # the covariate screen reads every rank's rows (summed Gram matrices): the single process's choice
+    np.testing.assert_array_equal(ranks[0]["kept"], (single.covariate_selection_ or {}).get("kept", []))
+    if name == "DFIV-screen":
+        assert list(single.covariate_selection_["kept"]) == [0, 1]
     # DFIV's default compares the line with the trained head on the held-out rows of every rank, not of one,
     # with the line fitted on every rank's rows: the statistic is the single process's
     assert int(ranks[0]["rows"]) == single.complexity_.get("held_out_rows", -1)
-    if name == "DFIV":
+    if name.startswith("DFIV"):
         assert int(ranks[0]["rows"]) > 0
         np.testing.assert_allclose(ranks[0]["z"], single.complexity_["criterion"][0], rtol=1e-2, atol=1e-3)
     np.testing.assert_allclose(ranks[0]["V"], single.heads_.V.numpy(), **TOL)

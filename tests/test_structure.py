@@ -16,7 +16,7 @@ FLOORS = [
     # 0: leaves
     {"_version", "_warnings"},
     # 1: numerics, data handling, networks, the designs
-    {"_data", "heads", "nets", "optim", "_diagnostics", "_docstrings", "datasets", "_weak_iv"},
+    {"_data", "heads", "nets", "optim", "_diagnostics", "_docstrings", "datasets", "_weak_iv", "_screen"},
     # 2: what is built on the solves: the two-stage heads, bands, collectives, formulas, modes
     {"twostage", "inference", "distributed", "formula", "_modes"},
     # 3: services of a fit: persistence, ensembles, reports, plots, the public exceptions
