@@ -36,6 +36,19 @@ judged only on fits no earlier run made: public designs at seeds 3-5 and our own
 (``--part strict``), by the same adoption rule (a)-(c) with medians over those seeds. The choice is a function of
 (z, F), so those fits are ``complexity="held_out"`` fits, and the stricter bound is applied to their z and F.
 
+**A third rule, stated after the second's adoption and before its own run** (2026-12-06, later the same day):
+the same z with the bound at 37.418, Montiel Olea and Pflueger's (2013) critical value of the effective first-stage
+F for a worst-case 2SLS bias of at most 5% of the benchmark (one instrument, 5% test), carried over to the smallest
+conditional F as before. Why it was stated: with the bound at 104.7, survey_covariates at n = 3,000 has F 97 and
+105 at seeds 1-2, below the bound, so the trained head stays there at 8-9x the line's error (z -6.1 and -6.0);
+the F of that design lies around the bound, so the second rule reports its line on some seeds only. The evidence
+read before stating it: in held_out_rule.csv the only fit with z < -1.645 and F below 90 is weak_iv's seed 0 (F
+34.9, the line 8x worse). The bound was chosen among the published weak-instrument bounds as the smallest above
+that fit's F, so it is judged only on fits no earlier run made: public designs at seeds 6-8 and our own at seeds
+8-10 (``--part mop``), by the adoption rule (a)-(c) with medians over those seeds and the second rule as the
+baseline it must not lose to on any design by more than 10% (d). These fits run with the covariate screen on,
+the default since (2026-12-06).
+
 Command: ``OMP_NUM_THREADS=1 python benchmarks/diagnostics/eval_held_out_rule.py`` (from the repository root;
 rows in ``benchmarks/diagnostics/held_out_rule.csv``, resumable; ``--summarise-only``).
 """
@@ -65,6 +78,7 @@ COMMAND = "OMP_NUM_THREADS=1 python benchmarks/diagnostics/eval_held_out_rule.py
 DFIV_BEST = ("demand", "lowdim_abs", "weak_iv")  # the leaderboard's designs where DFIV is best today
 SEEDS, FRESH_SEEDS = (0, 1, 2), (3, 4)
 STRICT_F, STRICT_PUBLIC_SEEDS, STRICT_OWN_SEEDS = 104.7, (3, 4, 5), (5, 6, 7)
+MOP_F, MOP_PUBLIC_SEEDS, MOP_OWN_SEEDS = 37.418, (6, 7, 8), (8, 9, 10)
 
 
 def run(jobs):
@@ -125,6 +139,7 @@ def summarise(command):
               f"{'' if complete else ' (incomplete: every design needs seeds 0-2)'}."]
     lines += _post_hoc(df[df["seed"].isin(SEEDS)])
     lines += _strict(df)
+    lines += _mop(df)
     return "\n".join(lines) + "\n"
 
 
@@ -154,6 +169,37 @@ def _strict(df):
             f"{'' if complete else ' (incomplete: every design needs three seeds)'}."]
 
 
+def _mop(df):
+    """The third rule (F >= MOP_F) on the fits made for it alone, against the second (F >= STRICT_F) on them."""
+    sel = (df["design"].isin(PUBLIC) & df["seed"].isin(MOP_PUBLIC_SEEDS)) | \
+          (df["design"].isin(OWN) & df["seed"].isin(MOP_OWN_SEEDS))
+    df = df[sel]
+    if not len(df):
+        return []
+    tables = {}
+    for name, bound in (("third", MOP_F), ("second", STRICT_F)):
+        line = (df["z"] < -1.645) & (df["first_stage_f"] >= bound)
+        tables[name] = _table(df.assign(chosen=np.where(line, "line", "trained"),
+                                        mse_rule=np.where(line, df["mse_line"], df["mse_trained"])))
+    table = tables["third"]
+    table["third / second"] = table["rule"] / tables["second"]["rule"].to_numpy()
+    ratio = table["rule / trained"].to_numpy()
+    ok_share, worst = float(np.mean(ratio <= 1.0)), float(ratio.max())
+    best = table[table["design"].isin(DFIV_BEST)]["rule / trained"]
+    vs_second = float(table["third / second"].max())
+    complete = len(table) == len(PUBLIC) + len(OWN) and bool((table["seeds"] == len(MOP_PUBLIC_SEEDS)).all())
+    adopted = complete and ok_share >= 2 / 3 and float(best.max()) <= 1.1 and worst <= 2.0 and vs_second <= 1.1
+    return ["", f"### The third rule (F >= {MOP_F:g}) on fits made for it alone", "",
+            "Public designs at seeds 6-8, our own at seeds 8-10 (with the covariate screen); the choice with the "
+            "third rule's bound; `third / second`: its MSE over the second rule's on the same fits; medians over "
+            "the seeds.", "", markdown_table(table), "",
+            f"- At most the trained head's MSE on {ok_share:.0%} of {len(table)} designs (adoption needs 67%); at "
+            f"most {float(best.max()):.2f}x on the designs where DFIV is best today (needs 1.1); worst ratio "
+            f"{worst:.2f} ({table.loc[int(np.argmax(ratio)), 'design']}; needs at most 2); at most "
+            f"{vs_second:.2f}x the second rule (needs 1.1) → {'adopted' if adopted else 'not adopted'} by the stated "
+            f"rule{'' if complete else ' (incomplete: every design needs three seeds)'}."]
+
+
 def _post_hoc(df, f_min=104.7):
     """Information, not a rule evaluated before its run: the same z with a stricter first-stage bound, F of at
     least 104.7 (the bound above which the usual 5% t-test is valid, Lee, McCrary, Moreira and Porter 2022)."""
@@ -172,7 +218,7 @@ def _post_hoc(df, f_min=104.7):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--part", choices=("all", "public", "own", "strict"), default="all")
+    p.add_argument("--part", choices=("all", "public", "own", "strict", "mop"), default="all")
     p.add_argument("--summarise-only", action="store_true")
     a = p.parse_args(argv)
     single_thread()
@@ -181,7 +227,9 @@ def main(argv=None):
         public = [(name, s) for s in SEEDS for name in PUBLIC]
         strict = [(name, s) for s in STRICT_OWN_SEEDS for name in OWN] + \
                  [(name, s) for s in STRICT_PUBLIC_SEEDS for name in PUBLIC]
-        run({"all": own + public, "public": public, "own": own, "strict": strict}[a.part])
+        mop = [(name, s) for s in MOP_OWN_SEEDS for name in OWN] + \
+              [(name, s) for s in MOP_PUBLIC_SEEDS for name in PUBLIC]
+        run({"all": own + public, "public": public, "own": own, "strict": strict, "mop": mop}[a.part])
     text = summarise(COMMAND)
     write_section(TITLE, text)
     print(text)
