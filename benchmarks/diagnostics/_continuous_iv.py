@@ -55,3 +55,20 @@ def kron(a, b):
     """Row-wise [a, 1] ⊗ [b, 1] (just [a, 1] without b): the stage-2 features of DFIV's head."""
     a1 = np.c_[a, np.ones(len(a))]
     return a1 if b is None else (a1[:, :, None] * np.c_[b, np.ones(len(b))][:, None, :]).reshape(len(a), -1)
+
+
+def member_features(m, std, test):
+    """A fitted member's features in float64 numpy: ``(phi, psi, psi_test, eta, eta_test)`` with phi = [φ(z, x), 1]
+    on the training rows, ψ(t) on the training rows and the test inputs, η(x) likewise (None without a covariate
+    network)."""
+    import torch
+
+    nets = m.nets_.eval()
+    t = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
+    with torch.no_grad():
+        zx = np.c_[std["Z"], std["X"]] if "X" in std and std["X"].shape[1] else std["Z"]
+        phi = np.c_[nets["instrument"](t(zx)).double().numpy(), np.ones(len(zx))]
+        psi, psi_t = (nets["treatment"](t(a)).double().numpy() for a in (std["T"], test["T"]))
+        eta = nets["covariate"](t(std["X"])).double().numpy() if "covariate" in nets else None
+        eta_t = nets["covariate"](t(test["X"])).double().numpy() if "covariate" in nets else None
+    return phi, psi, psi_t, eta, eta_t

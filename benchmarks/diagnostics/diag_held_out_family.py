@@ -40,7 +40,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _continuous_iv import OWN, PUBLIC, design, kron, ridge, standardised  # noqa: E402
+from _continuous_iv import OWN, PUBLIC, design, kron, member_features, ridge, standardised  # noqa: E402
 from _results import machine, markdown_table, single_thread, write_section  # noqa: E402
 
 from deepcausal import DFIV  # noqa: E402
@@ -58,14 +58,7 @@ def _add(a, b):
 
 def _member(m, std, test, rows, n1, n_val):
     """Each candidate's test prediction (standardised units) and held-out residuals on S2's held-out rows."""
-    nets = m.nets_.eval()
-    t = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
-    with torch.no_grad():
-        zx = np.c_[std["Z"], std["X"]] if "X" in std else std["Z"]
-        phi = np.c_[nets["instrument"](t(zx)).double().numpy(), np.ones(len(zx))]
-        psi, psi_t = (nets["treatment"](t(a)).double().numpy() for a in (std["T"], test["T"]))
-        eta = nets["covariate"](t(std["X"])).double().numpy() if "covariate" in nets else None
-        eta_t = nets["covariate"](t(test["X"])).double().numpy() if "covariate" in nets else None
+    phi, psi, psi_t, eta, eta_t = member_features(m, std, test)
     y = std["Y"]
     s1, s2 = rows[:n1], rows[n1:]
     val = s2[:n_val]
