@@ -396,7 +396,7 @@ class TwoStageEstimator(RoleInputs, QueryReports, BaseEstimator):
                 raw_treatment=keeps_raw_treatment(self, data.get("T").shape[1] if data.get("T") is not None else None),
                 draws=isinstance(self.n_bootstrap, (int, np.integer)) and self.n_bootstrap >= 2,
                 held_out_rows=settings.get("n_val", 0) > 0)
-        screen = screen_record(self, data, scalers, images, columns.get("X"), reduce_sum)  # sets scalers["X"].keep
+        screen = screen_record(self, data, scalers, images, columns.get("X"), (encoders or {}).get("X"), reduce_sum)
         tensors = {
             k: torch.as_tensor(scalers[k].transform(v), dtype=torch.float32, device=device)
             for k, v in data.items()

@@ -18,6 +18,8 @@ Each equation is a group lasso, one group per covariate (its basis b(x_j) below)
                                                  and kinked effects all load on the group; constant or
                                                  collinear columns of a binary x drop out)
 
+A categorical covariate's group is its indicator columns, so it is kept or left out whole.
+
 The bracketed first columns are unpenalised and partialled out; each group is then orthonormalised (G_jᵀG_j/n = I),
 so that under "x_j has no effect" the score n·‖G_jᵀε/n‖²/σ² is χ² with d_j degrees of freedom, and the penalty
 that a noise group exceeds with probability at most γ/p is (Belloni, Chen, Chernozhukov & Hansen 2012's
@@ -40,7 +42,8 @@ from typing import Callable, Optional
 import numpy as np
 from scipy import linalg, stats
 
-__all__ = ["screen_covariates", "screen_record", "net_dims", "hinge_basis", "group_lasso", "KNOTS", "MAX_ROWS", "SCREEN_C"]
+__all__ = ["screen_covariates", "screen_record", "covariate_groups", "net_dims", "hinge_basis", "group_lasso", "KNOTS",
+           "MAX_ROWS", "SCREEN_C"]
 
 KNOTS = (-0.6745, 0.0, 0.6745)  # the standard normal's quartiles, on standardised columns
 SCREEN_C = 1.1  # slack over the noise's largest score (Belloni, Chen, Chernozhukov & Hansen 2012)
@@ -55,24 +58,36 @@ def hinge_basis(x: np.ndarray) -> np.ndarray:
     return np.concatenate([x[:, :, None]] + [np.maximum(x - k, 0.0)[:, :, None] for k in KNOTS], axis=2)
 
 
-def _equations(T: np.ndarray, Z: np.ndarray, X: np.ndarray, Y: np.ndarray):
-    """The three kinds of equation on one chunk of rows: ``[(unpenalised, groups, targets)]`` with groups of shape
-    (rows, p, d_group)."""
+def group_basis(X: np.ndarray, groups: list) -> tuple:
+    """Each covariate's basis, side by side: (n, Σ d_g) and the column slice of each covariate. A covariate of one
+    column gets its hinge basis b(x); a categorical one (several indicator columns) its indicators."""
+    blocks = [hinge_basis(X[:, g]).reshape(len(X), -1) if len(g) == 1 else X[:, g] for g in groups]
+    ends = np.cumsum([b.shape[1] for b in blocks])
+    return np.concatenate(blocks, axis=1), [slice(e - b.shape[1], e) for e, b in zip(ends, blocks)]
+
+
+def _equations(T: np.ndarray, Z: np.ndarray, X: np.ndarray, Y: np.ndarray, groups: list):
+    """The two Gram layouts on one chunk of rows: ``[(unpenalised, groups side by side, targets, slices)]``, the
+    outcome equation's, then the one the treatment and instrument equations share."""
     ones = np.ones((len(X), 1))
-    bx = hinge_basis(X)
+    bx, slices = group_basis(X, groups)
     # The outcome equation's group j: b(x_j) and its products with each treatment column (up to
     # MAX_INTERACTED columns: the group's width, and the Gram's cost, grow with them).
     inter = range(T.shape[1]) if T.shape[1] <= MAX_INTERACTED else range(0)
-    by = np.concatenate([bx] + [bx * T[:, k, None, None] for k in inter], axis=2)
+    by = np.concatenate([np.concatenate([bx[:, sl]] + [bx[:, sl] * T[:, k, None] for k in inter], axis=1)
+                         for sl in slices], axis=1)
+    widths = [(sl.stop - sl.start) * (1 + len(inter)) for sl in slices]
+    ends = np.cumsum(widths)
+    y_slices = [slice(e - w, e) for e, w in zip(ends, widths)]
     bt = hinge_basis(T).reshape(len(T), -1)
-    return [(np.c_[ones, bt], by, Y), (ones, bx, np.c_[T, Z])]
+    return [(np.c_[ones, bt], by, Y, y_slices), (ones, bx, np.c_[T, Z], slices)]
 
 
 def _gram(chunks, reduce_sum) -> tuple:
     """Σ over rows of AᵀA with A = [unpenalised, groups flattened, targets], and the row count."""
     total, n = None, 0
-    for U, G, targets in chunks:
-        A = np.c_[U, G.reshape(len(G), -1), targets]
+    for U, G, targets, _ in chunks:
+        A = np.c_[U, G, targets]
         part = A.T @ A
         total = part if total is None else total + part
         n += len(A)
@@ -105,9 +120,10 @@ def group_lasso(C: np.ndarray, c: np.ndarray, lam: np.ndarray, groups: list, tol
     return b
 
 
-def _select(M: np.ndarray, n: int, n_u: int, p: int, d: int, n_targets: int) -> list:
-    """Per target column of one equation (Gram ``M`` of [U, G, targets] / n): the selected covariates' indices."""
-    k_g = p * d
+def _select(M: np.ndarray, n: int, n_u: int, slices: list, n_targets: int) -> list:
+    """Per target column of one equation (Gram ``M`` of [U, G, targets] / n, covariate j's columns of G at
+    ``slices[j]``): the selected covariates' indices."""
+    k_g, p = slices[-1].stop, len(slices)
     u = slice(0, n_u)
     # Partial out the unpenalised columns: the Schur complement of M_UU (jitter only against exact collinearity).
     Muu = M[u, u] + 1e-10 * np.trace(M[u, u]) / n_u * np.eye(n_u)
@@ -117,11 +133,11 @@ def _select(M: np.ndarray, n: int, n_u: int, p: int, d: int, n_targets: int) -> 
     Sg, Sgy, Syy = S[:k_g, :k_g], S[:k_g, k_g:], np.diag(S[k_g:, k_g:])
     # Orthonormalise each group: G_j Q_j with Q_jᵀ S_jj Q_j = I (directions of no variance dropped).
     blocks, groups, start = [], [], 0
-    for j in range(p):
-        e, V = np.linalg.eigh(Sg[j * d:(j + 1) * d, j * d:(j + 1) * d])
+    for sl in slices:
+        e, V = np.linalg.eigh(Sg[sl, sl])
         keep = e > 1e-9 * max(1.0, float(e.max()) if e.size else 1.0)
         Q = np.zeros((k_g, int(keep.sum())))
-        Q[j * d:(j + 1) * d] = V[:, keep] / np.sqrt(e[keep])
+        Q[sl] = V[:, keep] / np.sqrt(e[keep])
         blocks.append(Q)
         groups.append(np.arange(start, start + Q.shape[1]))
         start += Q.shape[1]
@@ -154,14 +170,18 @@ def _select(M: np.ndarray, n: int, n_u: int, p: int, d: int, n_targets: int) -> 
 
 
 def screen_covariates(X: np.ndarray, T: np.ndarray, Z: np.ndarray, Y: np.ndarray,
-                      reduce_sum: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> dict:
+                      reduce_sum: Optional[Callable[[np.ndarray], np.ndarray]] = None,
+                      groups: Optional[list] = None) -> dict:
     """The covariates the screen keeps, from standardised training data (n rows of each role, float64).
 
-    Returns a dict: ``kept`` (sorted column indices of X), ``outcome``, ``treatment``, ``instrument`` (the
-    covariates each kind of equation selected; treatment and instrument pooled over their columns) and ``rows``
-    (how many rows it read, over all ranks).
+    ``groups``: the columns of X that make up each covariate (a categorical covariate's indicators); default: one
+    column each. Returns a dict: ``kept`` (sorted column indices of X, every column of each kept covariate),
+    ``outcome``, ``treatment``, ``instrument`` (the covariates, as indices into ``groups``, that each kind of
+    equation selected; treatment and instrument pooled over their columns) and ``rows`` (how many rows it read,
+    over all ranks).
     """
     n_local, p = X.shape
+    groups = [np.array([j]) for j in range(p)] if groups is None else [np.asarray(g, dtype=np.int64) for g in groups]
     rows = np.arange(n_local)
     share = MAX_ROWS
     if reduce_sum is not None:  # each rank reads its share of MAX_ROWS
@@ -173,25 +193,45 @@ def screen_covariates(X: np.ndarray, T: np.ndarray, Z: np.ndarray, Y: np.ndarray
     per = [[], []]
     for start in range(0, len(rows), _CHUNK):
         r = rows[start:start + _CHUNK]
-        for k, eq in enumerate(_equations(T[r], Z[r], X[r], Y[r])):
+        for k, eq in enumerate(_equations(T[r], Z[r], X[r], Y[r], groups)):
+            per[k].append(eq)
+    if not per[0]:  # no rows on this rank: its Gram matrices are zeros of the right shape
+        for k, eq in enumerate(_equations(T[:0], Z[:0], X[:0], Y[:0], groups)):
             per[k].append(eq)
     selected = {}
     (M_y, n), (M_tz, _) = _gram(per[0], reduce_sum), _gram(per[1], reduce_sum)
-    d_basis = len(KNOTS) + 1
-    d_y = d_basis * (1 + (d_t if d_t <= MAX_INTERACTED else 0))
-    selected["outcome"] = _select(M_y, n, 1 + d_t * d_basis, p, d_y, Y.shape[1])[0]
-    tz = _select(M_tz, n, 1, p, d_basis, d_t + d_z)
+    selected["outcome"] = _select(M_y, n, 1 + d_t * (len(KNOTS) + 1), per[0][0][3], Y.shape[1])[0]
+    tz = _select(M_tz, n, 1, per[1][0][3], d_t + d_z)
     selected["treatment"] = sorted(set().union(*tz[:d_t]))
     selected["instrument"] = sorted(set().union(*tz[d_t:])) if d_z else []
-    kept = sorted(set(selected["outcome"]) | set(selected["treatment"]) | set(selected["instrument"]))
+    chosen = sorted(set(selected["outcome"]) | set(selected["treatment"]) | set(selected["instrument"]))
+    kept = sorted(int(c) for j in chosen for c in groups[j])
     return dict(kept=np.array(kept, dtype=np.int64), rows=n, **selected)
 
 
-def screen_record(est, data: dict, scalers: dict, images: dict, columns, reduce_sum=None) -> dict:
+def covariate_groups(columns, levels: Optional[dict], width: int) -> tuple:
+    """The covariates' names and, for each, its columns of the encoded X: a categorical covariate (``levels``, as
+    :func:`deepcausal._data.encode_frame` encodes it: one indicator column per level, in place) is one group."""
+    given, levels = list(columns or []), dict(levels or {})
+    if sum(len(levels[c]) if c in levels else 1 for c in given) != width:  # arrays without names
+        return [f"X{j}" for j in range(width)], [np.array([j]) for j in range(width)]
+    names, groups, start = [], [], 0
+    for c in given:
+        k = len(levels[c]) if c in levels else 1
+        names.append(str(c))
+        groups.append(np.arange(start, start + k))
+        start += k
+    return names, groups
+
+
+def screen_record(est, data: dict, scalers: dict, images: dict, columns, levels=None, reduce_sum=None) -> dict:
     """``covariate_selection_`` of a fit of ``est`` (its ``covariate_selection`` parameter; estimators without one
     read every covariate): the screen's choice on the standardised data (``scalers``), whose covariate scaler then
     drops the covariates left out (``keep``), so that every path into the networks does.
 
+    ``columns``, ``levels``: the covariates' names and the levels of the categorical ones. The record's ``names``
+    and ``kept_names`` are covariates (a categorical one is kept or left out whole), ``kept`` the encoded columns
+    the networks read, and ``outcome``, ``treatment``, ``instrument`` the names each kind of equation selected.
     ``kept`` is None where the screen does not apply (images; networks the user gave that read the covariates),
     with the ``reason``; an empty dict without covariates or with the parameter None.
     """
@@ -201,18 +241,19 @@ def screen_record(est, data: dict, scalers: dict, images: dict, columns, reduce_
         raise ValueError(f"covariate_selection must be 'group_lasso' or None, got {rule!r}")
     if data.get("X") is None or rule is None:
         return {}
-    given = list(columns or [])
-    names = [str(c) for c in given] if len(given) == data["X"].shape[1] else \
-        [f"X{j}" for j in range(data["X"].shape[1])]
+    names, groups = covariate_groups(columns, levels, data["X"].shape[1])
     why = ("the covariates are an image" if images.get("X") else
            "an image treatment or instrument" if any(images.get(k) for k in data if k not in ("X", "Y")) else
            "custom networks that read the covariates read every covariate" if custom_nets else None)
     if why:
         return {"rule": rule, "kept": None, "reason": why, "names": names}
     std = {k: scalers[k].transform(data[k]) for k in ("X", "T", "Z", "Y")}
-    found = screen_covariates(std["X"], std["T"], std["Z"], std["Y"], reduce_sum)
+    found = screen_covariates(std["X"], std["T"], std["Z"], std["Y"], reduce_sum, groups)
     scalers["X"].keep = found["kept"]
-    return {"rule": rule, **found, "names": names, "kept_names": [names[j] for j in found["kept"]]}
+    by_name = {k: [names[j] for j in found[k]] for k in ("outcome", "treatment", "instrument")}
+    kept_names = [n for n in names if any(n in v for v in by_name.values())]
+    return {"rule": rule, "kept": found["kept"], "rows": found["rows"], **by_name, "names": names,
+            "kept_names": kept_names}
 
 
 def net_dims(est) -> dict:

@@ -91,11 +91,11 @@ def _covariate_line(est) -> dict:
         return {}
     if c.get("kept") is None:
         return {"covariates": f"all {len(c['names'])} read ({c['reason']})"}
-    left = [name for j, name in enumerate(c["names"]) if j not in set(int(k) for k in c["kept"])]
+    left = [name for name in c["names"] if name not in c["kept_names"]]
     if not left:
         return {"covariates": f"all {len(c['names'])} kept (each predicts the outcome, the treatment or an instrument)"}
     shown = ", ".join(left[:6]) + (f" and {len(left) - 6} more" if len(left) > 6 else "")
-    return {"covariates": f"{len(c['kept'])} of {len(c['names'])} kept; left out, as they predict neither the "
+    return {"covariates": f"{len(c['kept_names'])} of {len(c['names'])} kept; left out, as they predict neither the "
                           f"outcome, the treatment nor an instrument (group lasso): {shown}"}
 
 

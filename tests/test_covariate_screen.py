@@ -140,3 +140,25 @@ def test_a_bad_covariate_selection_is_named():
     X, t, z, y = _design(n=200, p=5, seed=6)
     with pytest.raises(ValueError, match="covariate_selection"):
         DFIV(covariate_selection="lasso", n_epochs=1, n_estimators=1, verbose=False).fit(y, t, X=X, Z=z)
+
+
+def test_a_categorical_covariate_is_kept_or_left_out_whole():
+    """Its indicator columns are one group: a region that moves the outcome keeps every level's column, a noise
+    category loses every one, and both are named once."""
+    rng = np.random.default_rng(8)
+    n = 2000
+    region = rng.choice(["north", "south", "east", "west"], size=n)
+    noise = rng.choice(["a", "b", "c"], size=n)
+    z = rng.normal(size=n)
+    t = z + rng.normal(size=n)
+    effect = pd.Series(region).map({"north": 0.0, "south": 0.8, "east": -0.5, "west": 0.3}).to_numpy()
+    frame = pd.DataFrame({"y": t + effect + rng.normal(size=n), "t": t, "z": z, "x": rng.normal(size=n),
+                          "region": pd.Categorical(region), "noise": pd.Categorical(noise)})
+    est = DFIV(n_epochs=1, n_estimators=1, n_bootstrap=0, random_state=0, verbose=False).fit(
+        frame, outcome="y", treatment="t", instruments="z", covariates=["x", "region", "noise"])
+    sel = est.covariate_selection_
+    assert sel["names"] == ["x", "region", "noise"]
+    assert sel["kept_names"] == ["region"]
+    assert list(sel["kept"]) == [1, 2, 3, 4]  # x is column 0, region's four levels 1-4, noise's three 5-7
+    assert est.summary.fit["covariates"].startswith("1 of 3 kept") and "noise" in est.summary.fit["covariates"]
+    assert np.isfinite(est.predict(frame[["t"]].iloc[:5].to_numpy(), frame[["x", "region", "noise"]].iloc[:5])).all()

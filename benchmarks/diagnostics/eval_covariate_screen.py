@@ -90,11 +90,11 @@ def run():
             est, mse_screen, s_screen = _fit(d, seed, "group_lasso")
             sel = est.covariate_selection_
             names = sel["names"]
-            if len(sel["kept"]) == len(names):
+            if len(sel["kept_names"]) == len(names):
                 mse_all, s_all = mse_screen, s_screen
             else:
                 _, mse_all, s_all = _fit(d, seed, None)
-            row = dict(design=name, seed=seed, covariates=len(names), kept=len(sel["kept"]),
+            row = dict(design=name, seed=seed, covariates=len(names), kept=len(sel["kept_names"]),
                        left_out=" ".join(n for n in names if n not in sel["kept_names"]),
                        mse_screen=mse_screen, mse_all=mse_all, fit_s_screen=s_screen, fit_s_all=s_all)
             if name == "demand_highdim":
