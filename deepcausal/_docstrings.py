@@ -55,6 +55,17 @@ _SHARED_DOCS = {
         Where the networks train.
     verbose : bool or "auto", default="auto"
         One progress bar over every member's steps; "auto": for fits of 1,000 steps or more.""",
+    "covariate_selection_parameter": """Which covariates the networks read (``covariate_selection_``): those that predict the outcome,
+        the treatment or another role (DFIV: an instrument; DFPV: a proxy) in a group lasso with a
+        penalty set by theory (each covariate's group: its hinge basis, or a categorical one's
+        indicators; the controls Chernozhukov, Hansen & Spindler 2015 keep in IV). The others are
+        left out of every network; ``predict`` still takes all of them. None, custom networks that
+        read the covariates, and image inputs: every covariate.""",
+    "covariate_selection_attribute": """covariate_selection_ : dict or None
+        The covariate screen: ``names`` and ``kept_names`` (covariates), ``kept`` (the encoded columns
+        the networks read; None where it did not apply, with the ``reason``) and what each equation
+        selected (``outcome``, ``treatment``, ``instrument``); None without covariates or with
+        ``covariate_selection=None``.""",
     "results_attributes": """summary : FitResults
         The results: estimates with std. errors, intervals and p-values, first stage, fit, settings.
     estimators_ : list

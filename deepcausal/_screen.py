@@ -247,8 +247,11 @@ def screen_record(est, data: dict, scalers: dict, images: dict, columns, levels=
            "custom networks that read the covariates read every covariate" if custom_nets else None)
     if why:
         return {"rule": rule, "kept": None, "reason": why, "names": names}
-    std = {k: scalers[k].transform(data[k]) for k in ("X", "T", "Z", "Y")}
-    found = screen_covariates(std["X"], std["T"], std["Z"], std["Y"], reduce_sum, groups)
+    # The treatment, and every other role but the outcome (DFIV: the instruments; DFPV: both proxies).
+    key = est._predict_keys[0]
+    std = {k: scalers[k].transform(v) for k, v in data.items() if v is not None}
+    others = np.concatenate([std[k] for k in std if k not in ("X", "Y", key)], axis=1)
+    found = screen_covariates(std["X"], std[key], others, std["Y"], reduce_sum, groups)
     scalers["X"].keep = found["kept"]
     by_name = {k: [names[j] for j in found[k]] for k in ("outcome", "treatment", "instrument")}
     kept_names = [n for n in names if any(n in v for v in by_name.values())]

@@ -51,19 +51,12 @@ class DFIV(TwoStageEstimator):
         Gradient steps per minibatch pair and stage; default 4, 4, 1 (ridge mode: 20, 20, 1).
     %(training_parameters)s
     covariate_selection : {"group_lasso", None}, default="group_lasso"
-        Which covariates the networks read (``covariate_selection_``): those that predict the outcome,
-        the treatment or an instrument in a group lasso with a penalty set by theory (each covariate's
-        group: its hinge basis; the controls Chernozhukov, Hansen & Spindler 2015 keep in IV). The
-        others are left out of every network; ``predict`` still takes all of them. None, custom
-        covariate or instrument networks, and image inputs: every covariate.
+        %(covariate_selection_parameter)s
 
     Attributes
     ----------
     %(results_attributes)s
-    covariate_selection_ : dict or None
-        The covariate screen: ``kept`` (column indices; None where it did not apply, with the
-        ``reason``), ``kept_names``, and what each equation selected (``outcome``, ``treatment``,
-        ``instrument``); None without covariates or with ``covariate_selection=None``.
+    %(covariate_selection_attribute)s
     first_stage_f_ : float
         Linear first-stage F of the weakest treatment column (conditional F with several columns).
     first_stage_ : DataFrame or None

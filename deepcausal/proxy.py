@@ -69,10 +69,13 @@ class DFPV(TwoStageEstimator):
     stage1_iter, covariate_iter, stage2_iter : int, optional
         Gradient steps per minibatch pair and stage; default 1, 1, 1 (ridge mode: 20, 20, 1).
     %(training_parameters)s
+    covariate_selection : {"group_lasso", None}, default=None
+        %(covariate_selection_parameter)s
 
     Attributes
     ----------
     %(results_attributes)s
+    %(covariate_selection_attribute)s
     summaries_ : dict
         The stage-2 averages a prediction integrates with (``w_mean``; with covariates ``w_x_mean``
         and ``w_given_x``); ``summary_draws_`` holds their bootstrap draws.
@@ -154,6 +157,7 @@ class DFPV(TwoStageEstimator):
         n_iter_no_change=10,
         refit_heads=True,
         complexity="auto",
+        covariate_selection=None,
         n_estimators=5,
         n_bootstrap=100,
         n_jobs=-1,
@@ -186,6 +190,7 @@ class DFPV(TwoStageEstimator):
         self.n_iter_no_change = n_iter_no_change
         self.refit_heads = refit_heads
         self.complexity = complexity
+        self.covariate_selection = covariate_selection
         self.n_estimators = n_estimators
         self.n_bootstrap = n_bootstrap
         self.n_jobs = n_jobs
