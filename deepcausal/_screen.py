@@ -1,4 +1,4 @@
-"""Which covariates enter DFIV's networks: a group-lasso screen with a penalty set by theory (DESIGN §9).
+"""Which covariates enter the networks (DFIV, DFPV): a group-lasso screen with a penalty set by theory (DESIGN §9).
 
 Covariates that predict nothing still enter every network that reads X, and their weights fit noise: on
 ``demand_highdim`` the 45 irrelevant columns make DFIV 16× worse than it is given only the relevant seven
@@ -12,7 +12,7 @@ Each equation is a group lasso, one group per covariate (its basis b(x_j) below)
     outcome       Y   ~ [1, b(T_k)]  + Σ_j [b(x_j), b(x_j)·T_k]   (also an effect only through the treatment;
                                                              the products for at most 2 treatment columns)
     treatment     T_k ~ [1]          + Σ_j b(x_j)
-    instrument    Z_l ~ [1]          + Σ_j b(x_j)
+    instrument    Z_l ~ [1]          + Σ_j b(x_j)                 (DFPV: each proxy column, W and Z)
 
     b(x) = [x, (x + 0.674)₊, x₊, (x − 0.674)₊]   (hinges at the standard normal's quartiles: monotone, convex
                                                  and kinked effects all load on the group; constant or
