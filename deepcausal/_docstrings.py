@@ -40,7 +40,7 @@ _SHARED_DOCS = {
         shape), ``"lepski"`` for discrete instruments of up to 10 values, ``"held_out"`` for continuous
         instruments, else ``"trained"`` (always for DFPV). ``"held_out"``: the trained head unless the
         line predicts each member's held-out rows significantly better and its linear first-stage F is at
-        least 104.7 (DFIV; needs ``validation_fraction`` > 0). ``"projected"``: the line unless the
+        least 37.4 (DFIV; needs ``validation_fraction`` > 0). ``"projected"``: the line unless the
         trained head's out-of-fold projected fit is significantly better (DFIV; measured, not a default).
     n_estimators : int, default=5
         Members of the ensemble, each with its own seed and split; predictions are their average.
