@@ -243,17 +243,26 @@ def linear_iv_candidate(est, nets, halves, n_draws: int, seed: int, comm, d2: in
     only (10⁻⁸, not β₁, β₂): with a weak instrument the partial variance of t̂ is of the order of a
     ridge of 10⁻³, which would shrink the very slope this candidate identifies.
     """
-    rows = list(_multipliers(seed, comm.rank, halves, n_draws))
-    # the stage-2 half's held-out rows (its first n_val positions), for the discrepancy principle
+    # The bootstrap's sums are taken batch by batch, with the multipliers drawn again in the same order for each
+    # pass: holding every row's draws at once (rows × draws × columns) took over 20 GB at 10⁶ rows.
+    def draws():
+        return _multipliers(seed, comm.rank, halves, n_draws)
+
+    parts = {k: [] for k in ("T", "eta", "Z", "Y")}
+    for half in halves:  # the rows in the order of the draws
+        for b in half.batches(BOOTSTRAP_BATCH):
+            parts["T"].append(b["T"])
+            parts["eta"].append(est._covariate_features(nets, b, False))
+            parts["Z"].append(b["Z"])
+            parts["Y"].append(b["Y"])
+    ends = np.cumsum([0] + [len(v) for v in parts["Y"]])
+    blocks = [slice(int(a), int(b)) for a, b in zip(ends[:-1], ends[1:])]
+    # the stage-2 half's held-out rows (its first n_val positions), for the held-out comparison
     s1_rows = sum(b["Y"].shape[0] for b in halves[0].batches(BOOTSTRAP_BATCH))
-    val = torch.zeros(sum(b["Y"].shape[0] for b, _ in rows), dtype=torch.bool)
+    val = torch.zeros(int(ends[-1]), dtype=torch.bool)
     val[s1_rows : s1_rows + sum(b["Y"].shape[0] for b in halves[1].batches(BOOTSTRAP_BATCH, "val"))] = True
-    t = torch.cat([b["T"] for b, _ in rows]).double()
-    eta = [est._covariate_features(nets, b, False) for b, _ in rows]
-    x = torch.cat(eta).double() if eta[0] is not None else None  # the learned controls η(x)
-    z = torch.cat([b["Z"] for b, _ in rows]).double()
-    y = torch.cat([b["Y"] for b, _ in rows]).double()
-    w = torch.cat([m for _, m in rows])  # (n, B), mean 1
+    t, z, y = (torch.cat(parts[k]).double() for k in ("T", "Z", "Y"))
+    x = torch.cat(parts["eta"]).double() if parts["eta"][0] is not None else None  # the learned controls η(x)
     ones = torch.ones(len(y), 1, dtype=torch.float64)
     D1 = torch.cat([z] + ([x] if x is not None else []) + [ones], dim=1)
     n = comm.sum_float(len(y))
@@ -264,19 +273,23 @@ def linear_iv_candidate(est, nets, halves, n_draws: int, seed: int, comm, d2: in
         return A, solve_spd(A, comm.sum(D.T @ target) / rows)
 
     A1, pi = solve(D1, t, _NUMERICAL_RIDGE)
-    s1 = comm.sum(torch.einsum("nb,nd,nk->bdk", w - 1.0, D1, t - D1 @ pi)) / n
-    pi_b = pi + _solve_batched(A1, s1)  # (B, d₁, d_t)
+    r1 = t - D1 @ pi
+    s1 = sum(torch.einsum("nb,nd,nk->bdk", w - 1.0, D1[r], r1[r]) for r, (_, w) in zip(blocks, draws()))
+    pi_b = pi + _solve_batched(A1, comm.sum(s1) / n)  # (B, d₁, d_t)
 
-    def design(p):
-        t_hat = D1 @ p
-        return torch.cat([t_hat] + ([x.expand(*t_hat.shape[:-2], *x.shape)] if x is not None else [])
-                         + [ones.expand(*t_hat.shape[:-2], *ones.shape)], dim=-1)
+    def design(p, r=slice(None)):
+        t_hat = D1[r] @ p
+        return torch.cat([t_hat] + ([x[r].expand(*t_hat.shape[:-2], *x[r].shape)] if x is not None else [])
+                         + [ones[r].expand(*t_hat.shape[:-2], *ones[r].shape)], dim=-1)
 
     D2 = design(pi)
     A2, theta = solve(D2, y, _NUMERICAL_RIDGE)
-    D2b = design(pi_b)  # (B, n, d)
-    R = y.unsqueeze(0) - D2b @ theta
-    s2 = comm.sum(torch.einsum("bn,bnd,bnk->bdk", w.T, D2b, R)) / n - _NUMERICAL_RIDGE * theta
+
+    def score(r, w):  # Σ over the rows r of w · D2b · (y − D2b θ), per draw
+        D2b = design(pi_b, r)  # (B, rows, d)
+        return torch.einsum("bn,bnd,bnk->bdk", w.T, D2b, y[r].unsqueeze(0) - D2b @ theta)
+
+    s2 = comm.sum(sum(score(r, w) for r, (_, w) in zip(blocks, draws()))) / n - _NUMERICAL_RIDGE * theta
     theta_b = theta + _solve_batched(A2, s2)  # (B, d, 1)
 
     def embed(th):  # θ = [θ_t, θ_η, θ_1] → u at (t_c, η-intercept), (ψ-intercept, η_k), (ψ-intercept, η-intercept)
