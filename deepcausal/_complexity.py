@@ -71,8 +71,9 @@ RULES = ("auto", "trained", "linear", "lepski", "discrepancy", "projected", "hel
 PROJECTED_FOLDS = 5  # folds of the stage-2 rows for the out-of-fold trained head (rule "projected")
 PROJECTED_Z = 1.645  # one-sided 5%: the trained head replaces the line only when it is significantly better
 HELD_OUT_Z = 1.645  # one-sided 5%: the line replaces the trained head only when it is significantly better
-# The linear first stage's F above which 2SLS's worst-case bias is at most 5% of the benchmark's (Montiel Olea and
-# Pflueger 2013, one instrument, 5% test); it replaced 104.7 (Lee, McCrary, Moreira, Porter 2022), see _held_out.
+# Montiel Olea and Pflueger's (2013) critical value of the effective first-stage F for a worst-case 2SLS bias of at
+# most 5% of the benchmark's (5% test), read here against the classical partial F (the two agree under homoskedastic
+# errors); it replaced 104.7 (Lee, McCrary, Moreira, Porter 2022), see _held_out.
 HELD_OUT_F = 37.418
 LINE_LABEL = "linear 2SLS"  # the family's simplest candidate, :func:`linear_iv_candidate`
 LINE_CONTROLS = ", learned controls"  # ... and its label's end with covariates
@@ -436,8 +437,9 @@ def _held_out(est, comm=None) -> dict:
     Early stopping kept the networks' check with the lowest loss on these rows, which favours the trained head:
     the test errs towards it; so does ``refit_heads="full"``, whose stage-1 head was solved on every row,
     these included. In a distributed fit (``comm``) every rank holds its own held-out rows: the sums are taken
-    over all ranks, so that every rank makes the same choice. The bound is derived for one instrument
-    and one treatment column; with more, it is carried over to the smallest conditional F.
+    over all ranks, so that every rank makes the same choice. The bound is a critical value of Montiel Olea and
+    Pflueger's effective F; it is compared with the classical partial F (the smallest conditional F with several
+    treatment columns), which equals the effective F only under homoskedastic errors.
     """
     members = est._members()
     C = members[0].candidates_["heads"].shape[0]

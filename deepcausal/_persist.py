@@ -335,6 +335,8 @@ def _decode_estimator(record: dict, ctx: _Context):
         raise ValueError(f"the model file holds a {record['class']!r}, which is not a deepcausal estimator")
     params = _decode(record["params"], ctx)
     params.update(_user_networks(record, ctx))
+    if "covariate_selection" in cls().get_params() and "covariate_selection" not in params:
+        params["covariate_selection"] = None  # a file from before the covariate screen: every covariate was read
     est = cls(**params)
     for key, value in record["attributes"].items():
         setattr(est, key, _decode(value, ctx))

@@ -10,7 +10,8 @@ double selection), so leaving the rest out costs neither validity of the instrum
 Each equation is a group lasso, one group per covariate (its basis b(x_j) below), on standardised data::
 
     outcome       Y   ~ [1, b(T_k)]  + Σ_j [b(x_j), b(x_j)·T_k]   (also an effect only through the treatment;
-                                                             the products for at most 2 treatment columns)
+                                                             with more than 2 treatment columns the
+                                                             estimators read every covariate)
     treatment     T_k ~ [1]          + Σ_j b(x_j)
     instrument    Z_l ~ [1]          + Σ_j b(x_j)                 (DFPV: each proxy column, W and Z)
 
@@ -18,7 +19,14 @@ Each equation is a group lasso, one group per covariate (its basis b(x_j) below)
                                                  and kinked effects all load on the group; constant or
                                                  collinear columns of a binary x drop out)
 
-A categorical covariate's group is its indicator columns, so it is kept or left out whole.
+A categorical covariate's group is its indicator columns, so it is kept or left out whole (a formula's term, its
+columns).
+
+What the screen cannot see: each equation is additive over the covariates, so a covariate whose effect runs only
+through its product with another covariate (and not through its own hinge basis), or only through a product with
+a nonlinear function of the treatment, is left out; the selection also reads the outcomes of the rows the
+held-out rule later calls unseen, and the bands do not account for it. The penalty is set for homoskedastic
+noise; under heteroskedasticity it is only approximately the noise's level.
 
 The bracketed first columns are unpenalised and partialled out; each group is then orthonormalised (G_jᵀG_j/n = I),
 so that under "x_j has no effect" the score n·‖G_jᵀε/n‖²/σ² is χ² with d_j degrees of freedom, and the penalty
@@ -209,9 +217,22 @@ def screen_covariates(X: np.ndarray, T: np.ndarray, Z: np.ndarray, Y: np.ndarray
     return dict(kept=np.array(kept, dtype=np.int64), rows=n, **selected)
 
 
-def covariate_groups(columns, levels: Optional[dict], width: int) -> tuple:
+def covariate_groups(columns, levels: Optional[dict], width: int, formula=None) -> tuple:
     """The covariates' names and, for each, its columns of the encoded X: a categorical covariate (``levels``, as
-    :func:`deepcausal._data.encode_frame` encodes it: one indicator column per level, in place) is one group."""
+    :func:`deepcausal._data.encode_frame` encodes it: one indicator column per level, in place) is one group. For an
+    estimator built by ``from_formula`` (``formula``, its :class:`~deepcausal.formula.ModelFormula`), each term of
+    the covariates' part is one (``C(g)``'s indicators together, ``a:b`` apart from ``a``)."""
+    if formula is not None and formula.columns.get("X"):
+        matrix = list(formula.columns["X"])
+        spec = formula.specs["X"]
+        names, groups = [], []
+        for term, sl in spec.term_slices.items():
+            idx = [matrix.index(c) for c in spec.column_names[sl] if c in matrix]
+            if idx:
+                names.append(str(term))
+                groups.append(np.array(idx))
+        if sum(map(len, groups)) == width:
+            return names, groups
     given, levels = list(columns or []), dict(levels or {})
     if sum(len(levels[c]) if c in levels else 1 for c in given) != width:  # arrays without names
         return [f"X{j}" for j in range(width)], [np.array([j]) for j in range(width)]
@@ -241,14 +262,17 @@ def screen_record(est, data: dict, scalers: dict, images: dict, columns, levels=
         raise ValueError(f"covariate_selection must be 'group_lasso' or None, got {rule!r}")
     if data.get("X") is None or rule is None:
         return {}
-    names, groups = covariate_groups(columns, levels, data["X"].shape[1])
+    bound = getattr(est, "_formula_inputs", None)
+    names, groups = covariate_groups(columns, levels, data["X"].shape[1], bound.model if bound is not None else None)
+    key = est._predict_keys[0]
     why = ("the covariates are an image" if images.get("X") else
            "an image treatment or instrument" if any(images.get(k) for k in data if k not in ("X", "Y")) else
-           "custom networks that read the covariates read every covariate" if custom_nets else None)
+           "custom networks that read the covariates read every covariate" if custom_nets else
+           f"more than {MAX_INTERACTED} treatment columns, whose products with the covariates the outcome's equation "
+           "does not read" if data[key].shape[1] > MAX_INTERACTED else None)
     if why:
         return {"rule": rule, "kept": None, "reason": why, "names": names}
     # The treatment, and every other role but the outcome (DFIV: the instruments; DFPV: both proxies).
-    key = est._predict_keys[0]
     std = {k: scalers[k].transform(v) for k, v in data.items() if v is not None}
     others = np.concatenate([std[k] for k in std if k not in ("X", "Y", key)], axis=1)
     found = screen_covariates(std["X"], std[key], others, std["Y"], reduce_sum, groups)

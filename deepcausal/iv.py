@@ -99,6 +99,7 @@ class DFIV(TwoStageEstimator):
     # held-out stage-2 loss within 1% on demand and lowdim (benchmarks/RESULTS.md, "Default network widths").
     _default_widths = {"treatment_net": 4, "covariate_net": 8}
     _stack_members = True  # members as one stacked computation (RESULTS.md, "Whole default fit")
+    covariate_selection = None  # what an estimator pickled before the parameter existed did: read every covariate
 
     def __init__(
         self,
@@ -289,7 +290,8 @@ class DFIV(TwoStageEstimator):
         if not label.startswith(LINE_LABEL) or T.shape[1] != 1:
             return None
         W = [np.ones((len(rows), 1))]
-        if X is not None:
+        learned = X is not None and all("covariate" in m.nets_ for m in self._members())  # none: all screened out
+        if learned:
             x = self._to_tensor(self.scalers_["X"].transform(X[rows]))
             for m in self._members():
                 with predicting(m.nets_):
@@ -303,7 +305,7 @@ class DFIV(TwoStageEstimator):
         lo, hi = wald_interval(line, 0.05)
         return {"estimate": float(line["estimate"]), "std_error": float(line["se"]), "wald": [float(lo), float(hi)],
                 "anderson_rubin": format_set(ar), "anderson_rubin_kind": ar["kind"],
-                "first_stage_F": float(line["first_stage_F"]), "controls": "learned" if X is not None else "none"}
+                "first_stage_F": float(line["first_stage_F"]), "controls": "learned" if learned else "none"}
 
     # ---- the feature maps of DESIGN §3 --------------------------------------------------------
     def _stage1_features(self, nets, b):

@@ -117,6 +117,7 @@ class DFPV(TwoStageEstimator):
     # Plain MLPs for vectors: DFPV's defaults were chosen on a validation split with them.
     _default_net = staticmethod(partial(default_net, skip=False))
     _stack_members = True  # members as one stacked computation (RESULTS.md, "Whole default fit")
+    covariate_selection = None  # what an estimator pickled before the parameter existed did: read every covariate
     _covariates_optional_in_predict = True  # without X, predict averages over the stage-2 covariates
     _unscored_keys = ("W",)  # score's stage-2 loss reads the stage-1 prediction of ψ_W, not W
     # A constant learning rate under lr_schedule="auto": annealing left DFPV's held-out stage-2 loss where it

@@ -93,10 +93,12 @@ def _covariate_line(est) -> dict:
         return {"covariates": f"all {len(c['names'])} read ({c['reason']})"}
     left = [name for name in c["names"] if name not in c["kept_names"]]
     if not left:
-        return {"covariates": f"all {len(c['names'])} kept (each predicts the outcome, the treatment or an instrument)"}
+        other = "a proxy" if "W" in getattr(est, "dims_", {}) else "an instrument"
+        return {"covariates": f"all {len(c['names'])} kept (each predicts the outcome, the treatment or {other})"}
     shown = ", ".join(left[:6]) + (f" and {len(left) - 6} more" if len(left) > 6 else "")
+    other = "a proxy" if "W" in getattr(est, "dims_", {}) else "an instrument"
     return {"covariates": f"{len(c['kept_names'])} of {len(c['names'])} kept; left out, as they predict neither the "
-                          f"outcome, the treatment nor an instrument (group lasso): {shown}"}
+                          f"outcome, the treatment nor {other} (group lasso): {shown}"}
 
 
 def _complexity_line(est) -> dict:

@@ -1,5 +1,7 @@
 """The covariate screen (deepcausal._screen): which covariates enter DFIV's networks."""
 
+import pickle
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -162,3 +164,67 @@ def test_a_categorical_covariate_is_kept_or_left_out_whole():
     assert list(sel["kept"]) == [1, 2, 3, 4]  # x is column 0, region's four levels 1-4, noise's three 5-7
     assert est.summary.fit["covariates"].startswith("1 of 3 kept") and "noise" in est.summary.fit["covariates"]
     assert np.isfinite(est.predict(frame[["t"]].iloc[:5].to_numpy(), frame[["x", "region", "noise"]].iloc[:5])).all()
+
+
+def test_the_line_is_reported_when_no_covariate_is_kept():
+    """A binary instrument makes the default report the line; with every covariate screened out its controls are
+    the intercept alone (this crashed: the line's inference asked the missing covariate network for features)."""
+    rng = np.random.default_rng(9)
+    n = 800
+    X, z = rng.normal(size=(n, 4)), rng.integers(0, 2, size=n).astype(float)
+    t = z + rng.normal(size=n)
+    y = 2 * t + rng.normal(size=n)
+    est = DFIV(n_epochs=1, n_estimators=1, n_bootstrap=5, random_state=0, verbose=False).fit(y, t, X=X, Z=z)
+    assert len(est.covariate_selection_["kept"]) == 0
+    assert est.line_inference_["controls"] == "none"
+    assert abs(est.line_inference_["estimate"] - 2.0) < 0.3
+
+
+def test_more_than_two_treatment_columns_read_every_covariate():
+    rng = np.random.default_rng(10)
+    n = 400
+    X, Z = rng.normal(size=(n, 3)), rng.normal(size=(n, 3))
+    T = Z + rng.normal(size=(n, 3))
+    y = T.sum(axis=1) + X[:, 0] * T[:, 2] + rng.normal(size=n)
+    est = DFIV(n_epochs=1, n_estimators=1, n_bootstrap=0, random_state=0, verbose=False).fit(y, T, X=X, Z=Z)
+    assert est.covariate_selection_["kept"] is None and "treatment columns" in est.covariate_selection_["reason"]
+
+
+def test_a_formula_screens_its_terms():
+    rng = np.random.default_rng(11)
+    n = 1500
+    df = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n), "g": rng.choice(list("xyz"), size=n),
+                       "z": rng.normal(size=n)})
+    df["t"] = df["z"] + rng.normal(size=n)
+    df["y"] = df["t"] + 2 * df["a"] * df["b"] + rng.normal(size=n)
+    est = DFIV.from_formula("y ~ a + a:b + C(g) + [t ~ z]", df, n_epochs=1, n_estimators=1, n_bootstrap=0,
+                            random_state=0, verbose=False).fit()
+    sel = est.covariate_selection_
+    assert sel["names"] == ["a", "C(g)", "a:b"] and "a:b" in sel["kept_names"] and "C(g)" not in sel["kept_names"]
+
+
+def test_a_model_from_before_the_screen_reads_every_covariate(screened, tmp_path):
+    """A model file or pickle without the parameter describes what it did: no screen."""
+    est, _ = screened
+    est.save(tmp_path / "m.pt")
+    record = torch.load(tmp_path / "m.pt", weights_only=True)
+    del record["estimator"]["params"]["covariate_selection"]
+    torch.save(record, tmp_path / "old.pt")
+    assert DFIV.load(tmp_path / "old.pt").get_params()["covariate_selection"] is None
+    twin = pickle.loads(pickle.dumps(est))
+    del twin.__dict__["covariate_selection"]
+    assert twin.get_params()["covariate_selection"] is None
+
+
+def test_dfpv_screens_against_its_proxies():
+    from deepcausal import DFPV
+    from deepcausal.datasets import demand_proxy
+
+    d = demand_proxy(n=1000, seed=0)
+    rng = np.random.default_rng(12)
+    frame = d.train.assign(noise1=rng.normal(size=len(d.train)), noise2=rng.normal(size=len(d.train)))
+    est = DFPV(covariate_selection="group_lasso", n_epochs=1, n_estimators=1, n_bootstrap=0, random_state=0,
+               verbose=False).fit(frame, **{**d.fit_kwargs(), "covariates": ["noise1", "noise2"]})
+    assert est.covariate_selection_["kept_names"] == []
+    assert "a proxy" in est.summary.fit["covariates"]
+    assert np.isfinite(est.predict(d.test_X)).all()
