@@ -41,6 +41,12 @@ battery's fit without the extra columns as the reference. Adoption rule: the scr
 median MSE is at most 1.10x that with every covariate (``--part dfpv``). A design whose covariates matter was not
 built for DFPV; the unit tests check that the screen keeps those (tests/test_covariate_screen.py).
 
+*Not run to completion* (2026-12-06): it was stopped after 23 minutes without a row, before any result was read.
+DFPV with covariates solves a stage-2 head of 17 × 17 × 17 = 4,913 columns ([ψ(a), 1] ⊗ [ψ̂(w), 1] ⊗ [η(x), 1])
+in every step, whatever the number of covariates: measured on demand_proxy with ten noise covariates (n = 5,000,
+one member, one thread), 18 steps took 84 s against 0.6 s without covariates, so the "every covariate" fits of
+this evaluation would take hours each here. DFPV's screen stays opt-in (``covariate_selection=None``).
+
 Command: ``OMP_NUM_THREADS=1 python benchmarks/diagnostics/eval_covariate_screen.py`` (from the repository root;
 rows in ``benchmarks/diagnostics/covariate_screen.csv``, resumable; ``--summarise-only``).
 """
