@@ -1,0 +1,95 @@
+"""Does the default ensemble's error fall with n on demand? (issue 35's target: 10⁴ > 10⁵ > 10⁶ rows)
+
+"Scale" (``benchmarks/bench_scale.py``) measures one member; the issue's target is about the default fit, the
+five-member ensemble with every other setting at its default (the held-out rule, the covariate screen, bands).
+Here: ``DFIV(random_state=seed, n_jobs=1)`` (the members as stacks in one process, one thread, so the fit seconds
+are one core's) on ``demand(n, rho=0.5, seed=seed)``, structural MSE on the design's test grid; ``peak_rss_mib``: the
+process's peak resident memory so far (sizes run in increasing order, so it is the largest fit's). Measurement only.
+
+The first run at 10⁶ rows was killed by the kernel for memory (20 GB resident on the 24 GB machine), after
+training, in the line candidate's bootstrap, which held every row's draws at once (rows × draws × columns); it
+streams over rows since (``deepcausal._complexity.linear_iv_candidate``), and 10⁶ was run again.
+
+Command: ``OMP_NUM_THREADS=1 python benchmarks/diagnostics/diag_ensemble_scale.py --seeds 0`` (from the repository
+root; rows in ``benchmarks/diagnostics/ensemble_scale.csv``, resumable; ``--summarise-only``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import time
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+import pandas as pd  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _results import machine, markdown_table, single_thread, write_section  # noqa: E402
+
+from deepcausal import DFIV  # noqa: E402
+from deepcausal.datasets import demand  # noqa: E402
+
+CSV = Path(__file__).resolve().parent / "ensemble_scale.csv"
+TITLE = "## The default ensemble's error against n on demand (issue 35)"
+SIZES = (10_000, 100_000, 1_000_000)
+
+
+def run(seeds):
+    done = pd.read_csv(CSV) if CSV.exists() else pd.DataFrame(columns=["n", "seed"])
+    have = set(zip(done["n"], done["seed"]))
+    for seed in seeds:
+        for n in SIZES:
+            if (n, seed) in have:
+                continue
+            d = demand(n=n, rho=0.5, seed=seed)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                start = time.perf_counter()
+                est = DFIV(random_state=seed, n_jobs=1, verbose=False).fit(d.train, **d.fit_kwargs())
+                seconds = time.perf_counter() - start
+            steps = [m.stopping_["steps"] for m in est._members()]
+            row = dict(n=n, seed=seed, mse=d.score(est.predict(d.test_X)), fit_s=seconds,
+                       steps_median=float(pd.Series(steps).median()), max_steps=int(est.settings_["max_steps"]),
+                       stopped=",".join(sorted({m.stopping_["reason"] for m in est._members()})),
+                       curve=est.complexity_.get("label") or "trained head",
+                       peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+            print(row, flush=True)
+            done = pd.concat([pd.read_csv(CSV), pd.DataFrame([row])]) if CSV.exists() else pd.DataFrame([row])
+            done.to_csv(CSV, index=False)  # rewritten whole: rows from before a column was added keep a blank
+
+
+def summarise(command):
+    df = pd.read_csv(CSV).sort_values(["seed", "n"])
+    med = df.groupby("n").agg(seeds=("seed", "size"), median_mse=("mse", "median"), median_fit_s=("fit_s", "median"))
+    falls = bool(med["median_mse"].is_monotonic_decreasing and len(med) == len(SIZES))
+    per_seed = {s: g.set_index("n")["mse"] for s, g in df.groupby("seed")}
+    steady = [s for s, v in per_seed.items() if len(v) == len(SIZES) and v.is_monotonic_decreasing]
+    lines = [TITLE, "", f"Command: `{command}`", "", f"Machine: {machine()}", "",
+             "See the script's docstring: the default five-member DFIV (members stacked in one process, one thread) on "
+             "demand (rho 0.5) at each n; structural MSE on the test grid. Measurement only.", "",
+             markdown_table(df), "", "Medians over the seeds run:", "", markdown_table(med.reset_index()), "",
+             f"- Median MSE by n {[round(v, 3) for v in med['median_mse']]}: "
+             f"{'falls with n' if falls else '**does not fall steadily with n**'} (the target: 10⁴ > 10⁵ > 10⁶); "
+             f"seeds whose own error falls steadily: {steady or 'none'} of {sorted(per_seed)}."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seeds", default="0")
+    p.add_argument("--summarise-only", action="store_true")
+    a = p.parse_args(argv)
+    single_thread()
+    if not a.summarise_only:
+        run([int(s) for s in a.seeds.split(",")])
+    text = summarise(f"OMP_NUM_THREADS=1 python benchmarks/diagnostics/diag_ensemble_scale.py --seeds {a.seeds}")
+    write_section(TITLE, text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
