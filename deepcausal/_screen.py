@@ -253,8 +253,9 @@ def screen_record(est, data: dict, scalers: dict, images: dict, columns, levels=
     ``columns``, ``levels``: the covariates' names and the levels of the categorical ones. The record's ``names``
     and ``kept_names`` are covariates (a categorical one is kept or left out whole), ``kept`` the encoded columns
     the networks read, and ``outcome``, ``treatment``, ``instrument`` the names each kind of equation selected.
-    ``kept`` is None where the screen does not apply (images; networks the user gave that read the covariates),
-    with the ``reason``; an empty dict without covariates or with the parameter None.
+    ``kept`` is None where the screen does not apply (images; networks the user gave that read the covariates;
+    more than ``MAX_INTERACTED`` treatment columns), with the ``reason``; an empty dict without covariates or with
+    the parameter None.
     """
     rule = getattr(est, "covariate_selection", None)
     custom_nets = any(getattr(est, p) is not None for p, keys, _ in est._nets.values() if "X" in keys)
