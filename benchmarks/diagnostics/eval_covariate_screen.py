@@ -155,7 +155,9 @@ def run_dfpv():
 
 def summarise_dfpv():
     if not DFPV_CSV.exists():
-        return []
+        return ["", "- DFPV: its evaluation was stated in the script's docstring and stopped unfinished, before any result "
+                "(with covariates DFPV solves a 4,913-column head every step: hours per fit here); its screen stays "
+                "opt-in."]
     df = pd.read_csv(DFPV_CSV)
     med = df.median(numeric_only=True)
     ratio = med["mse_screen"] / med["mse_every"]
@@ -186,7 +188,7 @@ def summarise(command):
              "The screen, its constants and the adoption rule are stated in the script's docstring, before its run. "
              "One default DFIV fit per design, seed and variant (public designs n = 5,000, our own n = 3,000): "
              "`screen` reads the covariates the group lasso kept (`kept`: how many, per seed), `every_covariate` all "
-             "of them (today's default; the same fit where every covariate was kept). Medians over seeds 0-2; fit "
+             "of them (the default before the screen; the same fit where every covariate was kept). Medians over seeds 0-2; fit "
              "seconds with both cores (members in two processes).", "", markdown_table(agg), ""]
     left = df.groupby("design", sort=False)["left_out"].apply(
         lambda s: sorted(set(" ".join(str(v) for v in s if isinstance(v, str)).split())))
