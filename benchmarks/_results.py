@@ -59,3 +59,19 @@ def markdown_table(df) -> str:
     for row in df.itertuples(index=False):
         lines.append("| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row) + " |")
     return "\n".join(lines)
+
+
+def diagnostic_main(doc: str, title: str, run, summarise, argv=None) -> None:
+    """The command line a resumable diagnostic shares: fit what its CSV lacks (``run``) unless ``--summarise-only``,
+    then write its section of RESULTS.md (``summarise`` returns the text) and print it."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--summarise-only", action="store_true")
+    a = p.parse_args(argv)
+    single_thread()
+    if not a.summarise_only:
+        run()
+    text = summarise()
+    write_section(title, text)
+    print(text)

@@ -28,7 +28,6 @@ rows in ``benchmarks/diagnostics/held_out_family.csv``, resumable; ``--summarise
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import warnings
@@ -41,7 +40,7 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _continuous_iv import OWN, PUBLIC, design, kron, member_features, ridge, standardised  # noqa: E402
-from _results import machine, markdown_table, single_thread, write_section  # noqa: E402
+from _results import diagnostic_main, machine, markdown_table  # noqa: E402
 
 from deepcausal import DFIV  # noqa: E402
 
@@ -150,15 +149,7 @@ def summarise():
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--summarise-only", action="store_true")
-    a = p.parse_args(argv)
-    single_thread()
-    if not a.summarise_only:
-        run()
-    text = summarise()
-    write_section(TITLE, text)
-    print(text)
+    diagnostic_main(__doc__, TITLE, run, summarise, argv)
 
 
 if __name__ == "__main__":
