@@ -4,11 +4,18 @@
 five-member ensemble with every other setting at its default (the held-out rule, the covariate screen, bands).
 Here: ``DFIV(random_state=seed, n_jobs=1)`` (the members as stacks in one process, one thread, so the fit seconds
 are one core's) on ``demand(n, rho=0.5, seed=seed)``, structural MSE on the design's test grid; ``peak_rss_mib``: the
-process's peak resident memory so far (sizes run in increasing order, so it is the largest fit's). Measurement only.
+process's peak resident memory so far (every fit run before it in the same process included: seed 0 ran alone,
+seeds 1-2 in one process; blank where not recorded). Measurement only.
 
 The first run at 10⁶ rows was killed by the kernel for memory (20 GB resident on the 24 GB machine), after
 training, in the line candidate's bootstrap, which held every row's draws at once (rows × draws × columns); it
 streams over rows since (``deepcausal._complexity.linear_iv_candidate``), and 10⁶ was run again.
+
+Read from the runs (2026-12-06): at 10⁶ rows seed 2's ensemble scored 145, against 5.5 and 6.7 for seeds 0-1; its
+members stopped early at a median of 9,669 of 14,143 steps, and a member of seed 1 diverged and went back to its
+kept check. One bad ensemble of three is enough to keep the median at 10⁶ (6.7) from falling below 10⁵'s (6.4).
+What makes that fit bad was not diagnosed here (each 10⁶ fit takes 10-25 minutes on one core); the treatment
+features' drift over long fits ("Scale", "Diagnosis: treatment-feature drift") is the known suspect.
 
 Command: ``OMP_NUM_THREADS=1 python benchmarks/diagnostics/diag_ensemble_scale.py --seeds 0`` (from the repository
 root; rows in ``benchmarks/diagnostics/ensemble_scale.csv``, resumable; ``--summarise-only``).
