@@ -44,6 +44,13 @@ def _design(name):
     return DFPV, d.train, d.fit_kwargs(), d.test_X
 
 
+def _leave():
+    """End a worker that succeeded without the interpreter's teardown, where gloo's threads now and then abort the
+    process (SIGABRT, "terminate called without an active exception") after its results are written; a worker
+    that raised never gets here, so spawn still reports its error."""
+    os._exit(0)
+
+
 def _worker(rank, world, init_file, name, out_dir):
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
@@ -59,6 +66,7 @@ def _worker(rank, world, init_file, name, out_dir):
         dist.barrier()  # no rank tears gloo down while the other still talks (it aborted 1 run in ~40)
     finally:
         dist.destroy_process_group()
+    _leave()
 
 
 @pytest.mark.skipif(not dist.is_available() or sys.platform == "win32", reason="torch.distributed unavailable")
@@ -103,6 +111,7 @@ def _unseeded_worker(rank, world, init_file, out_dir):
         dist.barrier()  # no rank tears gloo down while the other still talks (it aborted 1 run in ~40)
     finally:
         dist.destroy_process_group()
+    _leave()
 
 
 @pytest.mark.skipif(not dist.is_available() or sys.platform == "win32", reason="torch.distributed unavailable")
