@@ -72,3 +72,18 @@ def member_features(m, std, test):
         eta = nets["covariate"](t(std["X"])).double().numpy() if "covariate" in nets else None
         eta_t = nets["covariate"](t(test["X"])).double().numpy() if "covariate" in nets else None
     return phi, psi, psi_t, eta, eta_t
+
+
+def member_splits(est):
+    """Each member of a fitted ensemble with its split as its fit drew it: ``(member, rows, n1, n_val)``, ``rows``
+    the training rows in the member's order (S1 = rows[:n1]; S2's held-out tenth = rows[n1:n1 + n_val])."""
+    import torch
+
+    n, n1, n_val = int(est.n_train_), int(est.n_stage1_), int(est.settings_["n_val"])
+    for s, m in zip(est.seeds_, est._members()):
+        yield m, torch.randperm(n, generator=torch.Generator().manual_seed(int(s))).numpy(), n1, n_val
+
+
+def paired_z(D) -> float:
+    """mean(D) / se(D) of paired differences D (negative: the first of the pair has the smaller values)."""
+    return float(D.mean() / (D.std(ddof=1) / np.sqrt(len(D))))

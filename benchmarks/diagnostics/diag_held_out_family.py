@@ -36,10 +36,10 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _continuous_iv import OWN, PUBLIC, design, kron, member_features, ridge, standardised  # noqa: E402
+from _continuous_iv import (OWN, PUBLIC, design, kron, member_features, member_splits, paired_z, ridge,  # noqa: E402
+                            standardised)
 from _results import diagnostic_main, machine, markdown_table  # noqa: E402
 
 from deepcausal import DFIV  # noqa: E402
@@ -97,10 +97,8 @@ def run():
                 warnings.simplefilter("ignore")
                 est = DFIV(random_state=seed, verbose=False).fit(d.train, **d.fit_kwargs())
             std, test = standardised(est, d)
-            n, n1, n_val = int(est.n_train_), int(est.n_stage1_), int(est.settings_["n_val"])
             preds, resid = {c: [] for c in CANDIDATES}, {c: [] for c in CANDIDATES}
-            for s, m in zip(est.seeds_, est._members()):
-                rows = torch.randperm(n, generator=torch.Generator().manual_seed(int(s))).numpy()
+            for m, rows, n1, n_val in member_splits(est):
                 for c, (p, r) in _member(m, std, test, rows, n1, n_val).items():
                     preds[c].append(p)
                     resid[c].append(r)
@@ -111,7 +109,7 @@ def run():
                 row[f"mse {c}"] = d.score(np.mean(preds[c], axis=0) * sc.scale[0] + sc.mean[0])
                 if c != "trained":
                     D = np.concatenate(resid[c]) ** 2 - base
-                    row[f"z {c}"] = float(D.mean() / (D.std(ddof=1) / np.sqrt(len(D))))
+                    row[f"z {c}"] = paired_z(D)
             print(row, flush=True)
             pd.DataFrame([row]).to_csv(CSV, mode="a", header=not CSV.exists(), index=False)
 

@@ -36,12 +36,12 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import torch  # noqa: E402
 from scipy import stats  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _continuous_iv import OWN, PUBLIC, design, kron, member_features, ridge, standardised  # noqa: E402
+from _continuous_iv import (OWN, PUBLIC, design, kron, member_features, member_splits, paired_z, ridge,  # noqa: E402
+                            standardised)
 from _results import diagnostic_main, machine, markdown_table  # noqa: E402
 
 from deepcausal import DFIV  # noqa: E402
@@ -93,10 +93,6 @@ def _member(m, std, test, rows, n1, n_val):
     return out
 
 
-def _z(D):
-    return float(D.mean() / (D.std(ddof=1) / np.sqrt(len(D))))
-
-
 def run():
     done = pd.read_csv(CSV) if CSV.exists() else pd.DataFrame(columns=["design", "seed"])
     have = set(zip(done["design"], done["seed"]))
@@ -109,10 +105,8 @@ def run():
                 warnings.simplefilter("ignore")
                 est = DFIV(complexity="trained", random_state=seed, verbose=False).fit(d.train, **d.fit_kwargs())
             std, test = standardised(est, d)
-            n, n1, n_val = int(est.n_train_), int(est.n_stage1_), int(est.settings_["n_val"])
             preds, resid = {c: [] for c in CANDIDATES}, {c: [] for c in CANDIDATES}
-            for s, m in zip(est.seeds_, est._members()):
-                rows = torch.randperm(n, generator=torch.Generator().manual_seed(int(s))).numpy()
+            for m, rows, n1, n_val in member_splits(est):
                 for c, (p, r) in _member(m, std, test, rows, n1, n_val).items():
                     preds[c].append(p)
                     resid[c].append(r)
@@ -122,9 +116,9 @@ def run():
             for c in CANDIDATES:
                 row[f"mse {c}"] = d.score(np.mean(preds[c], axis=0) * sc.scale[0] + sc.mean[0])
                 if c != "trained":
-                    row[f"z {c}"] = _z(sq[c] - sq["trained"])
+                    row[f"z {c}"] = paired_z(sq[c] - sq["trained"])
                 if c.startswith("sieve"):
-                    row[f"z {c} vs line"] = _z(sq[c] - sq["line"])
+                    row[f"z {c} vs line"] = paired_z(sq[c] - sq["line"])
             print(row, flush=True)
             pd.DataFrame([row]).to_csv(CSV, mode="a", header=not CSV.exists(), index=False)
 

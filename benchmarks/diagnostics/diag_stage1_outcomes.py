@@ -33,12 +33,12 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import torch  # noqa: E402
 from scipy import stats  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _continuous_iv import OWN, PUBLIC, candidate_mse, design, kron, member_features, ridge, standardised  # noqa: E402
+from _continuous_iv import (OWN, PUBLIC, candidate_mse, design, kron, member_features, member_splits,  # noqa: E402
+                            paired_z, ridge, standardised)
 from _results import diagnostic_main, machine, markdown_table  # noqa: E402
 
 from deepcausal import DFIV  # noqa: E402
@@ -77,10 +77,6 @@ def _residuals(m, std, test, rows, n1, n_val):
     return (line_s2(s1) ** 2, trained_s2(s1) ** 2), (line_other(val) ** 2, trained_other(val) ** 2)
 
 
-def _z(D):
-    return float(D.mean() / (D.std(ddof=1) / np.sqrt(len(D))))
-
-
 def run():
     done = pd.read_csv(CSV) if CSV.exists() else pd.DataFrame(columns=["design", "seed"])
     have = set(zip(done["design"], done["seed"]))
@@ -93,18 +89,16 @@ def run():
                 warnings.simplefilter("ignore")
                 est = DFIV(complexity="held_out", random_state=seed, verbose=False).fit(d.train, **d.fit_kwargs())
             std, test = standardised(est, d)
-            n, n1, n_val = int(est.n_train_), int(est.n_stage1_), int(est.settings_["n_val"])
             s1, val = [[], []], [[], []]
-            for s, m in zip(est.seeds_, est._members()):
-                rows = torch.randperm(n, generator=torch.Generator().manual_seed(int(s))).numpy()
+            for m, rows, n1, n_val in member_splits(est):
                 a, b = _residuals(m, std, test, rows, n1, n_val)
                 for k in range(2):
                     s1[k].append(a[k])
                     val[k].append(b[k])
             mse_line, mse_trained = candidate_mse(est, d)
             row = dict(design=name, seed=seed, first_stage_f=float(est.first_stage_f_),
-                       z_s1=_z(np.concatenate(s1[0]) - np.concatenate(s1[1])), rows_s1=sum(map(len, s1[0])),
-                       z_held_out=_z(np.concatenate(val[0]) - np.concatenate(val[1])), rows_held_out=sum(map(len, val[0])),
+                       z_s1=paired_z(np.concatenate(s1[0]) - np.concatenate(s1[1])), rows_s1=sum(map(len, s1[0])),
+                       z_held_out=paired_z(np.concatenate(val[0]) - np.concatenate(val[1])), rows_held_out=sum(map(len, val[0])),
                        z_package=float(est.complexity_["criterion"][0]), mse_line=mse_line, mse_trained=mse_trained)
             print(row, flush=True)
             pd.DataFrame([row]).to_csv(CSV, mode="a", header=not CSV.exists(), index=False)
