@@ -48,13 +48,14 @@ from torch import nn
 
 from ._diagnostics import DISCRETE_MAX, IdentificationWarning, distinct_rows
 from ._screen import net_dims
+from ._sieve import SIEVE_LABEL, install, linear_iv_candidate, member_rows, sieve_candidate
 from ._warnings import warn
 from .heads import solve_spd
-from .inference import BOOTSTRAP_BATCH, _solve_batched, combine_draws
+from .inference import combine_draws
 from .nets import SkipMLP
 
-__all__ = ["GAMMAS", "RULES", "resolve_rule", "keeps_raw_treatment", "penalties", "linear_columns", "linear_iv_candidate",
-           "held_out_residuals", "choose"]
+__all__ = ["GAMMAS", "RULES", "TSLS_LABELS", "resolve_rule", "install_choice", "member_rows", "keeps_raw_treatment", "penalties",
+           "linear_columns", "linear_iv_candidate", "held_out_residuals", "choose"]
 
 _OFF = 1e8  # a penalty that sets a coefficient to zero in effect
 GAMMAS = ((_OFF, _OFF), (0.0, _OFF), (0.0, 1e2), (0.0, 1e1), (0.0, 1.0), (0.0, 1e-1), (0.0, 1e-2), (0.0, 1e-3),
@@ -67,7 +68,8 @@ RIDGE_PATH = (1e2, 1e1, 1.0, 1e-1, 1e-2, 1e-3, 0.0)
 """Without raw treatment columns in the treatment features (DFPV's default networks): a ridge path on every
 treatment feature's coefficients, from a nearly flat curve to the trained head."""
 
-RULES = ("auto", "trained", "linear", "lepski", "discrepancy", "projected", "held_out")
+RULES = ("auto", "trained", "linear", "lepski", "discrepancy", "projected", "held_out", "sieve")
+SIEVE_RULES = ("sieve",)  # the rules whose family holds Lepski's spline in t (deepcausal._sieve)
 PROJECTED_FOLDS = 5  # folds of the stage-2 rows for the out-of-fold trained head (rule "projected")
 PROJECTED_Z = 1.645  # one-sided 5%: the trained head replaces the line only when it is significantly better
 HELD_OUT_Z = 1.645  # one-sided 5%: the line replaces the trained head only when it is significantly better
@@ -76,12 +78,12 @@ HELD_OUT_Z = 1.645  # one-sided 5%: the line replaces the trained head only when
 # errors); it replaced 104.7 (Lee, McCrary, Moreira, Porter 2022), see _held_out.
 HELD_OUT_F = 37.418
 LINE_LABEL = "linear 2SLS"  # the family's simplest candidate, :func:`linear_iv_candidate`
+TSLS_LABELS = (LINE_LABEL, SIEVE_LABEL)  # the curves fitted by 2SLS on every row: unregularised, no network in t
 LINE_CONTROLS = ", learned controls"  # ... and its label's end with covariates
 TRAINED_LABEL = "trained head"  # the other candidate of the rules that choose between the line and it
 LEPSKI_ALPHA = 0.1
 DISCREPANCY_TAU = 1.0
 EVAL_ROWS = 200
-_NUMERICAL_RIDGE = 1e-8
 
 
 def resolve_rule(rule: str, data: dict, local_max=None, raw_treatment: bool = True, draws: bool = True,
@@ -119,7 +121,7 @@ def resolve_rule(rule: str, data: dict, local_max=None, raw_treatment: bool = Tr
     Returns ``(rule, reason)``; the reason is None where the rule was named by the user.
     """
     Z, T = data.get("Z"), data.get("T")
-    if rule in ("linear", "projected", "held_out"):
+    if rule in ("linear", "projected", "held_out", "sieve"):
         if Z is None or T is None:
             raise ValueError(f"complexity={rule!r} reports linear 2SLS's line, fitted with excluded instruments; "
                              "this estimator has none (DFPV): use complexity='trained', 'lepski' or 'discrepancy'")
@@ -128,6 +130,9 @@ def resolve_rule(rule: str, data: dict, local_max=None, raw_treatment: bool = Tr
                              "among the treatment features: the default treatment network (deepcausal.nets.SkipMLP)"
                              " keeps it, a custom treatment_net or an image treatment does not. Leave treatment_net "
                              "as None, or use complexity='trained'")
+    if rule == "sieve" and T.shape[1] != 1:
+        raise ValueError(f"complexity='sieve' fits a spline in one treatment column; the treatment has {T.shape[1]}: "
+                         "use complexity='held_out', 'linear' or 'trained'")
     if rule != "auto":
         return rule, None
     if Z is None or T is None or T.shape[1] > 32:
@@ -210,108 +215,6 @@ def penalties(d2: int, d_psi: int, d_lin: int, d_cov: int = 0, gammas=GAMMAS) ->
     nonlinear = torch.zeros(d_psi + 1, block, dtype=torch.float64)
     nonlinear[d_lin:d_psi] = 1.0
     return torch.stack([g_s * slope.reshape(-1) + g_n * nonlinear.reshape(-1) for g_s, g_n in gammas])
-
-
-def _multipliers(seed: int, rank: int, halves, n_draws: int, batch_size: int = BOOTSTRAP_BATCH):
-    """The exponential multipliers of :func:`deepcausal.inference.score_bootstrap_heads`, drawn again in
-    its order (each stage-1 batch, then each stage-2 batch) from its seed: the same draws, row by row."""
-    gen = torch.Generator().manual_seed(int(seed) + 7919 * rank)
-    for half in halves:
-        for b in half.batches(batch_size):
-            u = torch.rand(b["Y"].shape[0], n_draws, generator=gen, dtype=torch.float64)
-            yield b, -torch.log1p(-u)
-
-
-@torch.no_grad()
-def linear_iv_candidate(est, nets, halves, n_draws: int, seed: int, comm, d2: int, d_psi: int, d_cov: int):
-    """The line in t: two-stage least squares on every row with the covariates' *learned* features as
-    controls, with its score-bootstrap draws on the bands' multipliers,
-
-        t̂ = [z, η(x), 1] π,    y ≈ [t̂, η(x), 1] θ,    h(t, x) = θ_t·t + θ_η·η(x) + θ_1,
-
-    where z and t are the raw (standardized) instruments and treatment, and η the member's trained
-    covariate network (without covariates: [z, 1] and [t̂, 1], plain 2SLS). A discrete instrument
-    identifies a(x)·t + c(x) at most, never a curve in x that linear controls would impose: with the
-    learned η the controls c(x) keep their shape (with linear controls a nonlinear c(x) that the
-    instrument's propensity depends on biased the slope 2.8-fold, issue 34).
-
-    Returned in the coordinates of the stage-2 head u, whose treatment features lead with the raw
-    treatment (:class:`~deepcausal.nets.SkipMLP`): θ_t at (t_c, η-intercept), θ_η at (ψ-intercept, η_k),
-    θ_1 at (ψ-intercept, η-intercept). Returns ``(head (d₂, 1), draws (B, d₂, 1), held-out residuals)``.
-
-    Both stages use every row (full-sample 2SLS): with a weak instrument the split-sample estimator's
-    noise (and its bias towards zero) is what this candidate is there to avoid. The ridge is numerical
-    only (10⁻⁸, not β₁, β₂): with a weak instrument the partial variance of t̂ is of the order of a
-    ridge of 10⁻³, which would shrink the very slope this candidate identifies.
-    """
-    # The bootstrap's sums are taken batch by batch, with the multipliers drawn again in the same order for each
-    # pass: holding every row's draws at once (rows × draws × columns) took over 20 GB at 10⁶ rows.
-    def draws():
-        return _multipliers(seed, comm.rank, halves, n_draws)
-
-    parts = {k: [] for k in ("T", "eta", "Z", "Y")}
-    for half in halves:  # the rows in the order of the draws
-        for b in half.batches(BOOTSTRAP_BATCH):
-            parts["T"].append(b["T"])
-            parts["eta"].append(est._covariate_features(nets, b, False))
-            parts["Z"].append(b["Z"])
-            parts["Y"].append(b["Y"])
-    ends = np.cumsum([0] + [len(v) for v in parts["Y"]])
-    blocks = [slice(int(a), int(b)) for a, b in zip(ends[:-1], ends[1:])]
-    # the stage-2 half's held-out rows (its first n_val positions), for the held-out comparison
-    s1_rows = sum(b["Y"].shape[0] for b in halves[0].batches(BOOTSTRAP_BATCH))
-    val = torch.zeros(int(ends[-1]), dtype=torch.bool)
-    val[s1_rows : s1_rows + sum(b["Y"].shape[0] for b in halves[1].batches(BOOTSTRAP_BATCH, "val"))] = True
-    t, z, y = (torch.cat(parts[k]).double() for k in ("T", "Z", "Y"))
-    x = torch.cat(parts["eta"]).double() if parts["eta"][0] is not None else None  # the learned controls η(x)
-    ones = torch.ones(len(y), 1, dtype=torch.float64)
-    D1 = torch.cat([z] + ([x] if x is not None else []) + [ones], dim=1)
-    n = comm.sum_float(len(y))
-
-    def solve(D, target, beta, rows=n):
-        A = comm.sum(D.T @ D) / rows
-        A.diagonal().add_(float(beta))
-        return A, solve_spd(A, comm.sum(D.T @ target) / rows)
-
-    A1, pi = solve(D1, t, _NUMERICAL_RIDGE)
-    r1 = t - D1 @ pi
-    s1 = sum(torch.einsum("nb,nd,nk->bdk", w - 1.0, D1[r], r1[r]) for r, (_, w) in zip(blocks, draws()))
-    pi_b = pi + _solve_batched(A1, comm.sum(s1) / n)  # (B, d₁, d_t)
-
-    def design(p, r=slice(None)):
-        t_hat = D1[r] @ p
-        return torch.cat([t_hat] + ([x[r].expand(*t_hat.shape[:-2], *x[r].shape)] if x is not None else [])
-                         + [ones[r].expand(*t_hat.shape[:-2], *ones[r].shape)], dim=-1)
-
-    D2 = design(pi)
-    A2, theta = solve(D2, y, _NUMERICAL_RIDGE)
-
-    def score(r, w):  # Σ over the rows r of w · D2b · (y − D2b θ), per draw
-        D2b = design(pi_b, r)  # (B, rows, d)
-        return torch.einsum("bn,bnd,bnk->bdk", w.T, D2b, y[r].unsqueeze(0) - D2b @ theta)
-
-    s2 = comm.sum(sum(score(r, w) for r, (_, w) in zip(blocks, draws()))) / n - _NUMERICAL_RIDGE * theta
-    theta_b = theta + _solve_batched(A2, s2)  # (B, d, 1)
-
-    def embed(th):  # θ = [θ_t, θ_η, θ_1] → u at (t_c, η-intercept), (ψ-intercept, η_k), (ψ-intercept, η-intercept)
-        d_t, p = t.shape[1], 0 if x is None else x.shape[1]
-        u = th.new_zeros(*th.shape[:-2], d2, th.shape[-1])
-        block = d_cov + 1
-        for c in range(d_t):
-            u[..., c * block + d_cov, :] = th[..., c, :]
-        for k in range(p):
-            u[..., d_psi * block + k, :] = th[..., d_t + k, :]
-        u[..., d_psi * block + d_cov, :] = th[..., d_t + p, :]
-        return u
-
-    # train-only fit (every row but the held-out ones, of every rank), its residuals on the held-out rows
-    keep = ~val
-    n_keep = comm.sum_float(float(keep.sum()))
-    _, pi_t = solve(D1[keep], t[keep], _NUMERICAL_RIDGE, n_keep)
-    D2t = design(pi_t)
-    _, theta_t = solve(D2t[keep], y[keep], _NUMERICAL_RIDGE, n_keep)
-    held_out = (y[val] - D2t[val] @ theta_t)[:, 0]
-    return embed(theta), embed(theta_b) - embed(theta), held_out
 
 
 @torch.no_grad()
@@ -481,6 +384,16 @@ def held_out_verdict(c: dict) -> str:
     return f"{what}: the data cannot tell the two apart, so the trained head is kept"
 
 
+def _sieves(members) -> Optional[list]:
+    """Each member's Lepski sieve (deepcausal._sieve), or None where the family has none."""
+    sieves = [m.candidates_.get("sieve") for m in members]
+    return sieves if all(s is not None for s in sieves) else None
+
+
+def _sieve_knots(sieves) -> dict:
+    return {} if sieves is None else {"sieve_knots": [s["knots_count"] for s in sieves]}
+
+
 def _discrepancy(est) -> dict:
     members = est._members()
     r2 = np.concatenate([m.candidates_["held_out"].cpu().numpy() ** 2 for m in members], axis=1)  # (C, rows)
@@ -500,8 +413,11 @@ def family(est, nets, heads, halves, n_draws: int, seed: int, comm, device, full
     ``(draws, summary_draws, candidates)`` with candidates a dict of (C, ...) tensors and their
     ``labels``; None when the family does not apply (then the caller draws the bands alone).
 
-    The rules that only choose between the line and the trained head (``"linear"``, ``"projected"``) get
-    those two candidates alone, which spares the penalised heads' bootstrap passes; ``"projected"`` also
+    The rules that only choose between the line and the trained head (``"linear"``, ``"projected"``,
+    ``"held_out"``, ``"sieve"``) get those two candidates alone, which spares the penalised heads' bootstrap
+    passes; ``"sieve"`` also gets ``candidates["sieve"]``, the member's Lepski spline in t
+    (:func:`deepcausal._sieve.sieve_candidate`; knots None where Lepski kept the line; absent in a distributed
+    fit); ``"projected"`` also
     gets ``candidates["projected_z"]`` (:func:`projected_comparison`; None with full-sample heads or in a
     distributed fit)."""
     key = est._predict_keys[0]
@@ -514,7 +430,7 @@ def family(est, nets, heads, halves, n_draws: int, seed: int, comm, device, full
     d_psi = nets["treatment"](torch.zeros(1, d_t, device=device)).shape[1]
     d_cov = nets["covariate"](torch.zeros(1, net_dims(est)["X"], device=device)).shape[1] if "covariate" in nets else 0
     d2 = heads.u.shape[0]
-    if d_lin is not None and rule in ("linear", "projected", "held_out"):
+    if d_lin is not None and rule in ("linear", "projected", "held_out") + SIEVE_RULES:
         pen = torch.zeros(1, d2, dtype=torch.float64, device=device)
         labels = [TRAINED_LABEL]
     elif d_lin is not None:
@@ -529,11 +445,15 @@ def family(est, nets, heads, halves, n_draws: int, seed: int, comm, device, full
     cands["held_out"] = held_out_residuals(est, nets, heads, stages, pen, comm)
     if d_lin is not None and linear_iv_applies(est, nets):
         split = halves[0].halves if full else halves  # the multipliers follow the rows of the two halves in turn
-        head, dev, held = linear_iv_candidate(est, nets, split, n_draws, seed, comm, d2, d_psi, d_cov)
+        rows = member_rows(est, nets, split)
+        head, dev, held = linear_iv_candidate(est, nets, split, n_draws, seed, comm, d2, d_psi, d_cov, rows)
         cands = {"heads": torch.cat([head[None].to(cands["heads"]), cands["heads"]]),
                  "draws": torch.cat([dev[None].to(cands["draws"]), cands["draws"]]),
                  "held_out": torch.cat([held[None].to(cands["held_out"]), cands["held_out"]])}
         labels = [LINE_LABEL + (LINE_CONTROLS if d_cov else "")] + labels
+        if rule in SIEVE_RULES and d_lin == 1 and not comm.active:  # the sieve in t (deepcausal._sieve)
+            cands["sieve"] = (sieve_candidate(est, nets, stages[0], rows, n_draws, seed, d_psi, d_cov)
+                              or {"knots_count": None, "held_out": held})
         if rule == "projected":
             cands["projected_z"] = (None if full or comm.active else
                                     projected_comparison(est, nets, heads, halves[1], head, seed))
@@ -546,10 +466,15 @@ def choose(est, rule: str, phi, comm=None) -> dict:
     features at the evaluation rows (Lepski); ``comm``, a distributed fit's collectives (the held-out rule
     sums over ranks). Returns {"rule", "chosen", "gamma", "criterion", ...}."""
     labels = list(est._members()[0].candidates_["labels"])
-    if rule in ("linear", "projected", "held_out") and not labels[0].startswith(LINE_LABEL):  # resolve_rule refuses these
+    if rule in ("linear", "projected", "held_out") + SIEVE_RULES and not labels[0].startswith(LINE_LABEL):  # resolve_rule refuses these
         raise RuntimeError(f"complexity={rule!r} without the line in t among the candidates")
     if rule == "linear":
         out = {"chosen": 0}
+    elif rule == "sieve":  # a distributed fit has no spline (its rows are spread over the ranks): the line
+        sieves = _sieves(est._members())
+        out = {"chosen": 0, "spline": True,
+               **(_sieve_knots(sieves) if sieves else {"sieve_knots": [None] * len(est._members()),
+                                                       "reason": "a distributed fit reports the line"})}
     elif rule == "lepski":
         out = _lepski(est, phi)
     elif rule == "discrepancy":
@@ -560,4 +485,21 @@ def choose(est, rule: str, phi, comm=None) -> dict:
         out = _held_out(est, comm)
     else:
         raise ValueError(f"complexity must be one of {RULES}, got {rule!r}")
-    return {"rule": rule, **out, "label": labels[out["chosen"]], "candidates": labels}
+    label = labels[out["chosen"]]
+    if out.get("spline") and any(k is not None for k in out.get("sieve_knots") or []):
+        label = SIEVE_LABEL + (LINE_CONTROLS if label.endswith(LINE_CONTROLS) else "")
+    return {"rule": rule, **out, "label": label, "candidates": labels}
+
+
+def install_choice(est, out: dict) -> None:
+    """Every member reports the chosen candidate: its head and draws (the line-or-trained rules keep the head
+    as trained, which ``refit_heads`` solved; the family's copy of it is a closed-form re-solve, used for its
+    draws), and where the choice is a spline in t the member's sieve (:func:`deepcausal._sieve.install`)."""
+    keep_trained = out["label"] == TRAINED_LABEL
+    knots = out.get("sieve_knots") or [None] * len(est._members())
+    for m, k in zip(est._members(), knots):
+        if not keep_trained:
+            m.heads_.u = m.candidates_["heads"][out["chosen"]].clone()
+        m.head_draws_ = m.candidates_["draws"][out["chosen"]].clone() if m.head_draws_ is not None else None
+        if out.get("spline") and k is not None:
+            install(m, m.candidates_["sieve"])

@@ -30,7 +30,7 @@ _SHARED_DOCS = {
     refit_heads : bool or "full", default=True
         Re-solve both heads at the end of training: on all rows of their halves (True), on every row,
         both stages (``"full"``: 2SLS on the learned features, without the split), or not at all.
-    complexity : {"auto", "trained", "linear", "lepski", "discrepancy", "projected", "held_out"}, default="auto"
+    complexity : {"auto", "trained", "linear", "lepski", "discrepancy", "projected", "held_out", "sieve"}, default="auto"
         How nonlinear a curve to report (``complexity_``): the trained head (``"trained"``), the
         simplest curve, a line in the treatment fitted by 2SLS with the covariates' learned features as
         controls (``"linear"``; DFIV with its default treatment network only, an error otherwise), or
@@ -42,6 +42,9 @@ _SHARED_DOCS = {
         line predicts each member's held-out rows significantly better and its linear first-stage F is at
         least 37.4 (DFIV; needs ``validation_fraction`` > 0). ``"projected"``: the line unless the
         trained head's out-of-fold projected fit is significantly better (DFIV; measured, not a default).
+        ``"sieve"`` (DFIV, one treatment column): a cubic spline in t fitted by 2SLS with the covariates'
+        learned features as controls, its knots chosen by Lepski's method as npiv chooses them (the line
+        where Lepski keeps it; ``complexity_["sieve_knots"]``); measured, not a default.
     n_estimators : int, default=5
         Members of the ensemble, each with its own seed and split; predictions are their average.
     n_bootstrap : int, default=100
@@ -77,7 +80,10 @@ _SHARED_DOCS = {
         and the ``reasons``; weak or none makes ``dose_response`` and the intervals warn.
     complexity_ : dict
         The curve reported: ``rule``, the ``chosen`` candidate and its ``label`` (None: the trained
-        head), the ``candidates`` and, when ``"auto"`` chose the line, the ``reason``.
+        head), the ``candidates`` and, when ``"auto"`` chose the line, the ``reason``. With
+        ``complexity="sieve"``, ``sieve_knots``: each member's choice (None: the line); a member that
+        reports a spline holds ``sieve_`` (its knots), its ``nets_["treatment"]`` ends with the spline's
+        terms and its heads (``current_heads_`` too) are widened to read them.
     history_ : DataFrame
         One row per check: steps, training and held-out stage losses, the kept check.
     stopping_ : dict

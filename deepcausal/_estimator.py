@@ -30,7 +30,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import metadata_routing
 from sklearn.exceptions import NotFittedError
 
-from ._complexity import EVAL_ROWS, LINE_LABEL, RULES, TRAINED_LABEL, choose, keeps_raw_treatment, resolve_rule
+from ._complexity import EVAL_ROWS, RULES, TSLS_LABELS, choose, install_choice, keeps_raw_treatment, resolve_rule
 from ._data import Standardizer
 from ._inputs import RoleInputs
 from ._modes import resolve_device
@@ -438,18 +438,12 @@ class TwoStageEstimator(RoleInputs, QueryReports, BaseEstimator):
         if self._covariates_optional_in_predict:  # DFPV: the dose-response integrates the covariates out
             inputs.pop("X", None)
         out = choose(self, rule, self._levels(inputs), comm)
-        # The line-or-trained rules keep the head as trained (refit_heads decides how it was solved); the
-        # family's own copy of it is a closed-form re-solve, used for its draws.
-        keep_trained = out["label"] == TRAINED_LABEL
-        for m in members:
-            if not keep_trained:
-                m.heads_.u = m.candidates_["heads"][out["chosen"]].clone()
-            m.head_draws_ = m.candidates_["draws"][out["chosen"]].clone() if m.head_draws_ is not None else None
+        install_choice(self, out)
         if why:
             out["reason"] = why
-        # The line uses every row and, beyond the covariates' features, no network: the members' lines (the
-        # same line without covariates) hardly differ, so without bootstrap draws their spread is no band.
-        out["no_spread"] = out["label"].startswith(LINE_LABEL) and not self.n_bootstrap
+        # The line (or Lepski's spline) uses every row and, beyond the covariates' features, no network: the
+        # members' curves (the same curve without covariates) hardly differ, so without draws their spread is no band.
+        out["no_spread"] = out["label"].startswith(TSLS_LABELS) and not self.n_bootstrap
         return out
 
     def _linear_check(self, data: dict):

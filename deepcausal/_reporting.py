@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 from scipy import stats
 
-from ._complexity import LINE_LABEL
+from ._complexity import TSLS_LABELS
 from ._data import as_2d_array
 from ._diagnostics import IdentificationWarning
 from ._modes import predicting
@@ -145,11 +145,14 @@ class QueryReports:
                      "initialisation and the ridge, not a causal effect, so no band is reported (NaN); use "
                      "instruments that move the treatment", IdentificationWarning)
             return False
-        if not quiet and str((getattr(self, "complexity_", None) or {}).get("label")).startswith(LINE_LABEL):
-            # the line is 2SLS itself: no regularisation pulls it, but its bands lean on a strong first stage
-            warn(f"the data identify the curve weakly ({why}): the reported curve is linear 2SLS's line in the "
-                 "treatment, whose bands (like a Wald interval) can under-cover when the instruments are weak; "
-                 "the Anderson-Rubin interval in summary stays valid", IdentificationWarning)
+        label = str((getattr(self, "complexity_", None) or {}).get("label"))
+        if not quiet and label.startswith(TSLS_LABELS):
+            # the line (or Lepski's spline) is 2SLS itself: no regularisation pulls it, but its bands lean on a
+            # strong first stage
+            warn(f"the data identify the curve weakly ({why}): the reported curve is 2SLS's ({label}), whose bands "
+                 "(like a Wald interval) can under-cover when the instruments are weak"
+                 + ("; the Anderson-Rubin interval in summary stays valid" if label.startswith(TSLS_LABELS[0]) else ""),
+                 IdentificationWarning)
         elif not quiet:
             warn(f"the data identify the curve weakly ({why}): the estimate is pulled towards a flat curve by the "
                  "regularisation, and the bands cover sampling noise, not that bias; read the shape with care and "
@@ -168,8 +171,9 @@ class QueryReports:
         if alpha is None:
             return {"estimate": self._to_outcome(ests.mean(axis=0), level)}
         if (getattr(self, "complexity_", None) or {}).get("no_spread"):
-            raise NoDrawsError("the curve is linear 2SLS (complexity_), the same line in every member, so the "
-                               "members' spread is no band: refit with n_bootstrap >= 2 to get intervals")
+            raise NoDrawsError("the curve is 2SLS's (complexity_: the line, or Lepski's spline in t), nearly the same "
+                               "curve in every member, so the members' spread is no band: refit with n_bootstrap >= 2 "
+                               "to get intervals")
         if not self._identified(quiet):
             estimate = self._to_outcome(ests.mean(axis=0), level)
             nan = np.full_like(estimate, np.nan)

@@ -225,6 +225,11 @@ def build_nets(est, dims: dict, device) -> nn.ModuleDict:
         net = build_net(getattr(est, param), d_in, param, default).to(device)
         output_dim(net, d_in, param, device)  # fail early, naming the role, if it does not fit
         nets[name] = net
+    sieve = getattr(est, "sieve_", None)
+    if sieve is not None:  # a loaded member that reports its spline in t (deepcausal._sieve)
+        from ._sieve import SplineTerms
+
+        nets["treatment"] = SplineTerms(nets["treatment"], sieve["knots"]).to(device)
     nets._deepcausal_mode_matters = mode_matters(nets)  # cached for eval_mode and the training loop
     return nets
 

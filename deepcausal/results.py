@@ -116,6 +116,10 @@ def _complexity_line(est) -> dict:
                               f"({verdict})"}
     if c["rule"] == "held_out":
         return {"complexity": f"'{c['label']}': {c['verdict']}"}
+    if c["rule"] == "sieve":
+        knots = ", ".join("line" if k is None else str(k) for k in c.get("sieve_knots") or [])
+        return {"complexity": f"sieve: '{c['label']}', Lepski's knots per member: {knots}"
+                              + (f" ({c['reason']})" if c.get("reason") else "")}
     if c.get("reason") and c["rule"] == "linear":  # complexity="auto" read the instruments
         return {"complexity": f"'{c['label']}', the simplest curve: {c['reason']}"}
     if c.get("reason"):  # "auto" chose Lepski's rule (discrete instruments of more than d_t + 1 values)

@@ -11,6 +11,7 @@ import numpy as np
 from scipy.stats import norm
 from sklearn.exceptions import NotFittedError
 
+from .._sieve import smallest_canonical_correlation
 from ..inference import check_alpha
 from ._base import Baseline, NotApplicableError, hstack
 
@@ -34,27 +35,6 @@ def _moderndid():
     except ImportError:
         raise ImportError(INSTALL_HINT) from None
     return npiv_est, prodspline, basis_dimension
-
-
-def _orthonormalizer(M: np.ndarray, rtol: float = 1e-10) -> np.ndarray:
-    """C with M @ C an orthonormal basis of M's column space (via the Gram matrix; drops null directions)."""
-    ev, vec = np.linalg.eigh(M.T @ M)
-    keep = ev > rtol * max(ev.max(), 1e-300)
-    return vec[:, keep] / np.sqrt(ev[keep])
-
-
-def smallest_canonical_correlation(P: np.ndarray, B: np.ndarray) -> float:
-    """Sieve measure of ill-posedness s_J: the smallest cosine between span(P) and span(B).
-
-    The smallest singular value of (P'P)^{-1/2} P'B (B'B)^{-1/2} over the directions that span(P) really
-    has: collinear columns of P (a binary regressor in a cubic spline basis) are dropped instead of
-    counting as unidentified. 0 when span(P) has a direction orthogonal to span(B) (or more dimensions).
-    """
-    cp, cb = _orthonormalizer(P), _orthonormalizer(B)
-    if cp.shape[1] > cb.shape[1]:
-        return 0.0
-    s = np.linalg.svd(cp.T @ (P.T @ B) @ cb, compute_uv=False)
-    return float(s.min()) if s.size else 0.0
 
 
 def _safe(se: np.ndarray) -> np.ndarray:

@@ -1,0 +1,149 @@
+"""The spline in t with Lepski's knots (deepcausal._sieve): its basis, its choice, and a fit that reports it."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.preprocessing import SplineTransformer
+
+from deepcausal import DFIV
+from deepcausal._sieve import SIEVE_LABEL, SplineTerms, cubic_terms, embed, lepski_knots, spline_knots, widen
+from deepcausal.heads import outer_features
+
+pytestmark = [pytest.mark.filterwarnings("ignore:a stage half has only:UserWarning"),
+              pytest.mark.filterwarnings("ignore::deepcausal.exceptions.ShrinkageWarning")]
+
+
+def test_cubic_terms_span_scikit_learns_spline_with_linear_extrapolation():
+    rng = np.random.default_rng(0)
+    t = rng.normal(size=(400, 1))
+    knots = spline_knots(t[:, 0], 5)
+    st = SplineTransformer(n_knots=5, degree=3, knots="quantile", include_bias=False, extrapolation="linear").fit(t)
+    grid = np.linspace(-6, 6, 301)[:, None]  # beyond both boundary knots too
+    ours = np.c_[grid, cubic_terms(torch.as_tensor(grid), torch.as_tensor(knots)).numpy(), np.ones(len(grid))]
+    theirs = np.c_[st.transform(grid), np.ones(len(grid))]
+    assert ours.shape[1] == theirs.shape[1]  # the same dimension ...
+    coef, *_ = np.linalg.lstsq(ours, theirs, rcond=None)
+    np.testing.assert_allclose(ours @ coef, theirs, atol=1e-8)  # ... and the same space
+
+
+def test_embed_and_widen_put_coefficients_where_the_wrapped_features_read_them():
+    rng = np.random.default_rng(1)
+    n, d_psi, m, d_cov = 50, 4, 3, 2
+    psi, terms, eta = (torch.as_tensor(rng.normal(size=(n, k))) for k in (d_psi, m, d_cov))
+    theta = torch.as_tensor(rng.normal(size=(1 + m + d_cov + 1, 1)))
+    direct = torch.cat([psi[:, :1], terms, eta, torch.ones(n, 1, dtype=torch.float64)], dim=1) @ theta
+    wrapped = outer_features(torch.cat([psi, terms], dim=1), eta)
+    torch.testing.assert_close(wrapped @ embed(theta, d_psi, m, d_cov), direct)
+    u = torch.as_tensor(rng.normal(size=((d_psi + 1) * (d_cov + 1), 1)))
+    torch.testing.assert_close(wrapped @ widen(u, d_psi, m, d_cov), outer_features(psi, eta) @ u)
+    torch.testing.assert_close(torch.cat([psi, torch.ones(n, 1, dtype=torch.float64)], 1) @ u[: d_psi + 1],
+                               outer_features(torch.cat([psi, terms], 1)) @ widen(u[: d_psi + 1], d_psi, m, 0))
+
+
+def _iv(h, n=4000, seed=0):
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, 1))
+    e = rng.normal(size=n)
+    t = z + 0.5 * e[:, None] + 0.3 * rng.normal(size=(n, 1))
+    return t, z, h(t[:, 0]) + e  # confounded: e enters both
+
+
+def test_lepski_keeps_the_line_for_a_line_and_a_spline_for_a_bend():
+    rows = np.arange(4000)
+    t, z, y = _iv(lambda s: 1.0 + 2.0 * s)
+    assert lepski_knots(t, z, y, None, rows, np.random.default_rng(0))["knots"] is None
+    t, z, y = _iv(lambda s: 2.0 * np.abs(s))
+    chosen = lepski_knots(t, z, y, None, rows, np.random.default_rng(0))
+    assert chosen["knots"] is not None and chosen["knots"] in chosen["kept"]
+
+
+@pytest.fixture(scope="module")
+def sieve_fit():
+    t, z, y = _iv(lambda s: 2.0 * np.abs(s), n=3000, seed=2)
+    est = DFIV(complexity="sieve", n_epochs=5, n_estimators=2, n_bootstrap=30, n_jobs=1, random_state=0,
+               verbose=False).fit(y, t, Z=z)
+    return est, t, z, y
+
+
+def test_a_fit_reports_the_sieve_through_every_prediction(sieve_fit):
+    est, t, z, y = sieve_fit
+    c = est.complexity_
+    assert c["label"] == SIEVE_LABEL and all(k is not None for k in c["sieve_knots"])
+    grid = np.linspace(-2, 2, 41)[:, None]
+    pred = est.predict(grid)
+    assert np.mean((pred - 2.0 * np.abs(grid[:, 0])) ** 2) < 0.05  # a bend that a line (error 0.6) misses
+    lo, hi = est.predict_interval(grid)
+    assert np.all(np.isfinite(lo)) and np.all(lo < hi) and np.all((lo <= pred) & (pred <= hi))
+    step = 1e-2  # the curve is a cubic spline here: central differences are exact up to O(step²)
+    fd = (est.predict(grid + step) - est.predict(grid - step)) / (2 * step)
+    np.testing.assert_allclose(est.marginal_effect(grid), fd, atol=5e-3)  # autograd through the spline terms
+    for m in est.estimators_:  # the trained head still reads the widened features as it read the old ones
+        assert m.heads_.u.shape[0] == m.nets_["treatment"](torch.zeros(1, 1)).shape[1] + 1
+        assert m.heads_.V.shape[1] == m.nets_["treatment"](torch.zeros(1, 1)).shape[1]
+    assert np.isfinite(est.score(y, t, Z=z))
+    assert "cubic spline in t" in str(est.summary())
+
+
+def test_a_fit_with_the_sieve_survives_save_load_and_pickle(sieve_fit, tmp_path):
+    est = sieve_fit[0]
+    grid = np.linspace(-3, 3, 13)[:, None]
+    path = tmp_path / "sieve.pt"
+    est.save(path)
+    np.testing.assert_array_equal(DFIV.load(path).predict(grid), est.predict(grid))
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(est)).predict(grid), est.predict(grid))
+
+
+def test_the_sieve_without_bootstrap_draws():
+    t, z, y = _iv(lambda s: 2.0 * np.abs(s), n=2000, seed=3)
+    est = DFIV(complexity="sieve", n_epochs=3, n_estimators=1, n_bootstrap=0, n_jobs=1, random_state=0,
+               verbose=False).fit(y, t, Z=z)
+    assert est.complexity_["label"] == SIEVE_LABEL
+    assert np.all(np.isfinite(est.predict(np.linspace(-2, 2, 5)[:, None])))
+
+
+def test_the_sieve_needs_instruments():
+    from deepcausal import DFPV
+
+    rng = np.random.default_rng(0)
+    a, z, w, y = (rng.normal(size=(200, 1)) for _ in range(4))
+    with pytest.raises(ValueError, match="complexity='sieve'"):
+        DFPV(complexity="sieve", n_epochs=1, verbose=False).fit(y[:, 0], a, Z=z, W=w)
+
+
+def test_the_sieve_needs_one_treatment_column():
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(300, 2))
+    t = z + rng.normal(size=(300, 2))
+    with pytest.raises(ValueError, match="one treatment column"):
+        DFIV(complexity="sieve", n_epochs=1, verbose=False).fit(t.sum(1), t, Z=z)
+
+
+def test_without_draws_the_spline_gives_no_band_rather_than_a_zero_width_one():
+    from deepcausal.exceptions import NoDrawsError
+
+    t, z, y = _iv(lambda s: 2.0 * np.abs(s), n=2000, seed=4)
+    est = DFIV(complexity="sieve", n_epochs=3, n_estimators=2, n_bootstrap=0, n_jobs=1, random_state=0,
+               verbose=False).fit(y, t, Z=z)
+    assert est.complexity_["label"] == SIEVE_LABEL
+    with pytest.raises(NoDrawsError, match="n_bootstrap"):
+        est.predict_interval(np.zeros((3, 1)))
+
+
+def test_the_spline_without_held_out_rows():
+    t, z, y = _iv(lambda s: 2.0 * np.abs(s), n=2000, seed=5)
+    est = DFIV(complexity="sieve", n_epochs=3, n_estimators=1, n_bootstrap=10, n_jobs=1, random_state=0,
+               validation_fraction=0, early_stopping=False, verbose=False).fit(y, t, Z=z)
+    assert est.complexity_["label"] == SIEVE_LABEL
+    assert np.all(np.isfinite(est.predict(np.zeros((3, 1)))))
+
+
+def test_spline_terms_take_knots_from_any_tensor():
+    # a loaded model hands over its knots as a tensor on the device it was loaded to (numpy cannot read a CUDA
+    # tensor, nor one that requires grad): the buffer is built by torch, in float64, on the CPU
+    knots = torch.tensor([-1.0, 0.0, 1.0], dtype=torch.float32, requires_grad=True)
+    terms = SplineTerms(torch.nn.Identity(), knots)
+    assert terms.knots.dtype == torch.float64 and terms.knots.device.type == "cpu" and not terms.knots.requires_grad
+    t = torch.linspace(-2, 2, 9)[:, None]
+    torch.testing.assert_close(terms(t)[:, 1:].double(), cubic_terms(t.double(), knots.detach().double()))
