@@ -437,7 +437,7 @@ class TwoStageEstimator(RoleInputs, QueryReports, BaseEstimator):
                   for k in (key, "X") if data.get(k) is not None}
         if self._covariates_optional_in_predict:  # DFPV: the dose-response integrates the covariates out
             inputs.pop("X", None)
-        out = choose(self, rule, self._levels(inputs), comm)
+        out = choose(self, rule, self._levels(inputs), comm, inputs[key])
         install_choice(self, out)
         if why:
             out["reason"] = why

@@ -49,6 +49,8 @@ LEPSKI_DRAWS = 200
 EVAL_ROWS = 200
 THETA_FACTOR = 1.1
 ILL_POSED_BOUND = 10.0
+NONLINEAR_LEVEL = 0.95  # the sup-t tests of the nonlinearity step of the held-out rule
+NONLINEAR_DRAWS = 20  # with fewer bootstrap draws than this the step is skipped (its quantiles need them)
 MAX_ROWS = 100_000  # the sieve reads at most this many rows (a random subset beyond)
 _LINE_RIDGE = 1e-8  # the line's 2SLS: numerical only (see linear_iv_candidate)
 _RIDGE = 1e-8  # relative to the Gram matrix's mean diagonal: numerical only
@@ -370,6 +372,42 @@ def sieve_candidate(est, nets, stage1, rows: dict, n_draws: int, seed: int, d_ps
     A.diagonal().add_(float(est.beta1))
     out["V_extra"] = torch.as_tensor(_spd_solve(A.numpy(), (F1.T @ target / len(F1)).numpy()))
     return out
+
+
+def sup_t(diff: np.ndarray, draws: np.ndarray, level: float = NONLINEAR_LEVEL) -> tuple:
+    """A sup-t comparison of two curves at some rows: (max |difference| / sd, the ``level`` quantile of the same
+    maximum over the draws); ``draws`` (B, rows): the draws' deviations of the difference."""
+    sd = draws.std(axis=0, ddof=1)
+    sd = np.maximum(sd, 1e-12 * max(float(sd.max()), 1e-300))
+    return float(np.max(np.abs(diff) / sd)), float(np.quantile(np.max(np.abs(draws) / sd, axis=1), level))
+
+
+@torch.no_grad()
+def bends_where_trained_does_not(member, sieve: dict, phi: torch.Tensor, t: torch.Tensor) -> bool:
+    """The nonlinearity test of one member at some rows, on the bootstrap draws its line, trained head and spline
+    share (the same multipliers): (A) the spline departs from the line (a sup-t test at 5%) and (B) the trained head
+    does not. ``phi``: the member's stage-2 features [ψ, 1] ⊗ [η, 1] at the rows, ``t`` the (standardized)
+    treatment there. False where the member's Lepski choice is the line."""
+    from .heads import outer_features
+
+    if sieve["knots_count"] is None:
+        return False
+    d_psi, d_cov = sieve["d_psi"], sieve["d_cov"]
+    Phi = phi.double().cpu()
+    grid = Phi.reshape(len(Phi), d_psi + 1, d_cov + 1)  # ψ_i · η_k at [i, k]; η's 1 is k = d_cov, ψ's 1 is i = d_psi
+    terms = cubic_terms(t[:, :1].double().cpu(), sieve["knots"].double().cpu())
+    Phi_s = outer_features(torch.cat([grid[:, :d_psi, d_cov], terms], dim=1),
+                           grid[:, d_psi, :d_cov] if d_cov else None).numpy()  # the wrapped network's features
+    Phi = Phi.numpy()
+    heads = member.candidates_["heads"].double().cpu().numpy()[..., 0]  # (C, d₂): the line first, trained last
+    draws = member.candidates_["draws"].double().cpu().numpy()[..., 0]  # (C, B, d₂)
+    h_l, h_t = Phi @ heads[0], Phi @ heads[-1]
+    d_l, d_t = draws[0] @ Phi.T, draws[-1] @ Phi.T
+    h_s = Phi_s @ sieve["head"].double().cpu().numpy()[:, 0]
+    d_s = sieve["draws"].double().cpu().numpy()[..., 0] @ Phi_s.T
+    stat_a, crit_a = sup_t(h_s - h_l, d_s - d_l)
+    stat_b, crit_b = sup_t(h_t - h_l, d_t - d_l)
+    return stat_a > crit_a and stat_b <= crit_b
 
 
 def embed(theta: torch.Tensor, d_psi: int, m: int, d_cov: int) -> torch.Tensor:

@@ -147,3 +147,29 @@ def test_spline_terms_take_knots_from_any_tensor():
     assert terms.knots.dtype == torch.float64 and terms.knots.device.type == "cpu" and not terms.knots.requires_grad
     t = torch.linspace(-2, 2, 9)[:, None]
     torch.testing.assert_close(terms(t)[:, 1:].double(), cubic_terms(t.double(), knots.detach().double()))
+
+
+def test_sup_t_separates_a_difference_from_the_noise_of_its_draws():
+    from deepcausal._sieve import sup_t
+
+    rng = np.random.default_rng(0)
+    draws = rng.normal(size=(200, 50))
+    stat, crit = sup_t(np.zeros(50), draws)
+    assert stat == 0.0 and crit > 2.0  # a sup over 50 rows: well above the pointwise 1.96
+    stat, crit = sup_t(np.full(50, 5.0), draws)
+    assert stat > crit
+
+
+def test_the_default_reports_the_spline_where_the_trained_curve_stays_a_line_the_data_reject():
+    from deepcausal.datasets import chen_christensen
+
+    d = chen_christensen(3000, ill_posed="severe", seed=0)  # sin(πx), its bend weakly identified (ξ = 0.5)
+    est = DFIV(n_estimators=3, n_jobs=1, random_state=0, verbose=False).fit(d.train, **d.fit_kwargs())
+    c = est.complexity_
+    assert c["rule"] == "held_out" and c["bends"] >= 2 and c["spline"] and c["label"] == SIEVE_LABEL
+    assert "the spline is reported" in c["verdict"]
+    spline = d.score(est.predict(d.test_X))
+    for m in est.estimators_:  # the trained head put back, on the networks as trained
+        m.nets_["treatment"] = getattr(m.nets_["treatment"], "net", m.nets_["treatment"])
+        m.heads_.u, m.head_draws_ = m.candidates_["heads"][-1].clone(), m.candidates_["draws"][-1].clone()
+    assert spline < 0.25 * d.score(est.predict(d.test_X))
