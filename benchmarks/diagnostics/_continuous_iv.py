@@ -3,7 +3,12 @@ fitted ensemble, its data in standardised units, and the closed-form solves they
 
 from __future__ import annotations
 
+import time
+import warnings
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 
 from deepcausal import datasets
 from deepcausal.benchmark import make_design
@@ -20,6 +25,25 @@ def design(name: str, seed: int, n_public: int = 5000, n_own: int = 3000):
     if name in OWN:
         return getattr(datasets, name)(n_own, seed=seed)
     return make_design(name, n=n_public, seed=seed)[0]
+
+
+def fits(csv: Path, pairs, **params):
+    """One ``DFIV(random_state=seed, **params)`` fit (the default without ``params``; warnings silenced) for each
+    (design, seed) of ``pairs`` that the resumable ``csv`` has no row for: yields (name, seed, the design, the
+    fitted estimator, its fit seconds)."""
+    from deepcausal import DFIV
+
+    done = pd.read_csv(csv) if csv.exists() else pd.DataFrame(columns=["design", "seed"])
+    have = set(zip(done["design"], done["seed"]))
+    for name, seed in pairs:
+        if (name, seed) in have:
+            continue
+        d = design(name, seed)
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est = DFIV(random_state=seed, verbose=False, **params).fit(d.train, **d.fit_kwargs())
+        yield name, seed, d, est, time.perf_counter() - t0
 
 
 def candidate_mse(est, d) -> list:

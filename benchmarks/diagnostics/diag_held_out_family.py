@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import os
 import sys
-import warnings
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -38,11 +37,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _continuous_iv import (OWN, PUBLIC, design, kron, member_features, member_splits, paired_z, ridge,  # noqa: E402
+from _continuous_iv import (OWN, PUBLIC, fits, kron, member_features, member_splits, paired_z, ridge,  # noqa: E402
                             standardised)
 from _results import diagnostic_main, machine, markdown_table  # noqa: E402
 
-from deepcausal import DFIV  # noqa: E402
 
 CSV = Path(__file__).resolve().parent / "held_out_family.csv"
 TITLE = "## Diagnosis: full-sample and additive heads on held-out rows (issue 35, information)"
@@ -86,32 +84,23 @@ def _member(m, std, test, rows, n1, n_val):
 
 
 def run():
-    done = pd.read_csv(CSV) if CSV.exists() else pd.DataFrame(columns=["design", "seed"])
-    have = set(zip(done["design"], done["seed"]))
-    for seed in SEEDS:
-        for name in OWN + PUBLIC:
-            if (name, seed) in have:
-                continue
-            d = design(name, seed)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                est = DFIV(random_state=seed, verbose=False).fit(d.train, **d.fit_kwargs())
-            std, test = standardised(est, d)
-            preds, resid = {c: [] for c in CANDIDATES}, {c: [] for c in CANDIDATES}
-            for m, rows, n1, n_val in member_splits(est):
-                for c, (p, r) in _member(m, std, test, rows, n1, n_val).items():
-                    preds[c].append(p)
-                    resid[c].append(r)
-            sc = est.scalers_["Y"]
-            base = np.concatenate(resid["trained"]) ** 2
-            row = dict(design=name, seed=seed, first_stage_f=float(est.first_stage_f_))
-            for c in CANDIDATES:
-                row[f"mse {c}"] = d.score(np.mean(preds[c], axis=0) * sc.scale[0] + sc.mean[0])
-                if c != "trained":
-                    D = np.concatenate(resid[c]) ** 2 - base
-                    row[f"z {c}"] = paired_z(D)
-            print(row, flush=True)
-            pd.DataFrame([row]).to_csv(CSV, mode="a", header=not CSV.exists(), index=False)
+    for name, seed, d, est, _ in fits(CSV, [(n, s) for s in SEEDS for n in OWN + PUBLIC]):
+        std, test = standardised(est, d)
+        preds, resid = {c: [] for c in CANDIDATES}, {c: [] for c in CANDIDATES}
+        for m, rows, n1, n_val in member_splits(est):
+            for c, (p, r) in _member(m, std, test, rows, n1, n_val).items():
+                preds[c].append(p)
+                resid[c].append(r)
+        sc = est.scalers_["Y"]
+        base = np.concatenate(resid["trained"]) ** 2
+        row = dict(design=name, seed=seed, first_stage_f=float(est.first_stage_f_))
+        for c in CANDIDATES:
+            row[f"mse {c}"] = d.score(np.mean(preds[c], axis=0) * sc.scale[0] + sc.mean[0])
+            if c != "trained":
+                D = np.concatenate(resid[c]) ** 2 - base
+                row[f"z {c}"] = paired_z(D)
+        print(row, flush=True)
+        pd.DataFrame([row]).to_csv(CSV, mode="a", header=not CSV.exists(), index=False)
 
 
 def summarise():

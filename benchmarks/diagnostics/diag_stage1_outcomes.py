@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import os
 import sys
-import warnings
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -37,11 +36,10 @@ from scipy import stats  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _continuous_iv import (OWN, PUBLIC, candidate_mse, design, kron, member_features, member_splits,  # noqa: E402
+from _continuous_iv import (OWN, PUBLIC, fits, candidate_mse, kron, member_features, member_splits,  # noqa: E402
                             paired_z, ridge, standardised)
 from _results import diagnostic_main, machine, markdown_table  # noqa: E402
 
-from deepcausal import DFIV  # noqa: E402
 
 CSV = Path(__file__).resolve().parent / "stage1_outcomes.csv"
 TITLE = "## Diagnosis: the stage-1 half's outcomes as held-out rows (issue 35, information)"
@@ -78,30 +76,21 @@ def _residuals(m, std, test, rows, n1, n_val):
 
 
 def run():
-    done = pd.read_csv(CSV) if CSV.exists() else pd.DataFrame(columns=["design", "seed"])
-    have = set(zip(done["design"], done["seed"]))
-    for seed in SEEDS:
-        for name in OWN + PUBLIC:
-            if (name, seed) in have:
-                continue
-            d = design(name, seed)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                est = DFIV(complexity="held_out", random_state=seed, verbose=False).fit(d.train, **d.fit_kwargs())
-            std, test = standardised(est, d)
-            s1, val = [[], []], [[], []]
-            for m, rows, n1, n_val in member_splits(est):
-                a, b = _residuals(m, std, test, rows, n1, n_val)
-                for k in range(2):
-                    s1[k].append(a[k])
-                    val[k].append(b[k])
-            mse_line, mse_trained = candidate_mse(est, d)
-            row = dict(design=name, seed=seed, first_stage_f=float(est.first_stage_f_),
-                       z_s1=paired_z(np.concatenate(s1[0]) - np.concatenate(s1[1])), rows_s1=sum(map(len, s1[0])),
-                       z_held_out=paired_z(np.concatenate(val[0]) - np.concatenate(val[1])), rows_held_out=sum(map(len, val[0])),
-                       z_package=float(est.complexity_["criterion"][0]), mse_line=mse_line, mse_trained=mse_trained)
-            print(row, flush=True)
-            pd.DataFrame([row]).to_csv(CSV, mode="a", header=not CSV.exists(), index=False)
+    for name, seed, d, est, _ in fits(CSV, [(n, s) for s in SEEDS for n in OWN + PUBLIC], complexity="held_out"):
+        std, test = standardised(est, d)
+        s1, val = [[], []], [[], []]
+        for m, rows, n1, n_val in member_splits(est):
+            a, b = _residuals(m, std, test, rows, n1, n_val)
+            for k in range(2):
+                s1[k].append(a[k])
+                val[k].append(b[k])
+        mse_line, mse_trained = candidate_mse(est, d)
+        row = dict(design=name, seed=seed, first_stage_f=float(est.first_stage_f_),
+                   z_s1=paired_z(np.concatenate(s1[0]) - np.concatenate(s1[1])), rows_s1=sum(map(len, s1[0])),
+                   z_held_out=paired_z(np.concatenate(val[0]) - np.concatenate(val[1])), rows_held_out=sum(map(len, val[0])),
+                   z_package=float(est.complexity_["criterion"][0]), mse_line=mse_line, mse_trained=mse_trained)
+        print(row, flush=True)
+        pd.DataFrame([row]).to_csv(CSV, mode="a", header=not CSV.exists(), index=False)
 
 
 def summarise():

@@ -94,7 +94,6 @@ import math
 import os
 import sys
 import time
-import warnings
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -105,11 +104,10 @@ from sklearn.preprocessing import SplineTransformer  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _continuous_iv import OWN, PUBLIC, design, member_splits, paired_z, standardised  # noqa: E402
+from _continuous_iv import OWN, PUBLIC, fits, member_splits, paired_z, standardised  # noqa: E402
 from _results import machine, markdown_table, single_thread, write_section  # noqa: E402
 
-from deepcausal import DFIV  # noqa: E402
-from deepcausal._sieve import smallest_canonical_correlation, sup_t  # noqa: E402
+from deepcausal._sieve import smallest_canonical_correlation  # noqa: E402
 
 CSV = Path(__file__).resolve().parent / "sieve_rule.csv"
 PACKAGE_CSV = Path(__file__).resolve().parent / "sieve_default.csv"
@@ -203,24 +201,8 @@ def sieve_member(std, eta, eta_test, test_T, fit, val, rng):
     return curve, resid, f["k"], curves
 
 
-def default_fits(csv: Path, pairs, **params):
-    """One ``DFIV(random_state=seed, **params)`` fit (the default without ``params``) for each (design, seed) of
-    ``pairs`` that ``csv`` has no row for: yields (name, seed, the design, the fitted estimator, its fit seconds)."""
-    done = pd.read_csv(csv) if csv.exists() else pd.DataFrame(columns=["design", "seed"])
-    have = set(zip(done["design"], done["seed"]))
-    for name, seed in pairs:
-        if (name, seed) in have:
-            continue
-        d = design(name, seed)
-        t0 = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            est = DFIV(random_state=seed, verbose=False, **params).fit(d.train, **d.fit_kwargs())
-        yield name, seed, d, est, time.perf_counter() - t0
-
-
 def run():
-    for name, seed, d, est, fit_s in default_fits(CSV, [(n, s) for s in SEEDS for n in OWN + PUBLIC]):
+    for name, seed, d, est, fit_s in fits(CSV, [(n, s) for s in SEEDS for n in OWN + PUBLIC]):
         std, test = standardised(est, d)
         labels = est.complexity_["candidates"]
         mse = {}
@@ -350,7 +332,7 @@ def _label(choice: str, knots: str) -> str:
 
 
 def run_package():
-    for name, seed, d, est, fit_s in default_fits(PACKAGE_CSV, [(n, s) for s in SEEDS for n in OWN + PUBLIC],
+    for name, seed, d, est, fit_s in fits(PACKAGE_CSV, [(n, s) for s in SEEDS for n in OWN + PUBLIC],
                                                   complexity="sieve"):
         c, knots = _choices(est, d), _knots(est)
         row = dict(design=name, seed=seed, label=_label(c["in_place"], knots), knots=knots,
@@ -384,7 +366,7 @@ def summarise_package():
 
 def run_sequential():
     pairs = [(n, s) for n in OWN + PUBLIC for s in (FRESH_OWN if n in OWN else FRESH_PUBLIC)]
-    for name, seed, d, est, fit_s in default_fits(SEQUENTIAL_CSV, pairs, complexity="sieve"):
+    for name, seed, d, est, fit_s in fits(SEQUENTIAL_CSV, pairs, complexity="sieve"):
         c, knots = _choices(est, d), _knots(est)
         row = dict(design=name, seed=seed, label=_label(c["sequential"], knots), previous=c["today"], knots=knots,
                    z_line=c["z_line"], z_spline=c["z_spline"], mse_default=c[f"mse_{c['sequential']}"], fit_s=fit_s,
@@ -416,10 +398,12 @@ def summarise_sequential():
 
 
 def _nonlinear_votes(est, std, seed) -> int:
-    """How many members pass (A) and (B) of the nonlinearity rule (the script's docstring), at 200 training rows.
-    Needs a ``complexity="sieve"`` fit before any candidate is swapped in."""
+    """How many members pass (A) and (B) of the nonlinearity rule (the script's docstring), at 200 training rows
+    drawn from ``seed`` (``deepcausal._sieve.bends_where_trained_does_not``, which the package applies at its own
+    evaluation rows). Needs a ``complexity="sieve"`` fit before any candidate is swapped in."""
     import torch
 
+    from deepcausal._sieve import bends_where_trained_does_not
     from deepcausal.heads import outer_features
 
     rows = np.random.default_rng(seed).choice(len(std["T"]), size=min(EVAL_ROWS, len(std["T"])), replace=False)
@@ -427,28 +411,17 @@ def _nonlinear_votes(est, std, seed) -> int:
     X = torch.as_tensor(std["X"][rows], dtype=torch.float32) if "X" in std else None
     votes = 0
     for m in est.estimators_:
-        s = m.candidates_["sieve"]
-        if s["knots_count"] is None:
-            continue
-        net = m.nets_["treatment"]  # the spline's terms after the network's own features (installed)
-        with torch.no_grad():
+        net = m.nets_["treatment"]
+        with torch.no_grad():  # the member's own features [ψ, 1] ⊗ [η, 1], unwrapped where it reports the spline
             eta = m.nets_["covariate"](X).double() if X is not None and "covariate" in m.nets_ else None
-            Phi = outer_features(net.net(T).double(), eta).numpy()
-            Phi_s = outer_features(net(T).double(), eta).numpy()
-        heads = m.candidates_["heads"].double().numpy()[..., 0]  # (C, d2): the line first, the trained head last
-        draws = m.candidates_["draws"].double().numpy()[..., 0]  # (C, B, d2), on the same multipliers
-        h_l, h_t, h_s = Phi @ heads[0], Phi @ heads[-1], Phi_s @ s["head"].double().numpy()[:, 0]
-        d_l, d_t = draws[0] @ Phi.T, draws[-1] @ Phi.T
-        d_s = s["draws"].double().numpy()[..., 0] @ Phi_s.T
-        stat_a, crit_a = sup_t(h_s - h_l, d_s - d_l)
-        stat_b, crit_b = sup_t(h_t - h_l, d_t - d_l)
-        votes += int(stat_a > crit_a and stat_b <= crit_b)
+            phi = outer_features(getattr(net, "net", net)(T).double(), eta)
+        votes += int(bends_where_trained_does_not(m, m.candidates_["sieve"], phi, T))
     return votes
 
 
 def run_nonlinear():
     pairs = [(n, s) for n in OWN + PUBLIC for s in (NONLINEAR_OWN if n in OWN else NONLINEAR_PUBLIC)]
-    for name, seed, d, est, fit_s in default_fits(NONLINEAR_CSV, pairs, complexity="sieve"):
+    for name, seed, d, est, fit_s in fits(NONLINEAR_CSV, pairs, complexity="sieve"):
         std, _ = standardised(est, d)
         votes = _nonlinear_votes(est, std, seed)
         c, knots = _choices(est, d), _knots(est)
