@@ -383,30 +383,39 @@ def sup_t(diff: np.ndarray, draws: np.ndarray, level: float = NONLINEAR_LEVEL) -
 
 
 @torch.no_grad()
-def bends_where_trained_does_not(member, sieve: dict, phi: torch.Tensor, t: torch.Tensor) -> bool:
-    """The nonlinearity test of one member at some rows, on the bootstrap draws its line, trained head and spline
-    share (the same multipliers): (A) the spline departs from the line (a sup-t test at 5%) and (B) the trained head
-    does not. ``phi``: the member's stage-2 features [ψ, 1] ⊗ [η, 1] at the rows, ``t`` the (standardized)
-    treatment there. False where the member's Lepski choice is the line."""
+def departures(member, sieve: dict, phi: torch.Tensor, t: torch.Tensor) -> dict:
+    """Sup-t tests of one member at some rows, on the bootstrap draws its line, trained head and spline share (the
+    same multipliers): ``spline`` ((A) Lepski's spline departs from the line) and ``trained`` ((B) the trained curve
+    departs from the line), each as (statistic, 95% critical value); ``spline`` is None where the member's Lepski
+    choice is the line. ``phi``: the member's stage-2 features [ψ, 1] ⊗ [η, 1] at the rows, ``t`` the
+    (standardized) treatment there."""
     from .heads import outer_features
 
-    if sieve["knots_count"] is None:
-        return False
-    d_psi, d_cov = sieve["d_psi"], sieve["d_cov"]
     Phi = phi.double().cpu()
-    grid = Phi.reshape(len(Phi), d_psi + 1, d_cov + 1)  # ψ_i · η_k at [i, k]; η's 1 is k = d_cov, ψ's 1 is i = d_psi
-    terms = cubic_terms(t[:, :1].double().cpu(), sieve["knots"].double().cpu())
-    Phi_s = outer_features(torch.cat([grid[:, :d_psi, d_cov], terms], dim=1),
-                           grid[:, d_psi, :d_cov] if d_cov else None).numpy()  # the wrapped network's features
-    Phi = Phi.numpy()
     heads = member.candidates_["heads"].double().cpu().numpy()[..., 0]  # (C, d₂): the line first, trained last
     draws = member.candidates_["draws"].double().cpu().numpy()[..., 0]  # (C, B, d₂)
-    h_l, h_t = Phi @ heads[0], Phi @ heads[-1]
-    d_l, d_t = draws[0] @ Phi.T, draws[-1] @ Phi.T
-    h_s = Phi_s @ sieve["head"].double().cpu().numpy()[:, 0]
-    d_s = sieve["draws"].double().cpu().numpy()[..., 0] @ Phi_s.T
-    stat_a, crit_a = sup_t(h_s - h_l, d_s - d_l)
-    stat_b, crit_b = sup_t(h_t - h_l, d_t - d_l)
+    P = Phi.numpy()
+    h_l, d_l = P @ heads[0], draws[0] @ P.T
+    out = {"trained": sup_t(P @ heads[-1] - h_l, draws[-1] @ P.T - d_l), "spline": None}
+    if sieve["knots_count"] is not None:
+        d_psi, d_cov = sieve["d_psi"], sieve["d_cov"]
+        grid = Phi.reshape(len(Phi), d_psi + 1, d_cov + 1)  # ψ_i · η_k at [i, k]; η's 1 is k = d_cov, ψ's 1 is i = d_psi
+        terms = cubic_terms(t[:, :1].double().cpu(), sieve["knots"].double().cpu())
+        Phi_s = outer_features(torch.cat([grid[:, :d_psi, d_cov], terms], dim=1),
+                               grid[:, d_psi, :d_cov] if d_cov else None).numpy()  # the wrapped network's features
+        h_s = Phi_s @ sieve["head"].double().cpu().numpy()[:, 0]
+        d_s = sieve["draws"].double().cpu().numpy()[..., 0] @ Phi_s.T
+        out["spline"] = sup_t(h_s - h_l, d_s - d_l)
+    return out
+
+
+def bends_where_trained_does_not(member, sieve: dict, phi: torch.Tensor, t: torch.Tensor) -> bool:
+    """The nonlinearity test of one member (:func:`departures`): (A) the spline departs from the line (a sup-t test
+    at 5%) and (B) the trained head does not. False where the member's Lepski choice is the line."""
+    tests = departures(member, sieve, phi, t)
+    if tests["spline"] is None:
+        return False
+    (stat_a, crit_a), (stat_b, crit_b) = tests["spline"], tests["trained"]
     return stat_a > crit_a and stat_b <= crit_b
 
 
