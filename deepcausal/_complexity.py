@@ -48,7 +48,7 @@ from torch import nn
 
 from ._diagnostics import DISCRETE_MAX, IdentificationWarning, distinct_rows
 from ._screen import net_dims
-from ._sieve import (NONLINEAR_DRAWS, SIEVE_LABEL, bends_where_trained_does_not, install, linear_iv_candidate,
+from ._sieve import (NONLINEAR_DRAWS, SIEVE_LABEL, departures, install, shape_step, linear_iv_candidate,
                      member_rows, sieve_candidate)
 from ._warnings import warn
 from .heads import solve_spd
@@ -345,15 +345,18 @@ def _held_out(est, comm=None, phi=None, t=None) -> dict:
     Pflueger's effective F; it is compared with the classical partial F (the smallest conditional F with several
     treatment columns), which equals the effective F only under homoskedastic errors.
 
-    Then, where the trained head stays, F is at least the bound and the treatment has one column, a nonlinearity
-    step: each member asks, at the evaluation rows (``phi``, ``t``) and on the bootstrap draws its line, trained head
-    and Lepski spline in t share, whether (A) the spline departs from the line and (B) the trained curve does not
-    (sup-t tests at 5%, :func:`deepcausal._sieve.bends_where_trained_does_not`). Where a majority of the members
-    say yes, the spline is reported (each member's Lepski choice; the line on members that kept it). Why: the
-    held-out rows cannot tell a spline from the trained head (chen_christensen_severe: z near 0, the spline's error
-    30 times smaller, the trained curve nearly the line, its nonlinear part weakly identified and shrunk away). Stated
-    before its run and adopted on fresh seeds (benchmarks/RESULTS.md, "A Lepski sieve in t in place of the line",
-    the nonlinearity rule), after two other ways of using the spline were not. Skipped with fewer than
+    Then, where F is at least the bound and the treatment has one column, a shape step: each member asks, at the
+    evaluation rows (``phi``, ``t``) and on the bootstrap draws its line, trained head and Lepski spline in t share,
+    whether (A) the spline departs from the line and (B) the trained curve does (sup-t tests at 5%,
+    :func:`deepcausal._sieve.departures`), and :func:`deepcausal._sieve.shape_step` reads the majority: where the
+    line was chosen, the spline when (A) holds; where the trained head stays, the spline when (A) holds and (B) does
+    not (the data bend where the trained curve does not), the line when neither holds (no bend: the simplest curve).
+    The spline is each member's Lepski choice, the line on members that kept it. Why: the held-out rows cannot tell
+    a spline from the trained head (chen_christensen_severe: z near 0, the spline's error 30 times smaller, the
+    trained curve nearly the line, its nonlinear part weakly identified and shrunk away), nor, there, from the line;
+    and where they cannot tell the line from the trained head they cannot see that neither curve bends (kiv_linear).
+    Stated before their runs and adopted on fresh seeds (benchmarks/RESULTS.md, "A Lepski sieve in t in place of the
+    line", the nonlinearity rule, and "The shape step"). Skipped with fewer than
     :data:`~deepcausal._sieve.NONLINEAR_DRAWS` bootstrap draws and in distributed fits (no spline there).
     """
     members = est._members()
@@ -373,34 +376,49 @@ def _held_out(est, comm=None, phi=None, t=None) -> dict:
     n = int(n)
     z = mean / math.sqrt(var / n) if var > 0 and math.isfinite(var) else float("nan")
     line = bool(z < -HELD_OUT_Z and f >= HELD_OUT_F)  # NaN (no held-out rows, no F) compares False: trained
-    out = {"chosen": 0 if line else C - 1, "criterion": [z], "held_out_rows": n, "first_stage_f": f}
+    out = {"chosen": 0 if line else C - 1, "held_out_line": line, "criterion": [z], "held_out_rows": n,
+           "first_stage_f": f}
     sieves = _sieves(members)
-    if sieves is not None and not line and f >= HELD_OUT_F and phi is not None and t is not None \
+    if sieves is not None and f >= HELD_OUT_F and phi is not None and t is not None \
             and members[0].candidates_["draws"].shape[1] >= NONLINEAR_DRAWS:
-        votes = sum(bends_where_trained_does_not(m, s, phi(m).detach(), t) for m, s in zip(members, sieves))
-        out.update(_sieve_knots(sieves), bends=int(votes))
-        if votes > len(members) / 2:
-            out.update(chosen=0, spline=True)
+        tests = [departures(m, s, phi(m).detach(), t) for m, s in zip(members, sieves)]
+        departs = {"spline": [d["spline"] is not None and d["spline"][0] > d["spline"][1] for d in tests],
+                   "trained": [d["trained"][0] > d["trained"][1] for d in tests]}
+        step = shape_step(line, departs["spline"], departs["trained"])
+        out.update(_sieve_knots(sieves), departs=departs, shape_step=step)
+        if step is not None:
+            out.update(chosen=0, spline=step == "spline")
     return {**out, "verdict": held_out_verdict(out)}
 
 
 def held_out_verdict(c: dict) -> str:
     """Why rule ``"held_out"`` chose what it chose, in words (``complexity_`` of that rule)."""
     base = _line_verdict(c)
-    if "bends" not in c:
+    if "departs" not in c:
         return base
+    M, a, b = len(c["sieve_knots"]), c["departs"]["spline"], c["departs"]["trained"]
     knots = ", ".join("line" if k is None else str(k) for k in c["sieve_knots"])
-    what = (f"Lepski's spline in t (knots per member: {knots}) departs from the line where the trained curve does "
-            f"not on {c['bends']} of {len(c['sieve_knots'])} members (sup-t tests at 5%)")
+    spline = f"Lepski's spline in t (knots per member: {knots})"
+    if c.get("held_out_line"):
+        what = f"{spline} departs from the line on {sum(a)} of {M} members (sup-t tests at 5%)"
+        return f"{base}; but {what}: the spline is reported" if c.get("spline") else \
+            f"{base}; {what}: not a majority, so the line stays"
     if c.get("spline"):
-        return f"{base}; but {what}: the spline is reported"
-    return f"{base}; {what}: not a majority, so the trained head stays"
+        return (f"{base}; but {spline} departs from the line where the trained curve does not on "
+                f"{sum(x and not y for x, y in zip(a, b))} of {M} members (sup-t tests at 5%): the spline is reported")
+    if c.get("shape_step") == "line":
+        return (f"{base}; but neither {spline} nor the trained curve departs from the line on "
+                f"{sum(not x and not y for x, y in zip(a, b))} of {M} members (sup-t tests at 5%): the data show no "
+                "bend, so the simplest curve, the line, is reported")
+    return (f"{base}; {spline} departs from the line on {sum(a)} of {M} members, the trained curve on {sum(b)} "
+            "(sup-t tests at 5%): neither the spline's nor the line's case holds on a majority, so the trained head "
+            "stays")
 
 
 def _line_verdict(c: dict) -> str:
     z, n, f = (c.get("criterion") or [float("nan")])[0], c.get("held_out_rows", 0), c.get("first_stage_f", float("nan"))
     what = f"the line's held-out projected loss against the trained head's, z = {z:.3g} on {n} held-out rows"
-    if c["chosen"] == 0 and not c.get("spline"):
+    if c.get("held_out_line", c["chosen"] == 0 and not c.get("spline")):
         return f"{what}: the line predicts rows no training step saw significantly better (first-stage F {f:.3g})"
     if not z == z:  # NaN: no held-out rows, or residuals without a finite spread (a diverged member)
         if not n:

@@ -409,14 +409,24 @@ def departures(member, sieve: dict, phi: torch.Tensor, t: torch.Tensor) -> dict:
     return out
 
 
-def bends_where_trained_does_not(member, sieve: dict, phi: torch.Tensor, t: torch.Tensor) -> bool:
-    """The nonlinearity test of one member (:func:`departures`): (A) the spline departs from the line (a sup-t test
-    at 5%) and (B) the trained head does not. False where the member's Lepski choice is the line."""
-    tests = departures(member, sieve, phi, t)
-    if tests["spline"] is None:
-        return False
-    (stat_a, crit_a), (stat_b, crit_b) = tests["spline"], tests["trained"]
-    return stat_a > crit_a and stat_b <= crit_b
+def shape_step(line: bool, spline_departs, trained_departs) -> Optional[str]:
+    """The held-out rule's last step (:func:`deepcausal._complexity._held_out`), from each member's two sup-t
+    verdicts (:func:`departures`): ``"spline"``, ``"line"`` or None (the held-out choice stands). ``line``: the
+    held-out rows chose the line.
+
+    * the line chosen: the spline where it departs from the line on a majority of the members;
+    * the trained head kept: the spline where on a majority it departs from the line and the trained curve does not
+      (the data bend where the trained curve does not); else the line where on a majority neither departs (the data
+      show no bend: the simplest curve).
+    """
+    majority = len(spline_departs) / 2
+    if line:
+        return "spline" if sum(spline_departs) > majority else None
+    if sum(a and not b for a, b in zip(spline_departs, trained_departs)) > majority:
+        return "spline"
+    if sum(not a and not b for a, b in zip(spline_departs, trained_departs)) > majority:
+        return "line"
+    return None
 
 
 def embed(theta: torch.Tensor, d_psi: int, m: int, d_cov: int) -> torch.Tensor:

@@ -166,10 +166,40 @@ def test_the_default_reports_the_spline_where_the_trained_curve_stays_a_line_the
     d = chen_christensen(3000, ill_posed="severe", seed=0)  # sin(πx), its bend weakly identified (ξ = 0.5)
     est = DFIV(n_estimators=3, n_jobs=1, random_state=0, verbose=False).fit(d.train, **d.fit_kwargs())
     c = est.complexity_
-    assert c["rule"] == "held_out" and c["bends"] >= 2 and c["spline"] and c["label"] == SIEVE_LABEL
-    assert "the spline is reported" in c["verdict"]
+    assert c["rule"] == "held_out" and c["spline"] and c["shape_step"] == "spline" and c["label"] == SIEVE_LABEL
+    assert sum(c["departs"]["spline"]) >= 2 and "the spline is reported" in c["verdict"]
     spline = d.score(est.predict(d.test_X))
     for m in est.estimators_:  # the trained head put back, on the networks as trained
         m.nets_["treatment"] = getattr(m.nets_["treatment"], "net", m.nets_["treatment"])
         m.heads_.u, m.head_draws_ = m.candidates_["heads"][-1].clone(), m.candidates_["draws"][-1].clone()
     assert spline < 0.25 * d.score(est.predict(d.test_X))
+
+
+@pytest.mark.parametrize("line, spline, trained, expected", [
+    (True, [1, 1, 0], [1, 1, 1], "spline"),  # the line chosen: (A) alone decides; (B) has nothing to add there
+    (True, [1, 0, 0], [0, 0, 0], None),
+    (False, [1, 1, 0], [0, 0, 1], "spline"),  # the data bend where the trained curve does not
+    (False, [1, 1, 1], [1, 1, 0], None),  # both bend: the trained head stays
+    (False, [0, 0, 1], [0, 0, 1], "line"),  # neither bends on a majority: the simplest curve
+    (False, [0, 1, 0], [1, 0, 0], None),  # one member for each case: no majority for any
+])
+def test_shape_step_follows_the_majority_of_the_members_verdicts(line, spline, trained, expected):
+    from deepcausal._sieve import shape_step
+
+    assert shape_step(line, [bool(v) for v in spline], [bool(v) for v in trained]) == expected
+
+
+@pytest.mark.filterwarnings("ignore:T. values outside the training range:UserWarning")
+def test_the_default_reports_the_line_where_neither_curve_departs_from_it():
+    from deepcausal.benchmark import make_design
+
+    d = make_design("kiv_linear", n=3000, seed=3)[0]  # a line in t; the held-out rows cannot tell it from the trained curve
+    est = DFIV(n_estimators=3, n_jobs=1, random_state=3, verbose=False).fit(d.train, **d.fit_kwargs())
+    c = est.complexity_
+    assert not c["held_out_line"] and c["shape_step"] == "line" and c["chosen"] == 0 and not c["spline"]
+    assert "the line, is reported" in c["verdict"] and c["label"].startswith("linear 2SLS")
+    line = est.predict(d.test_X)
+    for m in est.estimators_:  # what each member reports is its line candidate
+        torch.testing.assert_close(m.heads_.u, m.candidates_["heads"][0])
+        m.heads_.u = m.candidates_["heads"][-1].clone()
+    assert d.score(line) < d.score(est.predict(d.test_X))

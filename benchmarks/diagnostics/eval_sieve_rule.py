@@ -399,11 +399,11 @@ def summarise_sequential():
 
 def _nonlinear_votes(est, std, seed) -> int:
     """How many members pass (A) and (B) of the nonlinearity rule (the script's docstring), at 200 training rows
-    drawn from ``seed`` (``deepcausal._sieve.bends_where_trained_does_not``, which the package applies at its own
+    drawn from ``seed`` (``deepcausal._sieve.departures``, which the package applies at its own
     evaluation rows). Needs a ``complexity="sieve"`` fit before any candidate is swapped in."""
     import torch
 
-    from deepcausal._sieve import bends_where_trained_does_not
+    from deepcausal._sieve import departures
     from deepcausal.heads import outer_features
 
     rows = np.random.default_rng(seed).choice(len(std["T"]), size=min(EVAL_ROWS, len(std["T"])), replace=False)
@@ -415,7 +415,8 @@ def _nonlinear_votes(est, std, seed) -> int:
         with torch.no_grad():  # the member's own features [ψ, 1] ⊗ [η, 1], unwrapped where it reports the spline
             eta = m.nets_["covariate"](X).double() if X is not None and "covariate" in m.nets_ else None
             phi = outer_features(getattr(net, "net", net)(T).double(), eta)
-        votes += int(bends_where_trained_does_not(m, m.candidates_["sieve"], phi, T))
+        t = departures(m, m.candidates_["sieve"], phi, T)  # (A) the spline departs, (B) the trained curve does not
+        votes += int(t["spline"] is not None and t["spline"][0] > t["spline"][1] and t["trained"][0] <= t["trained"][1])
     return votes
 
 
