@@ -40,9 +40,10 @@ _SHARED_DOCS = {
         shape), ``"lepski"`` for discrete instruments of up to 10 values, ``"held_out"`` for continuous
         instruments, else ``"trained"`` (always for DFPV). ``"held_out"``: the trained head unless the
         line predicts each member's held-out rows significantly better and its linear first-stage F is at
-        least 37.4 (DFIV; needs ``validation_fraction`` > 0), then Lepski's spline in t (``"sieve"``) where
-        it bends and the trained curve does not (the method page). ``"projected"``: the line unless the
-        trained head's out-of-fold projected fit is significantly better (DFIV; measured, not a default).
+        least 37.4 (DFIV; needs ``validation_fraction`` > 0); then a shape step reports Lepski's spline in
+        t (``"sieve"``) or the line instead where the curves' departures from the line say so (the method
+        page). ``"projected"``: the line unless the trained head's out-of-fold projected fit is
+        significantly better (DFIV; measured, not a default).
         ``"sieve"`` (DFIV, one treatment column): a cubic spline in t by 2SLS, its knots chosen by
         Lepski's method as npiv chooses them (``complexity_["sieve_knots"]``; None: the line).
     n_estimators : int, default=5
@@ -81,8 +82,8 @@ _SHARED_DOCS = {
     complexity_ : dict
         The curve reported: ``rule``, the ``chosen`` candidate and its ``label`` (None: the trained
         head), the ``candidates`` and, when ``"auto"`` chose the line, the ``reason``; with the spline in
-        t, ``sieve_knots``, ``bends`` and ``spline`` (the method page). A member that reports the spline
-        holds ``sieve_``, and its treatment network and heads are widened to read the spline's terms.
+        t, ``sieve_knots``, ``departs``, ``shape_step`` and ``spline`` (the method page). A member that
+        reports the spline holds ``sieve_``; its treatment network and heads read the spline's terms.
     history_ : DataFrame
         One row per check: steps, training and held-out stage losses, the kept check.
     stopping_ : dict
