@@ -50,6 +50,7 @@ EVAL_ROWS = 200
 THETA_FACTOR = 1.1
 ILL_POSED_BOUND = 10.0
 NONLINEAR_LEVEL = 0.95  # the sup-t tests of the nonlinearity step of the held-out rule
+INSTRUMENT_PRODUCTS = False  # the spline's instruments gain z ⊗ η (:func:`_instrument_products`); under evaluation
 NONLINEAR_DRAWS = 20  # with fewer bootstrap draws than this the step is skipped (its quantiles need them)
 MAX_ROWS = 100_000  # the sieve reads at most this many rows (a random subset beyond)
 _LINE_RIDGE = 1e-8  # the line's 2SLS: numerical only (see linear_iv_candidate)
@@ -259,14 +260,26 @@ def _instrument_basis(z: np.ndarray, k: Optional[int], fit_rows: np.ndarray, row
     return np.concatenate(parts, axis=1)
 
 
+def _instrument_products(z: np.ndarray, eta: Optional[np.ndarray], rows: np.ndarray) -> Optional[np.ndarray]:
+    """Each raw instrument times each learned covariate feature, z_j η_k, at ``rows`` (None without covariates, or
+    while :data:`INSTRUMENT_PRODUCTS` is off). Why: the spline's terms need instruments that predict them given x,
+    and a treatment that moves with both z and x has E[t² | z, x] with a z · x term, which a basis additive in z and
+    η(x) cannot reach (benchmarks/RESULTS.md, "The sieve's instruments with covariates")."""
+    if eta is None or not INSTRUMENT_PRODUCTS:
+        return None
+    return (z[rows][:, :, None] * eta[rows][:, None, :]).reshape(len(rows), -1)
+
+
 def _matrices(t, z, eta, k, fit_rows, rows):
     """The sieve with ``k`` knots (None: the line), its knots from ``fit_rows``: (W, Q, knots) at ``rows``,
-    W = [t, cubic terms, η, 1] and Q = [instrument basis, η, 1]."""
+    W = [t, cubic terms, η, 1] and Q = [instrument basis, z ⊗ η (a spline's only), η, 1]."""
     knots = None if k is None else spline_knots(t[fit_rows, 0], k)
     tail = ([eta[rows]] if eta is not None else []) + [np.ones((len(rows), 1))]
     W = [t[rows]] + ([] if knots is None else [cubic_terms(torch.as_tensor(t[rows]), torch.as_tensor(knots)).numpy()])
-    return (np.concatenate(W + tail, axis=1), np.concatenate([_instrument_basis(z, k, fit_rows, rows)] + tail, axis=1),
-            knots)
+    Q = [_instrument_basis(z, k, fit_rows, rows)]
+    products = None if k is None else _instrument_products(z, eta, rows)
+    Q += [] if products is None else [products]
+    return np.concatenate(W + tail, axis=1), np.concatenate(Q + tail, axis=1), knots
 
 
 def lepski_knots(t: np.ndarray, z: np.ndarray, y: np.ndarray, eta: Optional[np.ndarray], rows: np.ndarray,
