@@ -2,8 +2,8 @@
 whose knots Lepski's method chooses, both with the members' learned covariate features as controls.
 
 The line (:func:`linear_iv_candidate`) is the simpler candidate of DFIV's default held-out rule. The spline is
-``complexity="sieve"`` (opt-in): a sieve built as npiv builds one (Chen, Christensen and Kankanala 2024), additive
-in the members' learned covariate features η(x),
+what ``complexity="sieve"`` reports, and the default where its shape step says so: a sieve built as npiv builds
+one (Chen, Christensen and Kankanala 2024), additive in the members' learned covariate features η(x),
 
     h_J(t, x) = b_J(t)ᵀ β_t + η(x)ᵀ β_η + β_1,
 
@@ -12,7 +12,8 @@ in the members' learned covariate features η(x),
   each function extended linearly beyond the boundary knots (the span of scikit-learn's ``SplineTransformer``
   with ``extrapolation="linear"``);
 * instruments: the raw instruments for the line, otherwise per instrument column a cubic B-spline basis one dyadic
-  level finer (2k − 1 knots), additive over the columns, with [η(x), 1];
+  level finer (2k − 1 knots), additive over the columns, and every product z_j η_k(x) of a raw instrument and a
+  learned covariate feature, with [η(x), 1];
 * the family stops at the first J whose ill-posedness exceeds Chen and Christensen's bound, J √(log J) / ŝ_J ≤
   10 √n (ŝ_J: :func:`smallest_canonical_correlation` of the spline and its instruments);
 * Lepski: Ĵ is the smallest J whose curve at 200 rows lies within 1.1 θ studentised units of every larger J's,
@@ -23,12 +24,11 @@ Each member chooses on its own rows. A member whose Ĵ is the line reports the l
 :class:`SplineTerms` around its treatment network, so that the spline is one more stage-2 head in the same
 coordinates as every other (predictions, effects, bands and saved models work unchanged).
 
-Why it is not in the default (benchmarks/RESULTS.md, "A Lepski sieve in t in place of the line"): in the held-out
-rule's line slot it met its adoption rule on its first run, but as the package draws each member's Lepski rows
-it chose a cubic on our smooth design that was worse than the line (1.37x the previous default); asked instead to
-beat the chosen curve on the held-out rows, it replaced good trained heads on the lowdim designs (1.63x on
-lowdim_abs), whose first stages it projects better on every row. Where it helps is measured there too (0.006
-against the trained head's 0.18 on chen_christensen_severe).
+How the default uses it: the held-out rule's shape step (:func:`shape_step`, :func:`departures`) reports the
+spline where it departs from the line and the trained curve does not, or where the held-out rows chose the line
+and the spline departs from it (benchmarks/RESULTS.md, "A Lepski sieve in t in place of the line", "The shape
+step"). In the line's place on its own it chose a cubic on our smooth design that was worse than the line, and
+asked to beat the chosen curve on the held-out rows it replaced good trained heads on the lowdim designs.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ EVAL_ROWS = 200
 THETA_FACTOR = 1.1
 ILL_POSED_BOUND = 10.0
 NONLINEAR_LEVEL = 0.95  # the sup-t tests of the nonlinearity step of the held-out rule
-INSTRUMENT_PRODUCTS = False  # the spline's instruments gain z ⊗ η (:func:`_instrument_products`); under evaluation
+INSTRUMENT_PRODUCTS = True  # the spline's instruments gain z ⊗ η (:func:`_instrument_products`); off: as before
 NONLINEAR_DRAWS = 20  # with fewer bootstrap draws than this the step is skipped (its quantiles need them)
 MAX_ROWS = 100_000  # the sieve reads at most this many rows (a random subset beyond)
 _LINE_RIDGE = 1e-8  # the line's 2SLS: numerical only (see linear_iv_candidate)
@@ -262,9 +262,12 @@ def _instrument_basis(z: np.ndarray, k: Optional[int], fit_rows: np.ndarray, row
 
 def _instrument_products(z: np.ndarray, eta: Optional[np.ndarray], rows: np.ndarray) -> Optional[np.ndarray]:
     """Each raw instrument times each learned covariate feature, z_j η_k, at ``rows`` (None without covariates, or
-    while :data:`INSTRUMENT_PRODUCTS` is off). Why: the spline's terms need instruments that predict them given x,
-    and a treatment that moves with both z and x has E[t² | z, x] with a z · x term, which a basis additive in z and
-    η(x) cannot reach (benchmarks/RESULTS.md, "The sieve's instruments with covariates")."""
+    with :data:`INSTRUMENT_PRODUCTS` off). Why: the spline's terms need instruments that predict them given x, and a
+    treatment that moves with both z and x has E[t² | z, x] with a z · x term, which a basis additive in z and η(x)
+    cannot reach. Stated before its run and adopted on fresh seeds (benchmarks/RESULTS.md, "The sieve's instruments
+    with covariates"): the default's error 0.35x on our kink design and 0.51x on our smooth one, the same on every
+    other design with covariates; without them Lepski kept the line on the kink design where its spline was 3-7
+    times better."""
     if eta is None or not INSTRUMENT_PRODUCTS:
         return None
     return (z[rows][:, :, None] * eta[rows][:, None, :]).reshape(len(rows), -1)

@@ -203,3 +203,39 @@ def test_the_default_reports_the_line_where_neither_curve_departs_from_it():
         torch.testing.assert_close(m.heads_.u, m.candidates_["heads"][0])
         m.heads_.u = m.candidates_["heads"][-1].clone()
     assert d.score(line) < d.score(est.predict(d.test_X))
+
+
+def _kink_with_a_covariate(seed=0, n=3000):
+    """t moves with z and x, h has a kink in t: E[t² | z, x] has a z · x term."""
+    rng = np.random.default_rng(seed)
+    x, z, u = rng.uniform(-1.5, 1.5, n), rng.standard_normal(n), rng.standard_normal(n)
+    t = 0.3 * z + 0.4 * x + 0.8 * u + 0.6 * rng.standard_normal(n)
+    y = -0.5 * t + 1.5 * np.maximum(t - 0.25, 0) + np.sin(x) + 0.8 * u + 0.5 * rng.standard_normal(n)
+    return t[:, None], z[:, None], y, np.c_[x, x**2]  # the last: covariate features, as a member's η(x)
+
+
+def test_the_splines_instruments_hold_each_instrument_times_each_covariate_feature(monkeypatch):
+    import deepcausal._sieve as sieve
+
+    t, z, y, eta = _kink_with_a_covariate(n=200)
+    rows = np.arange(200)
+    monkeypatch.setattr(sieve, "INSTRUMENT_PRODUCTS", True)
+    _, Q_line, _ = sieve._matrices(t, z, eta, None, rows, rows)
+    W, Q, _ = sieve._matrices(t, z, eta, 3, rows, rows)
+    assert Q_line.shape[1] == 1 + 2 + 1  # the line's instruments stay [z, η, 1]
+    np.testing.assert_allclose(Q[:, -5:-3], z * eta)  # z ⊗ η before [η, 1]
+    monkeypatch.setattr(sieve, "INSTRUMENT_PRODUCTS", False)
+    assert sieve._matrices(t, z, eta, 3, rows, rows)[1].shape[1] == Q.shape[1] - 2
+    assert sieve._instrument_products(z, None, rows) is None  # no covariates: nothing to multiply
+
+
+def test_lepski_sees_a_kink_through_the_products_it_misses_without(monkeypatch):
+    import deepcausal._sieve as sieve
+
+    t, z, y, eta = _kink_with_a_covariate(seed=0)
+    rows = np.arange(len(y))
+    chosen = {}
+    for on in (False, True):
+        monkeypatch.setattr(sieve, "INSTRUMENT_PRODUCTS", on)
+        chosen[on] = sieve.lepski_knots(t, z, y, eta, rows, np.random.default_rng(0))["knots"]
+    assert chosen[False] is None and chosen[True] is not None
