@@ -379,16 +379,22 @@ def _held_out(est, comm=None, phi=None, t=None) -> dict:
     out = {"chosen": 0 if line else C - 1, "held_out_line": line, "criterion": [z], "held_out_rows": n,
            "first_stage_f": f}
     sieves = _sieves(members)
-    if sieves is not None and f >= HELD_OUT_F and phi is not None and t is not None \
+    if sieves is not None and f >= HELD_OUT_F and math.isfinite(z) and phi is not None and t is not None \
             and members[0].candidates_["draws"].shape[1] >= NONLINEAR_DRAWS:
         tests = [departures(m, s, phi(m).detach(), t) for m, s in zip(members, sieves)]
-        departs = {"spline": [d["spline"] is not None and d["spline"][0] > d["spline"][1] for d in tests],
-                   "trained": [d["trained"][0] > d["trained"][1] for d in tests]}
+        departs = {"spline": [False if d["spline"] is None else _verdict(*d["spline"]) for d in tests],
+                   "trained": [_verdict(*d["trained"]) for d in tests]}
         step = shape_step(line, departs["spline"], departs["trained"])
         out.update(_sieve_knots(sieves), departs=departs, shape_step=step)
         if step is not None:
             out.update(chosen=0, spline=step == "spline")
     return {**out, "verdict": held_out_verdict(out)}
+
+
+def _verdict(stat: float, crit: float) -> Optional[bool]:
+    """A sup-t test's verdict; None (no verdict: it counts for no majority) where it is not finite (a diverged
+    member's curve)."""
+    return bool(stat > crit) if math.isfinite(stat) and math.isfinite(crit) else None
 
 
 def held_out_verdict(c: dict) -> str:
@@ -397,22 +403,22 @@ def held_out_verdict(c: dict) -> str:
     if "departs" not in c:
         return base
     M, a, b = len(c["sieve_knots"]), c["departs"]["spline"], c["departs"]["trained"]
+    both = list(zip(a, b))  # a verdict is True, False or None (a test that is not finite: it counts for nothing)
+    bends, neither = sum(x is True and y is False for x, y in both), sum(x is False and y is False for x, y in both)
     knots = ", ".join("line" if k is None else str(k) for k in c["sieve_knots"])
     spline = f"Lepski's spline in t (knots per member: {knots})"
     if c.get("held_out_line"):
-        what = f"{spline} departs from the line on {sum(a)} of {M} members (sup-t tests at 5%)"
+        what = f"{spline} departs from the line on {sum(x is True for x in a)} of {M} members (sup-t tests at 5%)"
         return f"{base}; but {what}: the spline is reported" if c.get("spline") else \
             f"{base}; {what}: not a majority, so the line stays"
     if c.get("spline"):
-        return (f"{base}; but {spline} departs from the line where the trained curve does not on "
-                f"{sum(x and not y for x, y in zip(a, b))} of {M} members (sup-t tests at 5%): the spline is reported")
+        return (f"{base}; but {spline} departs from the line where the trained curve does not on {bends} of {M} "
+                "members (sup-t tests at 5%): the spline is reported")
     if c.get("shape_step") == "line":
-        return (f"{base}; but neither {spline} nor the trained curve departs from the line on "
-                f"{sum(not x and not y for x, y in zip(a, b))} of {M} members (sup-t tests at 5%): the data show no "
-                "bend, so the simplest curve, the line, is reported")
-    return (f"{base}; {spline} departs from the line on {sum(a)} of {M} members, the trained curve on {sum(b)} "
-            "(sup-t tests at 5%): neither the spline's nor the line's case holds on a majority, so the trained head "
-            "stays")
+        return (f"{base}; but neither {spline} nor the trained curve departs from the line on {neither} of {M} "
+                "members (sup-t tests at 5%): the data show no bend, so the simplest curve, the line, is reported")
+    return (f"{base}; {spline} departs from the line where the trained curve does not on {bends} of {M} members, "
+            f"neither does on {neither} (sup-t tests at 5%): no majority for either, so the trained head stays")
 
 
 def _line_verdict(c: dict) -> str:

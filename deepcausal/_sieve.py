@@ -303,7 +303,8 @@ def lepski_knots(t: np.ndarray, z: np.ndarray, y: np.ndarray, eta: Optional[np.n
         if k is not None:
             J = W.shape[1] - (eta.shape[1] if eta is not None else 0)  # the spline's dimension with its intercept
             s = smallest_canonical_correlation(W, Q)
-            if W.shape[1] >= n // 10 or not (s > 0 and J * math.sqrt(math.log(J)) / s <= ILL_POSED_BOUND * math.sqrt(n)):
+            too_wide = max(W.shape[1], Q.shape[1]) >= n // 10  # the spline or its instruments (z ⊗ η can be wide)
+            if too_wide or not (s > 0 and J * math.sqrt(math.log(J)) / s <= ILL_POSED_BOUND * math.sqrt(n)):
                 break  # the family is nested: the first dimension past the bound ends it
         else:
             J = 2
@@ -427,8 +428,8 @@ def departures(member, sieve: dict, phi: torch.Tensor, t: torch.Tensor) -> dict:
 
 def shape_step(line: bool, spline_departs, trained_departs) -> Optional[str]:
     """The held-out rule's last step (:func:`deepcausal._complexity._held_out`), from each member's two sup-t
-    verdicts (:func:`departures`): ``"spline"``, ``"line"`` or None (the held-out choice stands). ``line``: the
-    held-out rows chose the line.
+    verdicts (:func:`departures`; True, False, or None where a test is not finite, which counts for nothing):
+    ``"spline"``, ``"line"`` or None (the held-out choice stands). ``line``: the held-out rows chose the line.
 
     * the line chosen: the spline where it departs from the line on a majority of the members;
     * the trained head kept: the spline where on a majority it departs from the line and the trained curve does not
@@ -436,11 +437,12 @@ def shape_step(line: bool, spline_departs, trained_departs) -> Optional[str]:
       show no bend: the simplest curve).
     """
     majority = len(spline_departs) / 2
+    pairs = list(zip(spline_departs, trained_departs))  # a verdict may be None (not finite): it counts for neither
     if line:
-        return "spline" if sum(spline_departs) > majority else None
-    if sum(a and not b for a, b in zip(spline_departs, trained_departs)) > majority:
+        return "spline" if sum(a is True for a in spline_departs) > majority else None
+    if sum(a is True and b is False for a, b in pairs) > majority:
         return "spline"
-    if sum(not a and not b for a, b in zip(spline_departs, trained_departs)) > majority:
+    if sum(a is False and b is False for a, b in pairs) > majority:
         return "line"
     return None
 

@@ -239,3 +239,30 @@ def test_lepski_sees_a_kink_through_the_products_it_misses_without(monkeypatch):
         monkeypatch.setattr(sieve, "INSTRUMENT_PRODUCTS", on)
         chosen[on] = sieve.lepski_knots(t, z, y, eta, rows, np.random.default_rng(0))["knots"]
     assert chosen[False] is None and chosen[True] is not None
+
+
+@pytest.mark.parametrize("held_out_line, spline, step, departs, words", [
+    (True, True, "spline", ([True, True, False], [True, True, True]), "departs from the line on 2 of 3 members"),
+    (True, False, None, ([True, False, False], [True, True, True]), "not a majority, so the line stays"),
+    (False, True, "spline", ([True, True, True], [False, False, True]), "trained curve does not on 2 of 3"),
+    (False, False, "line", ([False, False, None], [False, False, True]), "neither Lepski's spline"),
+    (False, False, None, ([True, None, False], [True, None, True]), "no majority for either"),
+])
+def test_held_out_verdict_says_what_the_shape_step_did(held_out_line, spline, step, departs, words):
+    from deepcausal._complexity import held_out_verdict
+    from deepcausal._sieve import shape_step
+
+    assert shape_step(held_out_line, *departs) == step  # the dict below is one the rule can produce
+    c = {"chosen": 0 if (held_out_line or step) else 2, "held_out_line": held_out_line, "spline": spline,
+         "shape_step": step, "criterion": [-2.0 if held_out_line else 0.3], "held_out_rows": 900,
+         "first_stage_f": 120.0, "sieve_knots": [2, 2, None], "departs": dict(zip(("spline", "trained"), departs))}
+    assert words in held_out_verdict(c)
+
+
+def test_a_test_that_is_not_finite_gives_no_verdict():
+    from deepcausal._complexity import _verdict
+    from deepcausal._sieve import shape_step
+
+    assert _verdict(float("nan"), 2.0) is None and _verdict(3.0, 2.0) is True and _verdict(1.0, 2.0) is False
+    # two members whose tests are NaN vote for nothing: one member without a bend is no majority for the line
+    assert shape_step(False, [False, None, None], [False, None, None]) is None

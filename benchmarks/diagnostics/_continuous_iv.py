@@ -52,6 +52,8 @@ def candidate_mse(est, d) -> list:
     out = []
     for k in range(len(est.complexity_["candidates"])):
         for m in est.estimators_:
+            net = m.nets_["treatment"]
+            m.nets_["treatment"] = getattr(net, "net", net)  # a member that reports the spline: its network unwrapped
             m.heads_.u = m.candidates_["heads"][k].clone()
         out.append(d.score(est.predict(d.test_X)))
     return out
