@@ -135,39 +135,36 @@ def decide_evidence(held_out: str, f: float, z: float, tests: list) -> str:
     return "line" if no_bend and not z > Z else "trained"
 
 
-def run_evidence(shard: int, shards: int):
-    pairs = [(n, s) for s in EVIDENCE_SEEDS for n in OWN + PUBLIC][shard::shards]
-    if not EVIDENCE_CSV.exists():
-        pd.DataFrame(columns=EVIDENCE_COLUMNS).to_csv(EVIDENCE_CSV, index=False)
-    for name, seed, d, est, fit_s in fits(EVIDENCE_CSV, pairs, complexity="sieve"):
+def _read_fits(csv, seeds, columns, shard, shards):
+    """For this shard's (design, seed) pairs that ``csv`` lacks: (name, seed, fit seconds, F, the members' (A, B),
+    ``_choices``'s reading of the fit, the common part of its row)."""
+    pairs = [(n, s) for s in seeds for n in OWN + PUBLIC][shard::shards]
+    if not csv.exists():
+        pd.DataFrame(columns=columns).to_csv(csv, index=False)
+    for name, seed, d, est, fit_s in fits(csv, pairs, complexity="sieve"):
         std, _ = standardised(est, d)
         tests = member_tests(est, std, seed)
         c, knots = _choices(est, d), _knots(est)
         f = float(est.first_stage_f_)
+        row = dict(design=name, seed=seed, first_stage_f=f, knots=knots, held_out=c["today"],
+                   a="".join("1" if a else "0" for a, _ in tests), b="".join("1" if b else "0" for _, b in tests),
+                   mse_line=c["mse_line"], mse_trained=c["mse_trained"], mse_spline=c["mse_spline"], fit_s=fit_s)
+        yield f, tests, c, row
+
+
+def run_evidence(shard: int, shards: int):
+    for f, tests, c, row in _read_fits(EVIDENCE_CSV, EVIDENCE_SEEDS, EVIDENCE_COLUMNS, shard, shards):
         _, shape = decide(c["today"], f, tests)
         rule = decide_evidence(c["today"], f, c["z_line"], tests)
-        row = dict(design=name, seed=seed, first_stage_f=f, z=c["z_line"], knots=knots,
-                   a="".join("1" if a else "0" for a, _ in tests), b="".join("1" if b else "0" for _, b in tests),
-                   held_out=c["today"], shape=shape, rule=rule, mse_line=c["mse_line"], mse_trained=c["mse_trained"],
-                   mse_spline=c["mse_spline"], mse_shape=c[f"mse_{shape}"], mse_rule=c[f"mse_{rule}"], fit_s=fit_s)
+        row.update(z=c["z_line"], shape=shape, rule=rule, mse_shape=c[f"mse_{shape}"], mse_rule=c[f"mse_{rule}"])
         print(row, flush=True)
         pd.DataFrame([row])[EVIDENCE_COLUMNS].to_csv(EVIDENCE_CSV, mode="a", header=False, index=False)
 
 
 def run(shard: int, shards: int):
-    pairs = [(n, s) for s in SEEDS for n in OWN + PUBLIC][shard::shards]
-    if not CSV.exists():
-        pd.DataFrame(columns=COLUMNS).to_csv(CSV, index=False)
-    for name, seed, d, est, fit_s in fits(CSV, pairs, complexity="sieve"):
-        std, _ = standardised(est, d)
-        tests = member_tests(est, std, seed)
-        c, knots = _choices(est, d), _knots(est)
-        f = float(est.first_stage_f_)
+    for f, tests, c, row in _read_fits(CSV, SEEDS, COLUMNS, shard, shards):
         today, rule = decide(c["today"], f, tests)
-        row = dict(design=name, seed=seed, first_stage_f=f, knots=knots,
-                   a="".join("1" if a else "0" for a, _ in tests), b="".join("1" if b else "0" for _, b in tests),
-                   held_out=c["today"], today=today, rule=rule, mse_line=c["mse_line"], mse_trained=c["mse_trained"],
-                   mse_spline=c["mse_spline"], mse_today=c[f"mse_{today}"], mse_rule=c[f"mse_{rule}"], fit_s=fit_s)
+        row.update(today=today, rule=rule, mse_today=c[f"mse_{today}"], mse_rule=c[f"mse_{rule}"])
         print(row, flush=True)
         pd.DataFrame([row])[COLUMNS].to_csv(CSV, mode="a", header=False, index=False)
 
