@@ -357,7 +357,8 @@ def _held_out(est, comm=None, phi=None, t=None) -> dict:
     and where they cannot tell the line from the trained head they cannot see that neither curve bends (kiv_linear).
     Stated before their runs and adopted on fresh seeds (benchmarks/RESULTS.md, "A Lepski sieve in t in place of the
     line", the nonlinearity rule, and "The shape step"). Skipped with fewer than
-    :data:`~deepcausal._sieve.NONLINEAR_DRAWS` bootstrap draws and in distributed fits (no spline there).
+    :data:`~deepcausal._sieve.NONLINEAR_DRAWS` bootstrap draws, where z is undefined and in distributed fits (no
+    spline there). A test that is not finite (a diverged member) gives no verdict and counts for no majority.
     """
     members = est._members()
     C = members[0].candidates_["heads"].shape[0]
