@@ -169,11 +169,16 @@ def run(shard: int, shards: int):
         pd.DataFrame([row])[COLUMNS].to_csv(CSV, mode="a", header=False, index=False)
 
 
-def summarise() -> str:
-    df = pd.read_csv(CSV, dtype={"a": str, "b": str})
+def _by_design(csv):
+    """A part's rows, grouped by design in the scripts' order: (rows, groups, medians, order)."""
+    df = pd.read_csv(csv, dtype={"a": str, "b": str})
     order = [n for n in OWN + PUBLIC if n in set(df["design"])]
     g = df.groupby("design", sort=False)
-    agg = g.median(numeric_only=True).loc[order]
+    return df, g, g.median(numeric_only=True).loc[order], order
+
+
+def summarise() -> str:
+    _, g, agg, order = _by_design(CSV)
     table = pd.DataFrame({"seeds": g.size(), "knots per member": g["knots"].agg("; ".join),
                           "A": g["a"].agg(",".join), "B": g["b"].agg(",".join),
                           "today chose": g["today"].agg(",".join), "rule chose": g["rule"].agg(",".join),
@@ -199,10 +204,7 @@ def summarise() -> str:
 
 
 def summarise_evidence() -> str:
-    df = pd.read_csv(EVIDENCE_CSV, dtype={"a": str, "b": str})
-    order = [n for n in OWN + PUBLIC if n in set(df["design"])]
-    g = df.groupby("design", sort=False)
-    agg = g.median(numeric_only=True).loc[order]
+    df, g, agg, order = _by_design(EVIDENCE_CSV)
     table = pd.DataFrame({"seeds": g.size(), "z": g["z"].agg(lambda v: ",".join(f"{x:.2g}" for x in v)),
                           "A": g["a"].agg(",".join), "B": g["b"].agg(",".join),
                           "shape step chose": g["shape"].agg(",".join), "rule chose": g["rule"].agg(",".join),
