@@ -52,7 +52,6 @@ ILL_POSED_BOUND = 10.0
 NONLINEAR_LEVEL = 0.95  # the sup-t tests of the held-out rule's shape step
 INSTRUMENT_PRODUCTS = True  # the spline's instruments gain z ⊗ η (:func:`_instrument_products`); off: as before
 NONLINEAR_DRAWS = 20  # with fewer bootstrap draws than this the shape step is skipped (its quantiles need them)
-ADAPTIVE_BAND = False  # the reported spline's band widened for Lepski's choice (:func:`band_factor`); off: as before
 MAX_ROWS = 100_000  # the sieve reads at most this many rows (a random subset beyond)
 _LINE_RIDGE = 1e-8  # the line's 2SLS: numerical only (see linear_iv_candidate)
 _RIDGE = 1e-8  # relative to the Gram matrix's mean diagonal: numerical only
@@ -334,27 +333,9 @@ def lepski_knots(t: np.ndarray, z: np.ndarray, y: np.ndarray, eta: Optional[np.n
     return {"knots": fits[chosen]["k"], "kept": [f["k"] for f in fits], "J": fits[chosen]["J"], "theta": theta_star}
 
 
-def band_factor(J: int, theta: float, level: float = 0.95) -> float:
-    """How much wider the reported spline's band is drawn, for the dimension Ĵ = ``J`` that Lepski chose with the
-    bootstrap critical value θ* = ``theta`` (the quantile that 1.1 θ* scales in :func:`lepski_knots`).
-
-    Chen, Christensen and Kankanala (2024) make their uniform band honest and adaptive over the choice of J by
-    adding log log Ĵ · θ* to its critical value: cv = z* + max(0, log log Ĵ) θ*. Here the spline's bootstrap
-    deviations are scaled by
-
-        f = 1 + max(0, log log Ĵ) θ* / z,   z = Φ⁻¹(1 − (1 − level)/2)
-
-    so the pointwise band's critical value becomes z + max(0, log log Ĵ) θ* and the uniform band's z* f ≥ z* +
-    max(0, log log Ĵ) θ* (at least theirs). A band of sampling noise alone covers a spline that Lepski chose too
-    small only by chance: its bias was 41-51% of the squared error where the spline was reported (RESULTS, "Bands
-    after the default's choices")."""
-    from scipy.stats import norm
-
-    return 1.0 + max(0.0, math.log(math.log(J))) * theta / float(norm.ppf(1 - (1 - level) / 2))
-
-
 def sieve_candidate(est, nets, stage1, rows: dict, n_draws: int, seed: int, d_psi: int, d_cov: int):
-    """One member's sieve: None where Lepski keeps the line, else a dict with the knots, the stage-2 head and
+    """One member's sieve: None where Lepski keeps the line, else a dict with the knots (Lepski's ``J`` and
+    ``theta`` beside them, :func:`lepski_knots`), the stage-2 head and
     its bootstrap deviations in the coordinates of the treatment network wrapped by :class:`SplineTerms`
     (``head`` (d₂′, 1), ``draws`` (B, d₂′, 1)), the stage-1 head's extra columns ``V_extra`` (the spline terms
     regressed on the stage-1 features of the rows ``stage1`` that the stage-1 head was solved on, ridge β₁), and ``held_out``: the projected residuals
@@ -374,8 +355,8 @@ def sieve_candidate(est, nets, stage1, rows: dict, n_draws: int, seed: int, d_ps
     k = choice["knots"]
     if k is None:
         return None
-    out = {"knots_count": k, "kept": choice["kept"], "d_psi": d_psi, "d_cov": d_cov,
-           "band_factor": band_factor(choice["J"], choice["theta"])}
+    out = {"knots_count": k, "kept": choice["kept"], "J": choice["J"], "theta": choice["theta"], "d_psi": d_psi,
+           "d_cov": d_cov}
     # held-out residuals of the sieve fitted on every row but the held-out ones (its knots from those rows)
     W, Q, _ = _matrices(t, z, eta, k, fit, fit)
     beta, Pi, _ = _tsls(W, Q, y[fit])
@@ -496,12 +477,10 @@ def widen(u: torch.Tensor, d_psi: int, m: int, d_cov: int) -> torch.Tensor:
 
 def install(member, sieve: dict) -> None:
     """Make a fitted member report its sieve (:func:`sieve_candidate`): wrap its treatment network, widen its
-    heads (the trained ones keep their predictions) and set the sieve's head and draws (scaled by
-    :func:`band_factor` where :data:`ADAPTIVE_BAND`)."""
+    heads (the trained ones keep their predictions) and set the sieve's head and draws."""
     d_psi, d_cov = sieve["d_psi"], sieve["d_cov"]
     m = sieve["head"].shape[-2] // (d_cov + 1) - d_psi - 1
-    factor = sieve["band_factor"] if ADAPTIVE_BAND else 1.0
-    member.sieve_ = {"knots": sieve["knots"].clone(), "band_factor": factor}
+    member.sieve_ = {"knots": sieve["knots"].clone()}
     dev = member.heads_.u.device
     member.nets_["treatment"] = SplineTerms(member.nets_["treatment"], sieve["knots"]).to(dev)
     for heads in (member.heads_, member.current_heads_):
@@ -509,5 +488,4 @@ def install(member, sieve: dict) -> None:
         heads.u = widen(heads.u, d_psi, m, d_cov)
     member.heads_.u = sieve["head"].to(member.heads_.u)
     if member.head_draws_ is not None:
-        # the candidate's own draws stay unscaled: the shape step's sup-t tests read them (departures)
-        member.head_draws_ = factor * sieve["draws"].to(device=dev, dtype=member.head_draws_.dtype)
+        member.head_draws_ = sieve["draws"].to(device=dev, dtype=member.head_draws_.dtype)

@@ -53,10 +53,13 @@ def _iv(h, n=4000, seed=0):
 def test_lepski_keeps_the_line_for_a_line_and_a_spline_for_a_bend():
     rows = np.arange(4000)
     t, z, y = _iv(lambda s: 1.0 + 2.0 * s)
-    assert lepski_knots(t, z, y, None, rows, np.random.default_rng(0))["knots"] is None
+    line = lepski_knots(t, z, y, None, rows, np.random.default_rng(0))
+    assert line["knots"] is None and line["J"] == 2 and line["theta"] > 0
     t, z, y = _iv(lambda s: 2.0 * np.abs(s))
     chosen = lepski_knots(t, z, y, None, rows, np.random.default_rng(0))
     assert chosen["knots"] is not None and chosen["knots"] in chosen["kept"]
+    # the spline's dimension: t, t², t³, a term per interior knot and the intercept
+    assert chosen["J"] == chosen["knots"] + 2 and chosen["theta"] > 0
 
 
 @pytest.fixture(scope="module")
