@@ -75,3 +75,38 @@ def diagnostic_main(doc: str, title: str, run, summarise, argv=None) -> None:
     text = summarise()
     write_section(title, text)
     print(text)
+
+
+def append_row(csv: Path, row: dict, columns) -> None:
+    """Append one row to a resumable CSV; the first writer creates it with its header (opened in exclusive mode, so
+    two shards that start together cannot both write one)."""
+    import pandas as pd
+
+    try:
+        with open(csv, "x") as fh:
+            fh.write(",".join(columns) + "\n")
+    except FileExistsError:
+        pass
+    pd.DataFrame([row])[list(columns)].to_csv(csv, mode="a", header=False, index=False)
+
+
+def sharded_main(doc: str, title: str, run, summarise, argv=None) -> None:
+    """The command line of a diagnostic whose fits split between processes: ``--shard i/k`` fits every k-th item
+    from the i-th (``run(i, k)``); the RESULTS section is written by an unsharded run or by ``--summarise-only``
+    (after every shard has finished), never from one shard's part of the rows."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--shard", default="0/1", help="i/k: this process fits every k-th item from the i-th")
+    p.add_argument("--summarise-only", action="store_true")
+    a = p.parse_args(argv)
+    single_thread()
+    if not a.summarise_only:
+        i, k = (int(v) for v in a.shard.split("/"))
+        run(i, k)
+        if k > 1:
+            print("this shard is done; once every shard is, write the RESULTS section with --summarise-only")
+            return
+    text = summarise()
+    write_section(title, text)
+    print(text)

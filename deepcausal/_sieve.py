@@ -289,7 +289,7 @@ def lepski_knots(t: np.ndarray, z: np.ndarray, y: np.ndarray, eta: Optional[np.n
                  rng: np.random.Generator) -> dict:
     """Lepski's choice over the nested family on ``rows``: {"knots": the chosen count (None: the line),
     "kept": the counts the ill-posedness bound kept, "J": the chosen dimension, "theta": θ*, the bootstrap
-    quantile that 1.1 θ* scales (None for both where the bound kept the line alone)}.
+    quantile whose 1.1 multiple is the threshold below (None for both where the bound kept the line alone)}.
 
     With G_J = A_J⁻¹ Ŵ_Jᵀ diag(û_J) (each row's influence on β_J), the difference of two curves at an evaluation
     row e has variance w_a(e)ᵀ G_a G_aᵀ w_a(e) + w_b(e)ᵀ G_b G_bᵀ w_b(e) − 2 w_a(e)ᵀ G_a G_bᵀ w_b(e), and a

@@ -43,9 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _continuous_iv import OWN, fits, member_features, standardised  # noqa: E402
 from _results import diagnostic_main, machine, markdown_table  # noqa: E402
+from diag_sieve_family import sieve_curve  # noqa: E402
 from eval_own_designs import error_parts  # noqa: E402
-
-import deepcausal._sieve as sieve  # noqa: E402
 
 CSV = Path(__file__).resolve().parent / "covariate_controls.csv"
 TITLE = "## Diagnosis: the covariates' part of the line and the spline (issue 35, information)"
@@ -75,18 +74,6 @@ def covariate_splines(X: np.ndarray, X_test: np.ndarray) -> tuple:
     return np.concatenate(train, axis=1), np.concatenate(test, axis=1)
 
 
-def _curve(t, z, y, controls, k, t_test, controls_test) -> np.ndarray:
-    """2SLS of the sieve with ``k`` knots (None: the line) and the given controls, at the test rows."""
-    import torch
-
-    rows = np.arange(len(y))
-    W, Q, knots = sieve._matrices(t, z, controls, k, rows, rows)
-    beta, _, _ = sieve._tsls(W, Q, y)
-    parts = [t_test] + ([] if knots is None else
-                        [sieve.cubic_terms(torch.as_tensor(t_test), torch.as_tensor(knots)).numpy()])
-    return np.concatenate(parts + [controls_test, np.ones((len(t_test), 1))], axis=1) @ beta
-
-
 def run():
     for name, seed, d, est, fit_s in fits(CSV, [(n, s) for s in SEEDS for n in DESIGNS]):
         std, test = standardised(est, d)
@@ -101,8 +88,8 @@ def run():
                 wide = c.endswith("B(x)")
                 controls = np.c_[eta, B] if wide else eta
                 controls_t = np.c_[eta_t, B_test] if wide else eta_t
-                preds[c].append(_curve(t, z, y, controls, k if c.startswith("spline") else None, test["T"][:, :1],
-                                       controls_t))
+                preds[c].append(sieve_curve(t, z, y, k if c.startswith("spline") else None, test["T"][:, :1],
+                                            controls, controls_t))
         sc = est.scalers_["Y"]
         c = est.complexity_
         row = dict(design=name, seed=seed, chosen="spline" if c.get("spline") else
@@ -124,13 +111,14 @@ def summarise() -> str:
     table = pd.DataFrame({"seeds": g.size().loc[order], "default chose": g["chosen"].agg(",".join).loc[order],
                           "default": med["default"]})
     for cand in CANDIDATES:
-        table[cand] = [f"{v:.3g} ({t:.2g}, {x:.2g})" for v, t, x in
+        table[cand] = [f"{v:.3g} ({t:.2g}, {'n/a' if np.isnan(x) else f'{x:.2g}'})" for v, t, x in
                        zip(med[cand], med[f"{cand}: t"], med[f"{cand}: x"])]
     ratio = pd.DataFrame({kind: med[f"{kind}, η + B(x)"] / med[f"{kind}, η"] for kind in ("line", "spline")})
     return "\n".join([
         TITLE, "", f"Command: `{COMMAND}`", "", f"Machine: {machine()}.", "",
         "See the script's docstring: information, no rule and no default. Medians over seeds 0-2 of one default fit "
-        "each; each candidate's MSE with, in brackets, its t part and x part (medians, so they need not add up).", "",
+        "each; each candidate's MSE with, in brackets, its t part and x part (medians, so they need not add up; n/a "
+        "where the test grid holds the covariates fixed).", "",
         markdown_table(table.reset_index()), "",
         "- With B(x) against without (MSE medians): "
         + "; ".join(f"{n}: line {r['line']:.2f}x, spline {r['spline']:.2f}x" for n, r in ratio.iterrows()) + ".",

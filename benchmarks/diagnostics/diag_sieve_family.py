@@ -22,7 +22,8 @@ training row:
   15 interior knots); and the package's splines without the line (npiv's family starts at a cubic). The line's MSE
   beside them.
 
-The truth only scores. Rows in ``benchmarks/diagnostics/sieve_family.csv`` (resumable).
+The truth only scores. Rows in ``benchmarks/diagnostics/sieve_family.csv``, written at the end of the run (it
+takes a few minutes; delete the file to run it again).
 
 Command: ``OMP_NUM_THREADS=1 python benchmarks/diagnostics/diag_sieve_family.py`` (from the repository root; every
 part, then the RESULTS section; ``--summarise-only``).
@@ -64,15 +65,17 @@ def _basis_label(k) -> str:
     return "line" if k is None else f"cubic spline, {_knots_label(k)}"
 
 
-def _sieve_curve(t, z, y, k, t_test) -> np.ndarray:
-    """The package's 2SLS sieve with ``k`` knots (None: the line) on every row, at ``t_test``."""
+def sieve_curve(t, z, y, k, t_test, controls=None, controls_test=None) -> np.ndarray:
+    """The package's 2SLS sieve with ``k`` knots (None: the line) on every row, at ``t_test``; with ``controls``
+    (and their values at the test rows) as its additive controls, as the package takes the learned η(x)."""
     import torch
 
     rows = np.arange(len(y))
-    W, Q, knots = sieve._matrices(t, z, None, k, rows, rows)
+    W, Q, knots = sieve._matrices(t, z, controls, k, rows, rows)
     beta, _, _ = sieve._tsls(W, Q, y)
     parts = [t_test] + ([] if knots is None else
                         [sieve.cubic_terms(torch.as_tensor(t_test), torch.as_tensor(knots)).numpy()])
+    parts += [] if controls is None else [controls_test]
     return np.concatenate(parts + [np.ones((len(t_test), 1))], axis=1) @ beta
 
 
@@ -96,7 +99,7 @@ def part_bias() -> list:
     truth = np.sin(np.pi * grid[:, 0])
     # z = t: the instruments span the basis itself, so 2SLS is least squares of h₀ on it
     out = [dict(part="bias", design=DESIGN, seed=-1, family="package" if k != 4 else "finer",
-                basis=_basis_label(k), mse=float(np.mean((_sieve_curve(t, t, np.sin(np.pi * t[:, 0]), k, grid)
+                basis=_basis_label(k), mse=float(np.mean((sieve_curve(t, t, np.sin(np.pi * t[:, 0]), k, grid)
                                                            - truth) ** 2)))
            for k in FAMILIES["package"] + (4,)]
     b = _spline(ORTHOIV_BASES[0], t)
@@ -114,7 +117,7 @@ def part_fixed() -> list:
         for k in FAMILIES["package"]:
             out.append(dict(part="fixed", design=DESIGN, seed=seed, family="package",
                             basis=_basis_label(k),
-                            mse=d.score(_sieve_curve(t, z, y, k, t_test))))
+                            mse=d.score(sieve_curve(t, z, y, k, t_test))))
         bt, bz = _spline(ORTHOIV_BASES[0], t), _spline(ORTHOIV_BASES[1], z)
         beta, _, _ = sieve._tsls(bt.transform(t), bz.transform(z), y)
         out.append(dict(part="fixed", design=DESIGN, seed=seed, family="orthoiv",
@@ -138,9 +141,9 @@ def part_families() -> list:
                 finally:
                     sieve.KNOT_COUNTS = saved
                 out.append(dict(part="families", design=name, seed=seed, family=fam, basis=_knots_label(choice),
-                                mse=d.score(_sieve_curve(t, z, y, choice, t_test))))
+                                mse=d.score(sieve_curve(t, z, y, choice, t_test))))
             out.append(dict(part="families", design=name, seed=seed, family="line", basis="line",
-                            mse=d.score(_sieve_curve(t, z, y, None, t_test))))
+                            mse=d.score(sieve_curve(t, z, y, None, t_test))))
             print(out[-4:], flush=True)
     return out
 
@@ -157,13 +160,13 @@ def _lepski(t, z, y, rows, seed, with_line: bool):
     s_j, n, dim = sieve.smallest_canonical_correlation(W, Q), len(rows), W.shape[1]
     if not (s_j > 0 and dim * np.sqrt(np.log(dim)) / s_j <= sieve.ILL_POSED_BOUND * np.sqrt(n)):
         return None
-    original = sieve._matrices
+    original, counts = sieve._matrices, sieve.KNOT_COUNTS
     sieve._matrices = lambda t_, z_, eta, k, f, r: original(t_, z_, eta, cubic if k is None else k, f, r)
     sieve.KNOT_COUNTS = rest
     try:
         k = sieve.lepski_knots(t, z, y, None, rows, np.random.default_rng(seed))["knots"]
     finally:
-        sieve._matrices = original
+        sieve._matrices, sieve.KNOT_COUNTS = original, counts
     return cubic if k is None else k
 
 

@@ -42,9 +42,9 @@ import pandas as pd  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _continuous_iv import OWN, PUBLIC, fits, standardised  # noqa: E402
-from _results import markdown_table, single_thread, write_section  # noqa: E402
-from eval_shape_rule import MAJORITY, decide, member_tests  # noqa: E402
-from eval_sieve_rule import EVAL_ROWS, F_BOUND, _choices, _knots, adoption  # noqa: E402
+from _results import append_row, markdown_table, sharded_main  # noqa: E402
+from eval_shape_rule import MAJORITY, decide, member_phis, member_tests  # noqa: E402
+from eval_sieve_rule import F_BOUND, _choices, _knots, adoption  # noqa: E402
 
 CSV = Path(__file__).resolve().parent / "ensemble_departure.csv"
 TITLE = "## The shape step's (B) read on the ensemble (issue 35)"
@@ -56,21 +56,12 @@ COLUMNS = ["design", "seed", "first_stage_f", "knots", "a", "b", "b_ensemble", "
 
 def ensemble_departs(est, std, seed) -> bool:
     """(B) for the ensemble: the 95% uniform band of the members' trained − line difference at the shape step's
-    200 rows (drawn as ``member_tests`` draws them), combined by Rubin's rules, excludes zero somewhere."""
-    import torch
-
-    from deepcausal.heads import outer_features
+    200 rows (``member_phis``'s), combined by Rubin's rules, excludes zero somewhere."""
     from deepcausal.inference import combine_draws
 
-    rows = np.random.default_rng(seed).choice(len(std["T"]), size=min(EVAL_ROWS, len(std["T"])), replace=False)
-    T = torch.as_tensor(std["T"][rows], dtype=torch.float32)
-    X = torch.as_tensor(std["X"][rows], dtype=torch.float32) if "X" in std else None
     diffs, devs = [], []
-    for m in est.estimators_:
-        net = m.nets_["treatment"]
-        with torch.no_grad():
-            eta = m.nets_["covariate"](X).double() if X is not None and "covariate" in m.nets_ else None
-            P = outer_features(getattr(net, "net", net)(T).double(), eta).numpy()
+    for m, phi, _ in member_phis(est, std, seed):
+        P = phi.numpy()
         heads = m.candidates_["heads"].double().numpy()[..., 0]  # (C, d₂): the line first, trained last
         draws = m.candidates_["draws"].double().numpy()[..., 0]  # (C, B, d₂)
         diffs.append(P @ (heads[-1] - heads[0]))
@@ -93,8 +84,6 @@ def decide_ensemble(held_out: str, f: float, tests: list, b_ensemble: bool) -> s
 
 def run(shard: int, shards: int):
     pairs = [(n, s) for s in SEEDS for n in OWN + PUBLIC][shard::shards]
-    if not CSV.exists():
-        pd.DataFrame(columns=COLUMNS).to_csv(CSV, index=False)
     for name, seed, d, est, fit_s in fits(CSV, pairs, complexity="sieve"):
         std, _ = standardised(est, d)
         tests = member_tests(est, std, seed)  # before any candidate is swapped in
@@ -109,7 +98,7 @@ def run(shard: int, shards: int):
                    mse_trained=c["mse_trained"], mse_spline=c["mse_spline"], mse_shape=c[f"mse_{shape}"],
                    mse_rule=c[f"mse_{rule}"], fit_s=fit_s)
         print(row, flush=True)
-        pd.DataFrame([row])[COLUMNS].to_csv(CSV, mode="a", header=False, index=False)
+        append_row(CSV, row, COLUMNS)
 
 
 def summarise() -> str:
@@ -143,21 +132,7 @@ def summarise() -> str:
 
 
 def main(argv=None):
-    import argparse
-
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--shard", default="0/1", help="i/k: this process fits every k-th (design, seed) from the i-th")
-    p.add_argument("--summarise-only", action="store_true")
-    a = p.parse_args(argv)
-    single_thread()
-    if not a.summarise_only:
-        i, k = (int(v) for v in a.shard.split("/"))
-        run(i, k)
-        if i != 0:
-            return
-    text = summarise()
-    write_section(TITLE, text)
-    print(text)
+    sharded_main(__doc__, TITLE, run, summarise, argv)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ import pandas as pd  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _continuous_iv import OWN, design  # noqa: E402
-from _results import machine, markdown_table, single_thread, write_section  # noqa: E402
+from _results import append_row, machine, markdown_table, sharded_main  # noqa: E402
 
 CSV = Path(__file__).resolve().parent / "own_designs_peers.csv"
 TITLE = "## Our own designs against the peers at six seeds (issue 35, information)"
@@ -50,11 +50,13 @@ COLUMNS = ["design", "seed", "method", "mse", "t_part", "x_part", "fit_s", "erro
 
 def error_parts(d, pred) -> tuple:
     """(t part, x part) of the mean squared error on ``d``'s test grid: the error averaged over the grid's covariate
-    values at each treatment value, and what is left; the two add up to the MSE."""
+    values at each treatment value, and what is left; the two add up to the MSE. Where no treatment value occurs
+    twice (a grid that holds the covariates fixed) there is nothing to split: the x part is NaN."""
     e = np.asarray(pred, dtype=np.float64).ravel() - np.asarray(d.test_truth, dtype=np.float64).ravel()
     t = np.asarray(d.test_X[d.roles["treatment"][0]])
     t_mean = pd.Series(e).groupby(t).transform("mean").to_numpy()
-    return float(np.mean(t_mean**2)), float(np.mean((e - t_mean) ** 2))
+    x_part = float(np.mean((e - t_mean) ** 2)) if len(np.unique(t)) < len(t) else float("nan")
+    return float(np.mean(t_mean**2)), x_part
 
 
 def run(shard: int, shards: int):
@@ -62,8 +64,6 @@ def run(shard: int, shards: int):
 
     done = pd.read_csv(CSV) if CSV.exists() else pd.DataFrame(columns=COLUMNS)
     have = set(zip(done["design"], done["seed"], done["method"]))
-    if not CSV.exists():
-        done.to_csv(CSV, index=False)
     pairs = [(n, s) for s in SEEDS for n in OWN][shard::shards]
     for name, seed, method in ((n, s, m) for n, s in pairs for m in METHODS):
         if (name, seed, method) in have:
@@ -83,7 +83,7 @@ def run(shard: int, shards: int):
             row = dict(mse=np.nan, t_part=np.nan, x_part=np.nan, error=f"{type(exc).__name__}: {exc}"[:300])
         row.update(design=name, seed=seed, method=method, fit_s=time.perf_counter() - start)
         print(row, flush=True)
-        pd.DataFrame([row])[COLUMNS].to_csv(CSV, mode="a", header=False, index=False)
+        append_row(CSV, row, COLUMNS)
 
 
 def _ratios(df: pd.DataFrame, seeds) -> tuple:
@@ -136,21 +136,7 @@ def summarise() -> str:
 
 
 def main(argv=None):
-    import argparse
-
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--shard", default="0/1", help="i/k: this process fits every k-th (design, seed)")
-    p.add_argument("--summarise-only", action="store_true")
-    a = p.parse_args(argv)
-    single_thread()
-    if not a.summarise_only:
-        i, k = (int(v) for v in a.shard.split("/"))
-        run(i, k)
-        if i != 0:
-            return
-    text = summarise()
-    write_section(TITLE, text)
-    print(text)
+    sharded_main(__doc__, TITLE, run, summarise, argv)
 
 
 if __name__ == "__main__":

@@ -86,24 +86,31 @@ COLUMNS = ["design", "seed", "first_stage_f", "knots", "a", "b", "held_out", "to
            "mse_trained", "mse_spline", "mse_today", "mse_rule", "fit_s"]
 
 
-def member_tests(est, std, seed) -> list:
-    """Each member's (A, B) of the docstring at 200 training rows drawn from ``seed`` (as ``eval_sieve_rule``'s
-    nonlinearity part drew them): a list of (A, B) booleans. Needs a ``complexity="sieve"`` fit before any
-    candidate is swapped in."""
+def member_phis(est, std, seed):
+    """Each member with its stage-2 features [ψ, 1] ⊗ [η, 1] (float64) at 200 training rows drawn from ``seed``
+    (as ``eval_sieve_rule``'s nonlinearity part drew them), ψ from its network unwrapped of any spline terms, and
+    the treatment there: yields (member, phi, T)."""
     import torch
 
-    from deepcausal._sieve import departures
     from deepcausal.heads import outer_features
 
     rows = np.random.default_rng(seed).choice(len(std["T"]), size=min(EVAL_ROWS, len(std["T"])), replace=False)
     T = torch.as_tensor(std["T"][rows], dtype=torch.float32)
     X = torch.as_tensor(std["X"][rows], dtype=torch.float32) if "X" in std else None
-    out = []
     for m in est.estimators_:
         net = m.nets_["treatment"]
         with torch.no_grad():
             eta = m.nets_["covariate"](X).double() if X is not None and "covariate" in m.nets_ else None
-            phi = outer_features(getattr(net, "net", net)(T).double(), eta)
+            yield m, outer_features(getattr(net, "net", net)(T).double(), eta), T
+
+
+def member_tests(est, std, seed) -> list:
+    """Each member's (A, B) of the docstring at the rows of :func:`member_phis`: a list of (A, B) booleans. Needs a
+    ``complexity="sieve"`` fit before any candidate is swapped in."""
+    from deepcausal._sieve import departures
+
+    out = []
+    for m, phi, T in member_phis(est, std, seed):
         t = departures(m, m.candidates_["sieve"], phi, T)
         a = t["spline"] is not None and t["spline"][0] > t["spline"][1]
         out.append((a, t["trained"][0] > t["trained"][1]))
