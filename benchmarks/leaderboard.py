@@ -41,11 +41,12 @@ OURS = {"dfiv", "dfpv"}
 NAIVE = {"naive", "naive_proxy"}
 # Our rows are fitted again when our default changes; the peers' rows stay as they were fitted.
 OURS_RERUN = ("DFIV's rows on the 13 designs with continuous instruments were fitted again on 2026-12-06, when "
-              "the held-out rule became the default (issue 35; the time above is the original run's). Where the "
-              "rule kept the trained head on every seed, the change from the earlier rows comes from code changed "
-              "since they were fitted (stacked members, issue 29), not from the rule. DFIV's rows on demand_highdim "
-              "were fitted again later that day, when the covariate screen became the default (the time above is "
-              "from those fits, beside another benchmark on the second core).")
+              "the held-out rule became the default (issue 35). Where the rule kept the trained head on every seed, "
+              "the change from the earlier rows comes from code changed since they were fitted (stacked members, "
+              "issue 29), not from the rule. DFIV's rows on demand_highdim were fitted again later that day, when the "
+              "covariate screen became the default (beside another benchmark on the second core). DFPV's rows were "
+              "fitted again on 2026-12-06 too: they predated the stacked members, which moved the medians on its vector "
+              "designs by at most 2% (single seeds by up to 16%; dsprites_proxy: the same).")
 COVERAGE_DESIGNS = {"demand", "demand_proxy", "lowdim_abs", "lowdim_linear", "lowdim_sin", "lowdim_step",
                     "linear_binary_iv"}
 
@@ -126,8 +127,8 @@ def write(command: str) -> None:
     lines = [
         "## Leaderboard", "",
         f"Command: `{command}` (from the repository root; raw rows in `benchmarks/leaderboard.csv`, one per fit).",
-        f"Machine: {machine()}. The whole run took {total / 3600:.1f} h of wall time "
-        f"(`benchmarks/leaderboard_times.csv`, per design). {OURS_RERUN}", "",
+        f"Machine: {machine()}. The runs took {total / 3600:.1f} h of wall time in all, the refits below included "
+        f"(`benchmarks/leaderboard_times.csv`, per design and run). {OURS_RERUN}", "",
         "Every installed method that applies to the design, n = 5,000 rows, seeds 0, 1, 2, each fit in this process on "
         "one thread (our ensembles fit their 5 members in 2 worker processes, one per core). MSE: structural mean "
         "squared error at the design's test points, median over seeds (min–max); `s`: median fit seconds; "
@@ -199,7 +200,7 @@ def _write_readme(summary: pd.DataFrame, total: float) -> None:
              f"{_fmt(r.ratio)} |" for r in summary.itertuples()]
     block = ("<!-- leaderboard -->\n" + "\n".join(rows) + "\n\n"
              f"Median structural MSE over seeds 0–2 at n = 5,000 (`benchmarks/RESULTS.md`, \"Leaderboard\", with every "
-             f"method, the spreads and the fit times; the whole run took {total / 3600:.1f} h on 2 cores).\n"
+             f"method, the spreads and the fit times; its runs took {total / 3600:.1f} h on 2 cores in all).\n"
              "<!-- /leaderboard -->")
     new, count = re.subn(r"<!-- leaderboard -->.*?<!-- /leaderboard -->", block, text, flags=re.S)
     if count:
