@@ -37,13 +37,12 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _continuous_iv import OWN, PUBLIC, fits, standardised  # noqa: E402
 from _results import append_row, markdown_table, sharded_main  # noqa: E402
-from eval_shape_rule import MAJORITY, decide, member_phis, member_tests  # noqa: E402
+from eval_shape_rule import MAJORITY, _by_design, choice_table, decide, member_phis, member_tests  # noqa: E402
 from eval_sieve_rule import F_BOUND, _choices, _knots, adoption  # noqa: E402
 
 CSV = Path(__file__).resolve().parent / "ensemble_departure.csv"
@@ -102,17 +101,9 @@ def run(shard: int, shards: int):
 
 
 def summarise() -> str:
-    df = pd.read_csv(CSV, dtype={"a": str, "b": str})
-    order = [n for n in OWN + PUBLIC if n in set(df["design"])]
-    g = df.groupby("design", sort=False)
-    agg = g.median(numeric_only=True).loc[order]
-    table = pd.DataFrame({"seeds": g.size(), "A": g["a"].agg(",".join), "B per member": g["b"].agg(",".join),
-                          "B ensemble": g["b_ensemble"].agg(lambda v: ",".join(map(str, v))),
-                          "shape step chose": g["shape"].agg(",".join), "rule chose": g["rule"].agg(",".join),
-                          "line": agg["mse_line"], "trained": agg["mse_trained"], "spline": agg["mse_spline"],
-                          "shape step": agg["mse_shape"], "rule": agg["mse_rule"]}).loc[order]
-    ratio = agg["mse_rule"] / agg["mse_shape"]
-    table["rule / shape step"] = ratio
+    df, g, agg, order = _by_design(CSV)
+    table, ratio = choice_table(g, agg, order, "shape", "shape step", b_label="B per member",
+                                after_b={"B ensemble": g["b_ensemble"].agg(lambda v: ",".join(map(str, v)))})
     lines = [TITLE, "", f"Command: `{COMMAND}` (two shards, `--shard 0/2` and `--shard 1/2`, one thread each)", "",
              "The rule and its adoption were stated in the script's docstring before this run. Seeds 38-40, one "
              "`complexity=\"sieve\"` fit each (our own designs at n = 3,000, the public ones at 5,000), read as the "

@@ -184,15 +184,24 @@ def _by_design(csv):
     return df, g, g.median(numeric_only=True).loc[order], order
 
 
+def choice_table(g, agg, order, base: str, label: str, before_a=None, b_label: str = "B", after_b=None) -> tuple:
+    """The per-design table every part of these scripts reports: the members' verdicts and each side's choice per
+    seed, the candidates' median MSE, and the rule's against ``base``'s (the column ``mse_<base>``, shown as
+    ``label``); ``before_a`` and ``after_b`` are a part's own columns. Returns (table, the ratio rule / base)."""
+    cols = {"seeds": g.size(), **(before_a or {}), "A": g["a"].agg(",".join), b_label: g["b"].agg(",".join),
+            **(after_b or {}), f"{label} chose": g[base].agg(",".join), "rule chose": g["rule"].agg(",".join),
+            "line": agg["mse_line"], "trained": agg["mse_trained"], "spline": agg["mse_spline"],
+            label: agg[f"mse_{base}"], "rule": agg["mse_rule"]}
+    table = pd.DataFrame(cols).loc[order]
+    ratio = agg["mse_rule"] / agg[f"mse_{base}"]
+    table[f"rule / {label}"] = ratio
+    return table, ratio
+
+
 def summarise() -> str:
     _, g, agg, order = _by_design(CSV)
-    table = pd.DataFrame({"seeds": g.size(), "knots per member": g["knots"].agg("; ".join),
-                          "A": g["a"].agg(",".join), "B": g["b"].agg(",".join),
-                          "today chose": g["today"].agg(",".join), "rule chose": g["rule"].agg(",".join),
-                          "line": agg["mse_line"], "trained": agg["mse_trained"], "spline": agg["mse_spline"],
-                          "today": agg["mse_today"], "rule": agg["mse_rule"]}).loc[order]
-    ratio = agg["mse_rule"] / agg["mse_today"]
-    table["rule / today"] = ratio
+    table, ratio = choice_table(g, agg, order, "today", "today",
+                                before_a={"knots per member": g["knots"].agg("; ".join)})
     lines = [TITLE, "", f"Command: `{COMMAND}` (two shards, `--shard 0/2` and `--shard 1/2`, one thread each)", "",
              "The rule and its adoption were stated in the script's docstring before this run. Seeds 20-22, one "
              "`complexity=\"sieve\"` fit each (our own designs at n = 3,000, the public ones at 5,000), read as the "
@@ -212,13 +221,8 @@ def summarise() -> str:
 
 def summarise_evidence() -> str:
     df, g, agg, order = _by_design(EVIDENCE_CSV)
-    table = pd.DataFrame({"seeds": g.size(), "z": g["z"].agg(lambda v: ",".join(f"{x:.2g}" for x in v)),
-                          "A": g["a"].agg(",".join), "B": g["b"].agg(",".join),
-                          "shape step chose": g["shape"].agg(",".join), "rule chose": g["rule"].agg(",".join),
-                          "line": agg["mse_line"], "trained": agg["mse_trained"], "spline": agg["mse_spline"],
-                          "shape step": agg["mse_shape"], "rule": agg["mse_rule"]}).loc[order]
-    ratio = agg["mse_rule"] / agg["mse_shape"]
-    table["rule / shape step"] = ratio
+    table, ratio = choice_table(g, agg, order, "shape", "shape step",
+                                before_a={"z": g["z"].agg(lambda v: ",".join(f"{x:.2g}" for x in v))})
     lines = ["### The evidence rule on fresh fits (`--part evidence`)", "",
              f"Command: `{COMMAND} --part evidence` (two shards, `--shard 0/2` and `--shard 1/2`)", "",
              "The rule and its adoption were stated in the script's docstring before this run. Seeds 23-25, one "
