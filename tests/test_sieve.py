@@ -232,16 +232,42 @@ def test_the_splines_instruments_hold_each_instrument_times_each_covariate_featu
     assert sieve._instrument_products(z, None, rows) is None  # no covariates: nothing to multiply
 
 
-def test_lepski_sees_a_kink_through_the_products_it_misses_without(monkeypatch):
+def test_lepski_sees_a_kink_through_the_products_or_the_finer_instrument_basis(monkeypatch):
     import deepcausal._sieve as sieve
 
     t, z, y, eta = _kink_with_a_covariate(seed=0)
     rows = np.arange(len(y))
-    chosen = {}
-    for on in (False, True):
-        monkeypatch.setattr(sieve, "INSTRUMENT_PRODUCTS", on)
-        chosen[on] = sieve.lepski_knots(t, z, y, eta, rows, np.random.default_rng(0))["knots"]
-    assert chosen[False] is None and chosen[True] is not None
+    package = sieve.INSTRUMENT_RATIO, sieve.INSTRUMENT_DEGREE
+
+    def knots(ratio, degree, products):
+        monkeypatch.setattr(sieve, "INSTRUMENT_RATIO", ratio)
+        monkeypatch.setattr(sieve, "INSTRUMENT_DEGREE", degree)
+        monkeypatch.setattr(sieve, "INSTRUMENT_PRODUCTS", products)
+        return sieve.lepski_knots(t, z, y, eta, rows, np.random.default_rng(0))["knots"]
+
+    # the earlier basis (a cubic, two segments per segment of t's spline) without products: the line
+    assert knots(2, 3, False) is None
+    assert knots(2, 3, True) is not None  # the products alone see the kink
+    assert knots(*package, False) is not None  # so does the package's finer basis
+
+
+def test_the_instrument_basis_has_ccks_ratio_of_segments_and_leaves_coarse_columns_raw():
+    from sklearn.preprocessing import SplineTransformer
+
+    import deepcausal._sieve as sieve
+
+    rng = np.random.default_rng(0)
+    z = np.c_[rng.standard_normal(500), rng.integers(0, 5, 500)]  # a continuous column and one with 5 values
+    rows = np.arange(500)
+    for k in (2, 3, 5):
+        Q = sieve._instrument_basis(z, k, rows, rows[:7])
+        n_knots = sieve.INSTRUMENT_RATIO * (k - 1) + 1
+        expected = SplineTransformer(n_knots=n_knots, degree=sieve.INSTRUMENT_DEGREE, knots="quantile",
+                                     include_bias=False, extrapolation="linear").fit(z[:, :1]).transform(z[:7, :1])
+        np.testing.assert_allclose(Q[:, :-1], expected)
+        np.testing.assert_array_equal(Q[:, -1], z[:7, 1])  # too few values for the basis: raw
+    assert sieve.INSTRUMENT_RATIO > 2 and sieve.INSTRUMENT_DEGREE == 4  # finer than the earlier cubic (ratio 2)
+    np.testing.assert_array_equal(sieve._instrument_basis(z, None, rows, rows), z)  # the line: raw instruments
 
 
 @pytest.mark.parametrize("held_out_line, spline, step, departs, words", [
