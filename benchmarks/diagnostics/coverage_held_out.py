@@ -10,7 +10,8 @@ rule gained its nonlinearity step (Lepski's spline in t where it bends and the t
 was fitted again, and chen_christensen_severe and kiv_sigmoid (where the step reports the spline) joined the designs.
 After that step became the shape step (the spline also in the line's place, the line where neither curve departs
 from it), every row was fitted again. After the spline's instruments gained the products z ⊗ η(x) ("The sieve's
-instruments with covariates"), the rows of the designs with covariates were fitted again.
+instruments with covariates"), the rows of the designs with covariates were fitted again. After the spline's
+instruments took CCK's ratio ("The spline's instrument basis at CCK's ratio"), every row was fitted again.
 
 The held-out rule (``complexity="held_out"``, the default's rule for continuous instruments, with the first-stage
 bound F >= 37.418; ``deepcausal._complexity._held_out``) chooses between the line in t
