@@ -46,7 +46,13 @@ OURS_RERUN = ("DFIV's rows on the 13 designs with continuous instruments were fi
               "issue 29), not from the rule. DFIV's rows on demand_highdim were fitted again later that day, when the "
               "covariate screen became the default (beside another benchmark on the second core). DFPV's rows were "
               "fitted again on 2026-12-06 too: they predated the stacked members, which moved the medians on its vector "
-              "designs by at most 2% (single seeds by up to 16%; dsprites_proxy: the same).")
+              "designs by at most 2% (single seeds by up to 16%; dsprites_proxy: the same). DFIV's rows on the 13 "
+              "designs with continuous instruments were fitted again once more, when the spline's instruments took "
+              "CCK's ratio (\"The spline's instrument basis at CCK's ratio\"): 31 of the 39 rows came out identical; "
+              "chen_christensen_severe, kiv_linear, kiv_sigmoid and newey_powell moved. The same run fitted the "
+              "peers' rows a run cut short had left out on demand_highdim (dmliv seed 2, driv seeds 1-2, forest_driv "
+              "seeds 1-2, orthoiv seed 2): forest_driv became the best peer there. DFIV's demand_highdim seed 2 and "
+              "some of those peers' fits ran beside another benchmark on the second core.")
 COVERAGE_DESIGNS = {"demand", "demand_proxy", "lowdim_abs", "lowdim_linear", "lowdim_sin", "lowdim_step",
                     "linear_binary_iv"}
 
