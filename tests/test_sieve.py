@@ -249,6 +249,7 @@ def test_lepski_sees_a_kink_through_the_products_or_the_finer_instrument_basis(m
     assert knots(2, 3, False) is None
     assert knots(2, 3, True) is not None  # the products alone see the kink
     assert knots(*package, False) is not None  # so does the package's finer basis
+    assert knots(*package, True) is not None  # and the package's default, which has both
 
 
 def test_the_instrument_basis_has_ccks_ratio_of_segments_and_leaves_coarse_columns_raw():
@@ -259,15 +260,19 @@ def test_the_instrument_basis_has_ccks_ratio_of_segments_and_leaves_coarse_colum
     rng = np.random.default_rng(0)
     z = np.c_[rng.standard_normal(500), rng.integers(0, 5, 500)]  # a continuous column and one with 5 values
     rows = np.arange(500)
-    for k in (2, 3, 5):
+    # a spline in t with k knots has k − 1 segments; the instruments get 4(k − 1) segments of degree 4
+    for k, n_knots in ((2, 5), (3, 9), (5, 17)):
         Q = sieve._instrument_basis(z, k, rows, rows[:7])
-        n_knots = sieve.INSTRUMENT_RATIO * (k - 1) + 1
-        expected = SplineTransformer(n_knots=n_knots, degree=sieve.INSTRUMENT_DEGREE, knots="quantile",
-                                     include_bias=False, extrapolation="linear").fit(z[:, :1]).transform(z[:7, :1])
+        expected = SplineTransformer(n_knots=n_knots, degree=4, knots="quantile", include_bias=False,
+                                     extrapolation="linear").fit(z[:, :1]).transform(z[:7, :1])
+        assert Q.shape[1] == n_knots + 2 + 1  # the basis without its constant, then the 5-valued column raw
         np.testing.assert_allclose(Q[:, :-1], expected)
         np.testing.assert_array_equal(Q[:, -1], z[:7, 1])  # too few values for the basis: raw
-    assert sieve.INSTRUMENT_RATIO > 2 and sieve.INSTRUMENT_DEGREE == 4  # finer than the earlier cubic (ratio 2)
     np.testing.assert_array_equal(sieve._instrument_basis(z, None, rows, rows), z)  # the line: raw instruments
+    # the threshold: at k = 2 the basis has 7 terms, so a column needs 14 distinct values to be expanded
+    for values, width in ((13, 1), (14, 7)):
+        col = np.arange(500, dtype=np.float64)[:, None] % values
+        assert sieve._instrument_basis(col, 2, rows, rows).shape[1] == width
 
 
 @pytest.mark.parametrize("held_out_line, spline, step, departs, words", [
