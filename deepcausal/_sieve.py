@@ -250,8 +250,7 @@ def _instrument_basis(z: np.ndarray, k: Optional[int], fit_rows: np.ndarray, row
 
     Why this many: the instruments must predict each of the spline's terms given x, and a basis that grows faster
     than the spline's (Chen, Christensen and Kankanala's K ≫ J; npiv's degree 4 and 2² times the segments, here
-    with quantile knots where npiv's default is uniform) loses
-    less of them in the first stage. It replaced a cubic with 2k − 1 knots, stated before its run and adopted on
+    with quantile knots where npiv's default is uniform) loses less of them in the first stage. It replaced a cubic with 2k − 1 knots, stated before its run and adopted on
     fresh seeds (benchmarks/RESULTS.md, "The spline's instrument basis at CCK's ratio"): the default's error 0.32x
     on our smooth design, 0.71x on horowitz, 0.76x on chen_christensen_severe, 0.83x on our survey design, at most
     1.10x on any of the 17 designs with continuous instruments (kiv_sigmoid)."""
