@@ -14,8 +14,8 @@ streams over rows since (``deepcausal._complexity.linear_iv_candidate``), and 10
 Read from the runs (2026-12-06): at 10⁶ rows seed 2's ensemble scored 145, against 5.5 and 6.7 for seeds 0-1; its
 members stopped early at a median of 9,669 of 14,143 steps, and a member of seed 1 diverged and went back to its
 kept check. One bad ensemble of three is enough to keep the median at 10⁶ (6.7) from falling below 10⁵'s (6.4).
-What makes that fit bad was not diagnosed here (each 10⁶ fit takes 10-25 minutes on one core); the treatment
-features' drift over long fits ("Scale", "Diagnosis: treatment-feature drift") is the known suspect.
+What makes that fit bad is diagnosed in ``diag_scale_members.py`` ("Diagnosis: the members of the default ensemble
+at 10⁶ demand rows"): one member of five, trained to its cap, at 4,054; early stopping rescued three others.
 
 Command: ``OMP_NUM_THREADS=1 python benchmarks/diagnostics/diag_ensemble_scale.py --seeds 0`` (from the repository
 root; rows in ``benchmarks/diagnostics/ensemble_scale.csv``, resumable; ``--summarise-only``).
