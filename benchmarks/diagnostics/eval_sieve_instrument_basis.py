@@ -177,7 +177,7 @@ def summarise() -> str:
     if DIAG_CSV.exists():
         lines += _diagnosis_table() + [""]
     text = {f"{c}_{arm}": str for c in ("a", "knots") for arm in BASES}
-    df = pd.read_csv(CSV, dtype=text).fillna({c: "" for c in text})  # no sieve (no knots, no verdicts): blank
+    df = pd.read_csv(CSV, dtype=text).fillna({c: "" for c in text})  # no shape step (no knots, no verdicts): blank
     order = [n for n in OWN + PUBLIC if n in set(df["design"])]
     g = df.groupby("design", sort=False)
     agg = g.median(numeric_only=True).loc[order]
@@ -189,8 +189,8 @@ def summarise() -> str:
     changed = int((df["choice_today"] != df["choice_cck"]).sum() + (df["knots_today"] != df["knots_cck"]).sum())
     lines += ["### The default with today's and with CCK's instrument basis", "",
               "Seeds 41-43, `DFIV(random_state=seed, n_jobs=1)` with each basis (our own designs at n = 3,000, the "
-              "public ones at 5,000). Knots: each member's Lepski choice per seed (line: the line). Medians over the "
-              "seeds.", "", markdown_table(table.reset_index()), "",
+              "public ones at 5,000). Knots: each member's Lepski choice per seed (line: the line; blank: no shape "
+              "step, where the first stage's F is below the bound, weak_iv). Medians over the seeds.", "", markdown_table(table.reset_index()), "",
               adoption(ratio, table["seeds"], "CCK / today"),
               f"- Fits where the choice or a member's knots differ: {changed} of {len(df)} (a fit can count twice).",
               "- Adopted: the package's `deepcausal._sieve._instrument_basis` has been CCK's ratio since. Checked: the "
