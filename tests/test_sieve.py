@@ -300,3 +300,42 @@ def test_a_test_that_is_not_finite_gives_no_verdict():
     assert _verdict(float("nan"), 2.0) is None and _verdict(3.0, 2.0) is True and _verdict(1.0, 2.0) is False
     # two members whose tests are NaN vote for nothing: one member without a bend is no majority for the line
     assert shape_step(False, [False, None, None], [False, None, None]) is None
+
+
+def test_first_stage_strength_is_the_partial_f_with_one_endogenous_column():
+    from deepcausal._sieve import first_stage_strength, smallest_canonical_correlation
+
+    rng = np.random.default_rng(3)
+    n = 2000
+    z = rng.standard_normal((n, 3))
+    x = rng.standard_normal((n, 1))  # an exogenous control, in both the regressors and the instruments
+    t = z @ np.array([[0.1], [0.05], [0.0]]) + 0.5 * x + rng.standard_normal((n, 1))
+    ones = np.ones((n, 1))
+    s = smallest_canonical_correlation(np.c_[t, x, ones], np.c_[z, x, ones])
+    # the partial F of the excluded instruments in the first stage, from the two residual sums of squares
+    def rss(D):
+        return float(np.sum((t - D @ np.linalg.lstsq(D, t, rcond=None)[0]) ** 2))
+    f = ((rss(np.c_[x, ones]) - rss(np.c_[z, x, ones])) / 3) / (rss(np.c_[z, x, ones]) / (n - 5))
+    assert first_stage_strength(s, n, 5, 2) == pytest.approx(f, rel=1e-8)
+    assert first_stage_strength(s, n, 2, 2) == 0.0  # no excluded instrument
+
+
+def test_the_first_stage_cut_admits_no_spline_weaker_than_its_bound(monkeypatch):
+    import deepcausal._sieve as sieve
+
+    assert sieve.FIRST_STAGE_BOUND is None  # off by default: measured, not adopted (eval_spline_strength)
+
+    # a treatment that moves with the instrument only a little: its line is identified (F in the hundreds) but the
+    # instrument basis barely moves t² and t³, so the cubic's Cragg-Donald statistic is small
+    rng = np.random.default_rng(4)
+    n = 5000
+    z, u = rng.standard_normal((n, 1)), rng.standard_normal((n, 1))
+    t = 0.3 * z + u + 0.5 * rng.standard_normal((n, 1))
+    y = (np.sin(2.0 * t) + u + 0.3 * rng.standard_normal((n, 1)))[:, 0]
+    rows = np.arange(n)
+    monkeypatch.setattr(sieve, "FIRST_STAGE_BOUND", None)
+    free = sieve.lepski_knots(t, z, y, None, rows, np.random.default_rng(0))
+    assert len(free["kept"]) > 1  # Chen and Christensen's ill-posedness bound alone admits splines here
+    monkeypatch.setattr(sieve, "FIRST_STAGE_BOUND", 37.418)
+    cut = sieve.lepski_knots(t, z, y, None, rows, np.random.default_rng(0))
+    assert cut["kept"] == [None] and cut["knots"] is None
