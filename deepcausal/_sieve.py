@@ -56,8 +56,8 @@ is at least this; None (the default): no such cut. Why it was tried: with weak i
 2SLS is biased towards OLS and its bootstrap spreads around the biased curve; on horowitz (seed 44) a cubic the
 ill-posedness bound admitted departed "significantly" from the line at 50 times its error. Why it is off: at the
 line's bound (37.418) and at 10 it also cut the cubics that are the default's best curves (chen_christensen_severe,
-our kink design), whose statistics are as low (benchmarks/RESULTS.md, "The spline in t only where its first stage is
-strong"; ``benchmarks/diagnostics/eval_spline_strength.py`` sets it)."""
+our kink design) (benchmarks/RESULTS.md, "The spline in t only where its first stage is strong";
+``benchmarks/diagnostics/eval_spline_strength.py`` sets it)."""
 NONLINEAR_LEVEL = 0.95  # the sup-t tests of the held-out rule's shape step
 INSTRUMENT_DEGREE = 4  # the spline's instruments: B-splines of this degree (CCK's and npiv's k_w_degree)
 INSTRUMENT_RATIO = 4  # ... with this many segments per segment of the spline in t (npiv's 2 ** k_w_smooth)
@@ -94,7 +94,8 @@ def first_stage_strength(s: float, n: int, k: int, p: int) -> float:
     """The Cragg-Donald minimum-eigenvalue statistic g = (n − k) / (k − p) · s² / (1 − s²) of endogenous terms whose
     smallest canonical correlation with ``k`` instrument columns (``p`` of them exogenous, shared with the
     regressors) is ``s``, at ``n`` rows (Cragg and Donald 1993; Stock and Yogo 2005). With one endogenous column it
-    is the first stage's partial F. 0 without excluded instruments or degrees of freedom."""
+    is the first stage's partial F. 0 without excluded instruments or degrees of freedom. ``k`` and ``p`` count
+    columns: where some are collinear (a binary covariate's terms) the statistic comes out low."""
     if k <= p or n <= k:
         return 0.0
     return math.inf if s >= 1.0 else (n - k) / (k - p) * s * s / (1.0 - s * s)
@@ -320,8 +321,9 @@ def _matrices(t, z, eta, k, fit_rows, rows):
 def lepski_knots(t: np.ndarray, z: np.ndarray, y: np.ndarray, eta: Optional[np.ndarray], rows: np.ndarray,
                  rng: np.random.Generator) -> dict:
     """Lepski's choice over the nested family on ``rows``: {"knots": the chosen count (None: the line),
-    "kept": the counts the two bounds kept, "J": the chosen dimension, "theta": θ*, the bootstrap
-    quantile whose 1.1 multiple is the threshold below (None for both where the bound kept the line alone)}.
+    "kept": the counts the bounds kept (width, ill-posedness, first stage), "J": the chosen dimension, "theta": θ*,
+    the bootstrap quantile whose 1.1 multiple is the threshold below (None for both where the bounds kept the line
+    alone)}.
 
     With G_J = A_J⁻¹ Ŵ_Jᵀ diag(û_J) (each row's influence on β_J), the difference of two curves at an evaluation
     row e has variance w_a(e)ᵀ G_a G_aᵀ w_a(e) + w_b(e)ᵀ G_b G_bᵀ w_b(e) − 2 w_a(e)ᵀ G_a G_bᵀ w_b(e), and a

@@ -339,3 +339,7 @@ def test_the_first_stage_cut_admits_no_spline_weaker_than_its_bound(monkeypatch)
     monkeypatch.setattr(sieve, "FIRST_STAGE_BOUND", 37.418)
     cut = sieve.lepski_knots(t, z, y, None, rows, np.random.default_rng(0))
     assert cut["kept"] == [None] and cut["knots"] is None
+    # a treatment the instrument moves strongly: the same cut keeps the splines, and Lepski still sees the bend
+    t, z, y = _iv(lambda s: 2.0 * np.abs(s))
+    strong = sieve.lepski_knots(t, z, y, None, np.arange(len(y)), np.random.default_rng(0))
+    assert len(strong["kept"]) > 1 and strong["knots"] is not None

@@ -103,7 +103,7 @@ def summarise() -> str:
             f"{v}: " + ", ".join(f"{x:.3g}" for x in per_seed[v]) for v in med.index if v in per_seed) + ".",
         f"- The default's spread is {share['default']:.0%} of its members' mean MSE (median over the seeds): the "
         "rest, which every member shares, is what the ensemble keeps.",
-        f"- No single term lowers the ensemble's median MSE by more than {1 - table['vs default'].min():.0%} "
+        f"- No single term lowers the ensemble's median MSE by more than {1 - table['vs default'].min():.1%} "
         f"(best: {table['vs default'].idxmin()}, {table['vs default'].min():.2f}x; worst: "
         f"{table['vs default'].idxmax()}, {table['vs default'].max():.2f}x). "
         + ("`no early stopping` gives the default's rows: early stopping never ended a fit before its step cap. "
@@ -124,8 +124,9 @@ def _longer(per_seed, med) -> list:
             + ", ".join(f"{per_seed.loc[worst, v]:.3g}" for v in longer)
             + "; the median moves to " + ", ".join(f"{med.loc[v, 'mse']:.3g} ({med.loc[v, 'mse'] / med.loc['default', 'mse']:.2f}x)" for v in longer)
             + " at " + ", ".join(f"{med.loc[v, 'fit_s'] / med.loc['default', 'fit_s']:.1f}x" for v in longer)
-            + " the fit time. Longer fits remove the worst seed's excess, but the median moves no more than under the "
-            "other terms: the error the members share is not the training length either."]
+            + " the fit time. Longer fits remove the worst seed's excess, and 4x steps is the term that lowers the "
+            "median most, but by about a tenth, near what 10 members or a tenfold bridge ridge give: the error the "
+            "members share is not the training length either."]
 
 
 def main(argv=None):

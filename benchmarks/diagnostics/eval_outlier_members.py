@@ -127,6 +127,9 @@ def summarise() -> str:
     ok_worse = bool((wratio <= 1.1).all())
     better = [n for n in order if wratio[n] < 0.9]
     adopted = ok_med and ok_worse and bool(better) and acted > 0
+    acted_rows = df[df["dropped"].astype(str) != "-"]
+    helped = acted_rows["rule"] < acted_rows["today"]
+    worst_hurt = float((acted_rows["rule"] / acted_rows["today"]).max()) if len(acted_rows) else float("nan")
     return "\n".join([
         TITLE, "", f"Command: `{COMMAND}` (two shards, `--shard 0/2` and `--shard 1/2`, then `--summarise-only`)", "",
         f"Machine: {machine()}.", "",
@@ -141,10 +144,10 @@ def summarise() -> str:
         "- Where it acted (MSE without → with the rule): " + "; ".join(
             f"{r['design']} {r['seed']}: {r['today']:.3g} → {r['rule']:.3g}" for _, r in
             df[df["dropped"].astype(str) != "-"].iterrows()) + ".",
-        "- Reading: the gross outliers of the two diagnoses did not occur on these 60 fits; what the rule met were "
-        "members that disagree where the curve is weakly identified (weak_iv, lowdim_step's step, "
-        "chen_christensen_mild), and there a member far from the others is not a wrong one: leaving it out helped "
-        "twice and hurt twice (by 1% on chen_christensen_mild 45, 2x on weak_iv 44). The ensemble keeps every member.",
+        f"- Reading: the gross outliers of the two diagnoses did not occur on these {len(df)} fits; what the rule met "
+        f"were members that disagree where the curve is weakly identified ({', '.join(sorted(set(acted_rows['design'])))}), "
+        f"and there a member far from the others is not a wrong one: leaving it out helped {int(helped.sum())} "
+        f"times and hurt {int((~helped).sum())} times (at worst {worst_hurt:.2g}x). The ensemble keeps every member.",
     ]) + "\n"
 
 
