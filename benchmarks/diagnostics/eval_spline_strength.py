@@ -176,8 +176,12 @@ def summarise() -> str:
 
 
 if __name__ == "__main__":
-    if "--bound" in sys.argv:
-        at = sys.argv.index("--bound")
-        BOUND = float(sys.argv[at + 1])
-        del sys.argv[at : at + 2]
+    for at, arg in enumerate(list(sys.argv)):
+        if arg == "--bound" or arg.startswith("--bound="):
+            value = arg.split("=", 1)[1] if "=" in arg else sys.argv[at + 1]
+            del sys.argv[at : at + (1 if "=" in arg else 2)]
+            BOUND = float(value)
+            break
+    if BOUND not in RULES:
+        sys.exit(f"--bound must be one of the stated rules' bounds {sorted(RULES)}, got {BOUND:g}")
     sharded_main(__doc__, TITLE, run, summarise)
