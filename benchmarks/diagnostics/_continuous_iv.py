@@ -46,6 +46,29 @@ def fits(csv: Path, pairs, **params):
         yield name, seed, d, est, time.perf_counter() - t0
 
 
+def fit_with(d, seed: int, module, name: str, value) -> tuple:
+    """The default ``DFIV(random_state=seed, n_jobs=1)`` fitted on ``d`` with ``module.name`` set to ``value`` for
+    the fit (an evaluation's arm; the attribute is restored afterwards, warnings silenced): ``(est, mse, seconds)``."""
+    from deepcausal import DFIV
+
+    before = getattr(module, name)
+    setattr(module, name, value)
+    try:
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est = DFIV(random_state=seed, n_jobs=1, verbose=False).fit(d.train, **d.fit_kwargs())
+            mse = d.score(est.predict(d.test_X))
+        return est, mse, time.perf_counter() - t0
+    finally:
+        setattr(module, name, before)
+
+
+def knots_text(est) -> str:
+    """Each member's Lepski choice (``complexity_["sieve_knots"]``) as text: "line" for the line, else the knots."""
+    return " ".join("line" if k is None else str(k) for k in est.complexity_.get("sieve_knots") or [])
+
+
 def candidate_mse(est, d) -> list:
     """The structural MSE of each candidate of ``est.complexity_`` on ``d``'s test set, in the candidates' order:
     every member's head is swapped for the candidate's (the estimator keeps the last one)."""

@@ -45,8 +45,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
-import warnings
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -55,7 +53,7 @@ import pandas as pd  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _continuous_iv import OWN, PUBLIC, design  # noqa: E402
+from _continuous_iv import OWN, PUBLIC, design, fit_with, knots_text  # noqa: E402
 from _results import append_row, markdown_table, sharded_main  # noqa: E402
 from eval_sieve_instruments import _choice, _flags  # noqa: E402
 from eval_sieve_rule import adoption  # noqa: E402
@@ -129,8 +127,6 @@ def run_diagnosis():
 
 
 def run(shard: int, shards: int):
-    from deepcausal import DFIV
-
     if shard == 0:
         run_diagnosis()
     done = pd.read_csv(CSV) if CSV.exists() else pd.DataFrame(columns=["design", "seed"])
@@ -140,20 +136,10 @@ def run(shard: int, shards: int):
             continue
         d, row = design(name, seed), dict(design=name, seed=seed)
         for arm, basis in BASES.items():
-            sieve._instrument_basis = basis
-            try:
-                t0 = time.perf_counter()
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    est = DFIV(random_state=seed, n_jobs=1, verbose=False).fit(d.train, **d.fit_kwargs())
-                    mse = d.score(est.predict(d.test_X))
-            finally:
-                sieve._instrument_basis = PACKAGE_BASIS
-            c = est.complexity_
-            knots = " ".join("line" if k is None else str(k) for k in c.get("sieve_knots") or [])
+            est, mse, fit_s = fit_with(d, seed, sieve, "_instrument_basis", basis)
             row.update({"first_stage_f": float(getattr(est, "first_stage_f_", np.nan)), f"choice_{arm}": _choice(est),
-                        f"knots_{arm}": knots, f"a_{arm}": _flags(c, "spline"), f"mse_{arm}": mse,
-                        f"fit_s_{arm}": time.perf_counter() - t0})
+                        f"knots_{arm}": knots_text(est), f"a_{arm}": _flags(est.complexity_, "spline"),
+                        f"mse_{arm}": mse, f"fit_s_{arm}": fit_s})
         print(row, flush=True)
         append_row(CSV, row, COLUMNS)
 

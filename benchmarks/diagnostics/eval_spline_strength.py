@@ -60,8 +60,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
-import warnings
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -69,7 +67,7 @@ import pandas as pd  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _continuous_iv import OWN, PUBLIC, design  # noqa: E402
+from _continuous_iv import OWN, PUBLIC, design, fit_with, knots_text  # noqa: E402
 from _results import append_row, machine, markdown_table, sharded_main  # noqa: E402
 from eval_sieve_instruments import _choice  # noqa: E402
 
@@ -88,9 +86,7 @@ COLUMNS = ["design", "seed", "choice_today", "knots_today", "mse_today", "choice
 
 
 def run(shard: int, shards: int):
-    from deepcausal import DFIV
-
-    package_bound, rule = sieve.FIRST_STAGE_BOUND, RULES[BOUND]
+    rule = RULES[BOUND]
     csv = rule["csv"]
     done = pd.read_csv(csv) if csv.exists() else pd.DataFrame(columns=COLUMNS)
     have = set(zip(done["design"], done["seed"]))
@@ -100,18 +96,9 @@ def run(shard: int, shards: int):
             continue
         d, row = design(name, seed), dict(design=name, seed=seed)
         for arm, bound in (("today", None), ("cut", BOUND)):
-            sieve.FIRST_STAGE_BOUND = bound
-            try:
-                t0 = time.perf_counter()
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    est = DFIV(random_state=seed, n_jobs=1, verbose=False).fit(d.train, **d.fit_kwargs())
-                    mse = d.score(est.predict(d.test_X))
-            finally:
-                sieve.FIRST_STAGE_BOUND = package_bound
-            knots = " ".join("line" if k is None else str(k) for k in est.complexity_.get("sieve_knots") or [])
-            row.update({f"choice_{arm}": _choice(est), f"knots_{arm}": knots or "-", f"mse_{arm}": mse,
-                        f"fit_s_{arm}": time.perf_counter() - t0})
+            est, mse, fit_s = fit_with(d, seed, sieve, "FIRST_STAGE_BOUND", bound)
+            row.update({f"choice_{arm}": _choice(est), f"knots_{arm}": knots_text(est) or "-", f"mse_{arm}": mse,
+                        f"fit_s_{arm}": fit_s})
         print(row, flush=True)
         append_row(csv, row, COLUMNS)
 
