@@ -1,6 +1,6 @@
-"""Two guards against horowitz's wrong cubics, tried by hand: LIML or Fuller in place of two-stage least squares for
-the spline, and the shape step's departure tests on the central rows of t (issue 35, information; no rule is stated
-and no default changes)
+"""Three guards against horowitz's wrong cubics, tried by hand: LIML or Fuller in place of two-stage least squares
+for the spline; the shape step's departure tests on the central rows of t; and, without networks, a pairs bootstrap
+of the departure and a Mallows-type risk comparison (issue 35, information; no rule is stated and no default changes)
 
 Why ask: on horowitz seeds 44 and 48 the default reports Lepski's cubic at MSE 0.877 and 0.072 where the line scores
 about 0.017 ("The spline in t only where its first stage is strong"). The likely reason is the bias of 2SLS towards
@@ -62,7 +62,7 @@ import torch  # noqa: E402
 import deepcausal._complexity as complexity  # noqa: E402
 import deepcausal._sieve as sieve  # noqa: E402
 
-TITLE = "## Diagnosis: two guards against horowitz's wrong cubics (issue 35, information)"
+TITLE = "## Diagnosis: three guards against horowitz's wrong cubics (issue 35, information)"
 COMMAND = "OMP_NUM_THREADS=1 python benchmarks/diagnostics/diag_cubic_guards.py"
 ARMS = {"2SLS": None, "LIML": 0.0, "Fuller": 1.0, "central rows": "central"}  # Fuller's a (None: the package's 2SLS)
 CENTRAL = 0.1  # the central-rows arm drops the evaluation rows below this quantile of t and above 1 minus it
