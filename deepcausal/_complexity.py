@@ -385,7 +385,8 @@ def _held_out(est, comm=None, phi=None, t=None) -> dict:
         tests = [departures(m, s, phi(m).detach(), t) for m, s in zip(members, sieves)]
         departs = {"spline": [False if d["spline"] is None else _verdict(*d["spline"]) for d in tests],
                    "trained": [_verdict(*d["trained"]) for d in tests]}
-        step = shape_step(line, departs["spline"], departs["trained"])
+        # not (z <= bound) rather than z > bound: a z that is not finite is no evidence against the trained head
+        step = shape_step(line, departs["spline"], departs["trained"], not z <= HELD_OUT_Z)
         out.update(_sieve_knots(sieves), departs=departs, shape_step=step)
         if step is not None:
             out.update(chosen=0, spline=step == "spline")
@@ -415,9 +416,14 @@ def held_out_verdict(c: dict) -> str:
     if c.get("spline"):
         return (f"{base}; but {spline} departs from the line where the trained curve does not on {bends} of {M} "
                 "members (sup-t tests at 5%): the spline is reported")
-    if c.get("shape_step") == "line":
+    if c.get("shape_step") == "line" and neither > M / 2:
         return (f"{base}; but neither {spline} nor the trained curve departs from the line on {neither} of {M} "
                 "members (sup-t tests at 5%): the data show no bend, so the simplest curve, the line, is reported")
+    if c.get("shape_step") == "line":  # the evidence case (deepcausal._sieve.HELD_OUT_EVIDENCE)
+        flat = sum(x is False for x in a)
+        return (f"{base}; but {spline} does not depart from the line on {flat} of {M} members (sup-t tests at 5%), "
+                "and the trained curve's bend is not borne out by the held-out rows (its test holds the networks "
+                "fixed): the line is reported")
     return (f"{base}; {spline} departs from the line where the trained curve does not on {bends} of {M} members, "
             f"neither does on {neither} (sup-t tests at 5%): no majority for either, so the trained head stays")
 

@@ -59,6 +59,13 @@ line's bound (37.418) and at 10 it also cut the cubics that are the default's be
 our kink design) (benchmarks/RESULTS.md, "The spline in t only where its first stage is strong";
 ``benchmarks/diagnostics/eval_spline_strength.py`` sets it)."""
 NONLINEAR_LEVEL = 0.95  # the sup-t tests of the held-out rule's shape step
+HELD_OUT_EVIDENCE = False
+"""Where set, the shape step's trained-kept branch also reports the line where Lepski's spline does not depart from
+the line on a majority of the members and the held-out rows do not favour the trained head (the held-out rule's z
+at most its 1.645), whatever test (B) says: (B) reads the trained head's bootstrap draws, which hold its
+networks fixed, so it measures the noise of the head, not of the curve the networks learned. Stated before its runs
+("The evidence rule" in ``benchmarks/diagnostics/eval_shape_rule.py``, not adopted there: it acted on none of 51
+fits; ``benchmarks/diagnostics/eval_held_out_evidence.py``, fresh seeds)."""
 INSTRUMENT_DEGREE = 4  # the spline's instruments: B-splines of this degree (CCK's and npiv's k_w_degree)
 INSTRUMENT_RATIO = 4  # ... with this many segments per segment of the spline in t (npiv's 2 ** k_w_smooth)
 INSTRUMENT_PRODUCTS = True  # the spline's instruments gain z ⊗ η (:func:`_instrument_products`); off: as before
@@ -465,15 +472,18 @@ def departures(member, sieve: dict, phi: torch.Tensor, t: torch.Tensor) -> dict:
     return out
 
 
-def shape_step(line: bool, spline_departs, trained_departs) -> Optional[str]:
+def shape_step(line: bool, spline_departs, trained_departs, held_out_favours_trained: bool = True) -> Optional[str]:
     """The held-out rule's last step (:func:`deepcausal._complexity._held_out`), from each member's two sup-t
     verdicts (:func:`departures`; True, False, or None where a test is not finite, which counts for nothing):
-    ``"spline"``, ``"line"`` or None (the held-out choice stands). ``line``: the held-out rows chose the line.
+    ``"spline"``, ``"line"`` or None (the held-out choice stands). ``line``: the held-out rows chose the line;
+    ``held_out_favours_trained``: they predict the trained head significantly better, or cannot be read (no rows).
 
     * the line chosen: the spline where it departs from the line on a majority of the members;
     * the trained head kept: the spline where on a majority it departs from the line and the trained curve does not
       (the data bend where the trained curve does not); else the line where on a majority neither departs (the data
-      show no bend: the simplest curve).
+      show no bend: the simplest curve); with :data:`HELD_OUT_EVIDENCE` set, also the line where on a majority the
+      spline does not depart and the held-out rows do not favour the trained head (the trained curve bends where
+      the data's spline does not, and no row that training did not see bears the bend out).
     """
     majority = len(spline_departs) / 2
     pairs = list(zip(spline_departs, trained_departs))  # a verdict may be None (not finite): it counts for neither
@@ -482,6 +492,8 @@ def shape_step(line: bool, spline_departs, trained_departs) -> Optional[str]:
     if sum(a is True and b is False for a, b in pairs) > majority:
         return "spline"
     if sum(a is False and b is False for a, b in pairs) > majority:
+        return "line"
+    if HELD_OUT_EVIDENCE and sum(a is False for a in spline_departs) > majority and not held_out_favours_trained:
         return "line"
     return None
 

@@ -192,6 +192,37 @@ def test_shape_step_follows_the_majority_of_the_members_verdicts(line, spline, t
     assert shape_step(line, [bool(v) for v in spline], [bool(v) for v in trained]) == expected
 
 
+@pytest.mark.parametrize("evidence, favours_trained, expected", [
+    (False, False, None),  # off: the trained curve's bend keeps the trained head
+    (True, False, "line"),  # on: a bend the data's spline does not show and no held-out row bears out
+    (True, True, None),  # on, but the held-out rows favour the trained head: it stays
+])
+def test_the_evidence_rule_reports_the_line_where_only_the_trained_curve_bends(monkeypatch, evidence, favours_trained,
+                                                                             expected):
+    import deepcausal._sieve as sieve
+
+    monkeypatch.setattr(sieve, "HELD_OUT_EVIDENCE", evidence)
+    # (A) does not hold on 2 of 3 members, (B) holds on all three: neither of the step's earlier cases applies
+    assert sieve.shape_step(False, [False, False, True], [True, True, True], favours_trained) == expected
+    # the line chosen by the held-out rows, or the spline's case: the rule changes nothing there
+    assert sieve.shape_step(True, [False, False, True], [True, True, True], favours_trained) is None
+    assert sieve.shape_step(False, [True, True, False], [False, False, True], favours_trained) == "spline"
+
+
+def test_the_evidence_rule_is_told_apart_from_no_bend_in_the_verdict(monkeypatch):
+    import deepcausal._sieve as sieve
+    from deepcausal._complexity import held_out_verdict
+
+    monkeypatch.setattr(sieve, "HELD_OUT_EVIDENCE", True)
+    base = {"chosen": 0, "held_out_line": False, "spline": False, "shape_step": "line", "criterion": [0.3],
+            "held_out_rows": 900, "first_stage_f": 120.0, "sieve_knots": [None, None, 2]}
+    evidence = held_out_verdict({**base, "departs": {"spline": [False, False, True], "trained": [True, True, True]}})
+    assert "does not depart from the line on 2 of 3 members" in evidence and "held-out rows" in evidence
+    assert "neither" not in evidence
+    flat = held_out_verdict({**base, "departs": {"spline": [False, False, True], "trained": [False, False, True]}})
+    assert "neither Lepski's spline" in flat
+
+
 @pytest.mark.filterwarnings("ignore:T. values outside the training range:UserWarning")
 def test_the_default_reports_the_line_where_neither_curve_departs_from_it():
     from deepcausal.benchmark import make_design
