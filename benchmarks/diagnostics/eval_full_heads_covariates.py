@@ -105,6 +105,9 @@ def summarise() -> str:
     better = [n for n in order if ratio[n] < 0.9]
     w_better, w_worse = [n for n in order if wratio[n] < 0.9], [n for n in order if wratio[n] > 1.1]
     adopted = within and (len(better) >= 2 or (bool(w_better) and not w_worse))
+    moved = df[(df["choice_rule"] == "trained") & (df["choice_today"] != "trained")]
+    left = int(((df["choice_today"] == "trained") & (df["choice_rule"] != "trained")).sum())
+    both = df[(df["choice_rule"] == "trained") & (df["choice_today"] == "trained")]
     expected = len(OWN) * len(OWN_SEEDS) + len(PUBLIC_WITH_COVARIATES) * len(PUBLIC_SEEDS)
     per_seed = "; ".join(f"{n}: " + ", ".join(f"{a:.3g} → {b:.3g}" for a, b in zip(gr["mse_today"], gr["mse_rule"]))
                          for n, gr in g)
@@ -120,6 +123,11 @@ def summarise() -> str:
         f"{len(better)} design(s) ({', '.join(better) or 'none'}); worst seed more than 10% better on "
         f"{', '.join(w_better) or 'none'}, more than 10% worse on {', '.join(w_worse) or 'none'} → "
         f"**{'adopted' if adopted else 'not adopted'}** by the stated rule.",
+        f"- Reading: with the rule the trained head replaced the line or the spline on {len(moved)} of {len(df)} fits "
+        f"and gave way to another curve on {left}. Heads solved on every row were solved on each member's held-out rows too, so the "
+        "held-out rule, which compares the line with the trained head on those rows, favours the trained head (its "
+        "docstring names this bias); where the trained head was reported on both arms the full-sample head was "
+        f"better on {int((both['mse_rule'] < both['mse_today']).sum())} of {len(both)} fits.",
     ]) + "\n"
 
 
