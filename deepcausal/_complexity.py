@@ -78,6 +78,12 @@ HELD_OUT_Z = 1.645  # one-sided 5%: the line replaces the trained head only when
 # most 5% of the benchmark's (5% test), read here against the classical partial F (the two agree under homoskedastic
 # errors); it replaced 104.7 (Lee, McCrary, Moreira, Porter 2022), see _held_out.
 HELD_OUT_F = 37.418
+FULL_TRAINED_HEAD = False
+"""Where set, a member whose ensemble the held-out rule leaves on the trained head reports that head re-solved on
+every row (both stages, the split's halves together) with its draws, instead of the head solved on the halves: the
+split heads choose (the held-out rows must be rows they were not solved on) and the chosen head is then solved on
+all the data, as a model chosen on held-out rows is refitted on every row. Stated before its run and judged on fresh
+seeds (``benchmarks/diagnostics/eval_full_trained_head.py``); off: not adopted, or not yet."""
 LINE_LABEL = "linear 2SLS"  # the family's simplest candidate, :func:`linear_iv_candidate`
 TSLS_LABELS = (LINE_LABEL, SIEVE_LABEL)  # the curves fitted by 2SLS on every row: unregularised, no network in t
 LINE_CONTROLS = ", learned controls"  # ... and its label's end with covariates
@@ -519,6 +525,13 @@ def family(est, nets, heads, halves, n_draws: int, seed: int, comm, device, full
         if rule == "projected":
             cands["projected_z"] = (None if full or comm.active else
                                     projected_comparison(est, nets, heads, halves[1], head, seed))
+    if rule == "held_out" and FULL_TRAINED_HEAD and not full:
+        from ._training import Everything
+
+        every = Everything(halves)
+        _, _, whole = score_bootstrap_heads(est, nets, (every, every), n_draws, seed, comm, penalties=pen[-1:],
+                                            same_rows=True)
+        cands["trained_full"] = {"head": whole["heads"][-1], "draws": whole["draws"][-1]}
     cands["labels"] = labels
     return draws, summary_draws, cands
 
@@ -561,8 +574,12 @@ def install_choice(est, out: dict) -> None:
     keep_trained = out["label"] == TRAINED_LABEL
     knots = out.get("sieve_knots") or [None] * len(est._members())
     for m, k in zip(est._members(), knots):
+        full = m.candidates_.get("trained_full") if keep_trained else None  # FULL_TRAINED_HEAD
         if not keep_trained:
             m.heads_.u = m.candidates_["heads"][out["chosen"]].clone()
-        m.head_draws_ = m.candidates_["draws"][out["chosen"]].clone() if m.head_draws_ is not None else None
+        elif full is not None:
+            m.heads_.u = full["head"].clone()
+        draws = m.candidates_["draws"][out["chosen"]] if full is None else full["draws"]
+        m.head_draws_ = draws.clone() if m.head_draws_ is not None else None
         if out.get("spline") and k is not None:
             install(m, m.candidates_["sieve"])
