@@ -116,3 +116,25 @@ def test_the_default_reports_the_line_where_the_held_out_rows_ask_for_it():
     assert est.complexity == "auto" and est.complexity_["rule"] == "held_out"
     assert est.complexity_["chosen"] == 0 and est.complexity_["label"].startswith(LINE_LABEL)
     assert "continuous instruments" in est.complexity_["reason"]
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_the_chosen_trained_head_is_solved_on_every_row_where_set(monkeypatch, full):
+    import deepcausal._complexity as complexity
+    from deepcausal.benchmark import make_design
+
+    monkeypatch.setattr(complexity, "FULL_TRAINED_HEAD", full)
+    d = make_design("lowdim_sin", n=2000, seed=0)[0]  # a sine: the held-out rows keep the trained head
+    est = DFIV(**SMALL).fit(d.train, **d.fit_kwargs())
+    assert est.complexity_["label"] == "trained head"
+    assert all(("trained_full" in m.candidates_) == full for m in est.estimators_)
+    if not full:
+        return
+    # the same head as the package's other path to full-sample heads, refit_heads="full", on the same networks
+    other = DFIV(**SMALL, refit_heads="full").fit(d.train, **d.fit_kwargs())
+    assert other.complexity_["label"] == "trained head"
+    for m, o in zip(est.estimators_, other.estimators_):
+        torch.testing.assert_close(m.heads_.u, m.candidates_["trained_full"]["head"])
+        torch.testing.assert_close(m.head_draws_, m.candidates_["trained_full"]["draws"])
+        torch.testing.assert_close(m.heads_.u, o.heads_.u, rtol=1e-3, atol=1e-5)  # float32 features, float64 solves
+        assert not torch.allclose(m.heads_.u, m.candidates_["heads"][-1], rtol=1e-2)  # not the head solved on the halves
