@@ -30,6 +30,8 @@ _SHARED_DOCS = {
     refit_heads : bool or "full", default=True
         Re-solve both heads at the end of training: on all rows of their halves (True), on every row,
         both stages (``"full"``: 2SLS on the learned features, without the split), or not at all.
+        With True, where DFIV's held-out rule (``complexity``) keeps the trained head after choosing on
+        the halves' heads, the reported head is that head re-solved on every row.
     complexity : {"auto", "trained", "linear", "lepski", "discrepancy", "projected", "held_out", "sieve"}, default="auto"
         How nonlinear a curve to report (``complexity_``): the trained head (``"trained"``), the
         simplest curve, a line in the treatment fitted by 2SLS with the covariates' learned features as
