@@ -432,8 +432,8 @@ def held_out_verdict(c: dict) -> str:
     if c.get("shape_step") == "line":  # the evidence case (deepcausal._sieve.HELD_OUT_EVIDENCE)
         flat = sum(x is False for x in a)
         return (f"{base}; but {spline} does not depart from the line on {flat} of {M} members (sup-t tests at 5%), "
-                "and the trained curve's bend is not borne out by the held-out rows (its test holds the networks "
-                "fixed): the line is reported")
+                "and the held-out rows do not favour the trained head (a bend of the trained curve is tested with "
+                "its networks held fixed): the line is reported")
     return (f"{base}; {spline} departs from the line where the trained curve does not on {bends} of {M} members, "
             f"neither does on {neither} (sup-t tests at 5%): no majority for either, so the trained head stays")
 
@@ -529,13 +529,6 @@ def family(est, nets, heads, halves, n_draws: int, seed: int, comm, device, full
         if rule == "projected":
             cands["projected_z"] = (None if full or comm.active else
                                     projected_comparison(est, nets, heads, halves[1], head, seed))
-    if rule == "held_out" and FULL_TRAINED_HEAD and est.refit_heads and not full:  # refit_heads=True: re-solved heads
-        from ._training import Everything
-
-        every = Everything(halves)
-        _, _, whole = score_bootstrap_heads(est, nets, (every, every), n_draws, seed, comm, penalties=pen[-1:],
-                                            same_rows=True)
-        cands["trained_full"] = {"head": whole["heads"][-1], "draws": whole["draws"][-1]}
     cands["labels"] = labels
     return draws, summary_draws, cands
 
@@ -574,15 +567,18 @@ def choose(est, rule: str, phi, comm=None, t=None) -> dict:
 def install_choice(est, out: dict) -> None:
     """Every member reports the chosen candidate: its head and draws (the line-or-trained rules keep the head
     as trained, which ``refit_heads`` solved; the family's copy of it is a closed-form re-solve, used for its
-    draws), and where the choice is a spline in t the member's sieve (:func:`deepcausal._sieve.install`)."""
+    draws; with :data:`FULL_TRAINED_HEAD` the trained head's every-row solve, ``candidates_["trained_full"]``,
+    both stages, replaces it), and where the choice is a spline in t the member's sieve
+    (:func:`deepcausal._sieve.install`)."""
     keep_trained = out["label"] == TRAINED_LABEL
     knots = out.get("sieve_knots") or [None] * len(est._members())
     for m, k in zip(est._members(), knots):
         full = m.candidates_.get("trained_full") if keep_trained else None  # FULL_TRAINED_HEAD
         if not keep_trained:
             m.heads_.u = m.candidates_["heads"][out["chosen"]].clone()
-        elif full is not None:
+        elif full is not None:  # both stages' heads of the every-row solve, so that V and u belong together
             m.heads_.u = full["head"].clone()
+            m.heads_.V = full["V"].clone().to(m.heads_.V)
         draws = m.candidates_["draws"][out["chosen"]] if full is None else full["draws"]
         m.head_draws_ = draws.clone() if m.head_draws_ is not None else None
         if out.get("spline") and k is not None:

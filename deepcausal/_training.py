@@ -194,6 +194,13 @@ def finish_member(member: Member, history: List[dict], stop: dict):
         found = (family(est, nets, heads, stages, max(int(est.n_bootstrap), 2), bootstrap_seed, comm, device,
                         full=full, rule=settings["complexity"]) if settings.get("complexity", "trained") != "trained"
                  else None)
+        if found is not None and _full_trained_head(est, settings, full):
+            # the trained head solved on every row with its draws (deepcausal._complexity.FULL_TRAINED_HEAD)
+            every = Everything(halves)
+            zero = torch.zeros(1, heads.u.shape[0], dtype=torch.float64, device=device)  # the trained head: no penalty
+            _, _, whole = score_bootstrap_heads(est, nets, (every, every), max(int(est.n_bootstrap), 2),
+                                                bootstrap_seed, comm, penalties=zero, same_rows=True)
+            found[2]["trained_full"] = {"head": whole["heads"][0], "draws": whole["draws"][0], "V": whole["V"]}
         draws, summary_draws, candidates = found or (*(score_bootstrap_heads(
             est, nets, stages, int(est.n_bootstrap), bootstrap_seed, comm, same_rows=full)
             if est.n_bootstrap else (None, None)), None)
@@ -206,6 +213,15 @@ def finish_member(member: Member, history: List[dict], stop: dict):
     est.history_ = pd.DataFrame(history)
     est.stopping_ = stop
     return est
+
+
+def _full_trained_head(est, settings: dict, full: bool) -> bool:
+    """Whether a member computes its trained head's every-row solve: the held-out rule's fits whose heads are
+    re-solved on the halves (``refit_heads=True``), with :data:`deepcausal._complexity.FULL_TRAINED_HEAD` set."""
+    from . import _complexity
+
+    return (settings.get("complexity") == "held_out" and bool(_complexity.FULL_TRAINED_HEAD)
+            and bool(est.refit_heads) and not full)
 
 
 def head_coefficients(heads: TwoStageHeads) -> dict:

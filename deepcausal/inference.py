@@ -118,7 +118,8 @@ def score_bootstrap_heads(est, nets, halves, n_draws: int, seed: int, comm, batc
     ``penalties`` (C, d₂), optional: C further heads of the same stage 2, each with extra ridge
     penalties on the diagonal, u_c = (A₂ + diag(p_c))⁻¹ FᵀY/n (the complexity family of
     :mod:`deepcausal._complexity`), drawn with the same multipliers. Then a third value is returned:
-    ``{"heads": (C, d₂, k), "draws": (C, n_draws, d₂, k)}`` (draws as deviations from each head).
+    ``{"heads": (C, d₂, k), "draws": (C, n_draws, d₂, k), "V": the stage-1 head they share}`` (draws as
+    deviations from each head).
     """
     batch_size = batch_size or BOOTSTRAP_BATCH
     gen = torch.Generator().manual_seed(int(seed) + 7919 * comm.rank)
@@ -175,7 +176,7 @@ def score_bootstrap_heads(est, nets, halves, n_draws: int, seed: int, comm, batc
     if b2 is not None:
         draws = [_solve_batched(S, comm.sum(sc) / n2 - (est.beta2 + p.to(u_c).unsqueeze(1)) * u_c)
                  for S, sc, p, u_c in zip(systems, s2_cands, penalties, u_cands)]
-        candidates = {"heads": torch.stack(u_cands), "draws": torch.stack(draws)}
+        candidates = {"heads": torch.stack(u_cands), "draws": torch.stack(draws), "V": V_hat}
     summary_draws = None
     if term_sums:
         total = comm.sum(weight_sum)

@@ -11,7 +11,9 @@ was fitted again, and chen_christensen_severe and kiv_sigmoid (where the step re
 After that step became the shape step (the spline also in the line's place, the line where neither curve departs
 from it), every row was fitted again. After the spline's instruments gained the products z ⊗ η(x) ("The sieve's
 instruments with covariates"), the rows of the designs with covariates were fitted again. After the spline's
-instruments took CCK's ratio ("The spline's instrument basis at CCK's ratio"), every row was fitted again.
+instruments took CCK's ratio ("The spline's instrument basis at CCK's ratio"), every row was fitted again. After the
+trained head the rule keeps came to be re-solved on every row with its own draws ("The trained head re-solved on every
+row once chosen"), the rows whose choice is the trained head were fitted again (the choice itself is unchanged).
 
 The held-out rule (``complexity="held_out"``, the default's rule for continuous instruments, with the first-stage
 bound F >= 37.418; ``deepcausal._complexity._held_out``) chooses between the line in t

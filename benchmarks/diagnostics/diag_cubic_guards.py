@@ -36,7 +36,7 @@ Fits: ``DFIV(random_state=seed, n_jobs=1)`` in four arms (2SLS, the default; LIM
 and the seeds-47 fits of chen_christensen_severe, kink_covariates, kiv_sigmoid and smooth_two_instruments, where the
 default's spline is its best curve. The truth only scores.
 
-Command: ``OMP_NUM_THREADS=1 python benchmarks/diagnostics/diag_spline_kclass.py`` (from the repository root; about
+Command: ``OMP_NUM_THREADS=1 python benchmarks/diagnostics/diag_cubic_guards.py`` (from the repository root; about
 ten minutes; no CSV).
 """
 
