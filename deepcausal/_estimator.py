@@ -421,7 +421,8 @@ class TwoStageEstimator(RoleInputs, QueryReports, BaseEstimator):
     def _choose_complexity(self, data: dict, comm=None) -> dict:
         """``complexity_``: the candidate of the complexity family (:mod:`deepcausal._complexity`) the rule
         chose for the whole ensemble; every member then predicts with that candidate's head (the trained head
-        as training and ``refit_heads`` left it) and its draws."""
+        as training and ``refit_heads`` left it, or, where the held-out rule keeps it, its every-row solve:
+        :data:`deepcausal._complexity.FULL_TRAINED_HEAD`) and its draws."""
         rule, why = self.settings_.get("complexity", self.complexity), self.settings_.get("complexity_reason")
         if rule == "trained":
             return {"rule": "trained", "chosen": None}
