@@ -46,22 +46,84 @@ def fits(csv: Path, pairs, **params):
         yield name, seed, d, est, time.perf_counter() - t0
 
 
+def fit_default(d, seed: int, **params) -> tuple:
+    """``DFIV(random_state=seed, n_jobs=1, **params)`` fitted on ``d`` (warnings silenced): ``(est, mse, seconds)``."""
+    from deepcausal import DFIV
+
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = DFIV(random_state=seed, n_jobs=1, verbose=False, **params).fit(d.train, **d.fit_kwargs())
+        mse = d.score(est.predict(d.test_X))
+    return est, mse, time.perf_counter() - t0
+
+
 def fit_with(d, seed: int, module, name: str, value) -> tuple:
     """The default ``DFIV(random_state=seed, n_jobs=1)`` fitted on ``d`` with ``module.name`` set to ``value`` for
     the fit (an evaluation's arm; the attribute is restored afterwards, warnings silenced): ``(est, mse, seconds)``."""
-    from deepcausal import DFIV
-
     before = getattr(module, name)
     setattr(module, name, value)
     try:
-        t0 = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            est = DFIV(random_state=seed, n_jobs=1, verbose=False).fit(d.train, **d.fit_kwargs())
-            mse = d.score(est.predict(d.test_X))
-        return est, mse, time.perf_counter() - t0
+        return fit_default(d, seed)
     finally:
         setattr(module, name, before)
+
+
+def departs_text(est) -> str:
+    """The shape step's verdicts per member, (A) then (B), as y/n (? where a test is not finite; - without a step)."""
+    dep = est.complexity_.get("departs")
+    if not dep:
+        return "-"
+    mark = {True: "y", False: "n", None: "?"}
+    return f"A {''.join(mark[v] for v in dep['spline'])}, B {''.join(mark[v] for v in dep['trained'])}"
+
+
+def run_flag_arms(csv: Path, columns, items, module, name: str, shard: int, shards: int) -> None:
+    """An evaluation of a rule behind a module flag: for each (design, seed) of ``items`` in this shard that the
+    resumable ``csv`` lacks, the default fitted with ``module.name`` False ("today") and True ("rule"), one row
+    each (the held-out rule's z, the shape step's verdicts, both arms' choices, MSE and seconds)."""
+    from _results import append_row
+    from eval_sieve_instruments import _choice
+
+    done = pd.read_csv(csv) if csv.exists() else pd.DataFrame(columns=columns)
+    have = set(zip(done["design"], done["seed"]))
+    for design_name, seed in items[shard::shards]:
+        if (design_name, seed) in have:
+            continue
+        d = design(design_name, seed)
+        est, mse, fit_s = fit_with(d, seed, module, name, False)
+        row = dict(design=design_name, seed=seed, z=(est.complexity_.get("criterion") or [float("nan")])[0],
+                   departs=departs_text(est), choice_today=_choice(est), knots_today=knots_text(est) or "-",
+                   mse_today=mse, fit_s_today=fit_s)
+        est, mse, fit_s = fit_with(d, seed, module, name, True)
+        row.update(choice_rule=_choice(est), mse_rule=mse, fit_s_rule=fit_s)
+        print(row, flush=True)
+        append_row(csv, row, columns)
+
+
+def adoption(df: pd.DataFrame, order, best_today) -> tuple:
+    """The adoption rule of issue 35's evaluations on rows with ``choice_``, ``mse_`` columns for the arms "today"
+    and "rule": (the per-design table, its verdict line). Adopted when the median ratio is at most 1.1 on
+    ``best_today`` and 1.25 elsewhere, and lower by more than 10% on two designs, or the worst seed (each arm's worst,
+    compared) is more than 10% better on one design and more than 10% worse on none."""
+    g = df.groupby("design", sort=False)
+    med, worst = g[["mse_today", "mse_rule"]].median().loc[order], g[["mse_today", "mse_rule"]].max().loc[order]
+    table = pd.DataFrame({
+        "seeds": g.size().loc[order],
+        "today chose": g["choice_today"].agg(",".join).loc[order], "rule chose": g["choice_rule"].agg(",".join).loc[order],
+        "today": med["mse_today"], "rule": med["mse_rule"], "rule / today": med["mse_rule"] / med["mse_today"],
+        "worst seed rule / today": worst["mse_rule"] / worst["mse_today"]})
+    ratio, wratio = table["rule / today"], table["worst seed rule / today"]
+    bounds = pd.Series([1.1 if n in best_today else 1.25 for n in order], index=order)
+    within = bool((ratio <= bounds).all())
+    better = [n for n in order if ratio[n] < 0.9]
+    w_better, w_worse = [n for n in order if wratio[n] < 0.9], [n for n in order if wratio[n] > 1.1]
+    adopted = within and (len(better) >= 2 or (bool(w_better) and not w_worse))
+    verdict = (f"- Median ratio within its bound on every design: {'yes' if within else 'no'}; lower by more than 10% "
+               f"on {len(better)} design(s) ({', '.join(better) or 'none'}); worst seed more than 10% better on "
+               f"{', '.join(w_better) or 'none'}, more than 10% worse on {', '.join(w_worse) or 'none'} → "
+               f"**{'adopted' if adopted else 'not adopted'}** by the stated rule.")
+    return table, verdict
 
 
 def knots_text(est) -> str:

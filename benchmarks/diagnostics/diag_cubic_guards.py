@@ -53,7 +53,7 @@ from scipy.linalg import eigh, solve  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _continuous_iv import design, fit_with, knots_text  # noqa: E402
+from _continuous_iv import departs_text, design, fit_with, knots_text  # noqa: E402
 from _results import diagnostic_main, machine, markdown_table  # noqa: E402
 from diag_spline_held_out import FITS  # noqa: E402
 
@@ -119,29 +119,14 @@ def run():
             else:
                 est, mse, _ = fit_with(d, seed, sieve, "_tsls", sieve._tsls if a is None else k_class(a, log))
             ROWS.append(dict(design=name, seed=seed, arm=arm, mse=mse, reported=est.complexity_["label"],
-                             knots=knots_text(est), departs=_departs(est),
+                             knots=knots_text(est), departs=departs_text(est),
                              k_minus_1="" if not log else f"{min(x[2] for x in log):.2g} to {max(x[2] for x in log):.2g}"))
-
-
-def _departs(est) -> str:
-    """The shape step's verdicts per member: (A) the spline departs from the line, (B) the trained curve does."""
-    dep = est.complexity_.get("departs")
-    if not dep:
-        return "-"
-    mark = {True: "y", False: "n", None: "?"}
-    return f"A {''.join(mark[v] for v in dep['spline'])}, B {''.join(mark[v] for v in dep['trained'])}"
 
 
 RAW = [("horowitz", (0, 1, 2, 38, 39, 40, 44, 48)), ("chen_christensen_severe", (0, 1, 2, 47)),
        ("kiv_sigmoid", (0, 1, 2, 47))]
 RAW_ROWS: list = []
 DRAWS = 200
-
-
-def _sup_t(diff: np.ndarray, draws: np.ndarray) -> tuple:
-    """(max |diff| / sd, the 95% quantile of the draws' max |draw| / sd); draws (rows, B) centred deviations."""
-    sd = draws.std(axis=1, ddof=1)
-    return float(np.max(np.abs(diff) / sd)), float(np.quantile(np.max(np.abs(draws) / sd[:, None], axis=0), 0.95))
 
 
 def run_raw():
@@ -172,7 +157,7 @@ def run_raw():
             var_s, var_l = dev["cubic"].var(axis=1).mean(), dev["line"].var(axis=1).mean()
             var_d = (dev["cubic"] - dev["line"]).var(axis=1).mean()
             risk_line = max(0.0, float(np.mean(diff ** 2)) - var_d) + var_l
-            m, p = _sup_t(diff, dev["cubic"] - dev["line"]), _sup_t(diff, np.array(pairs).T)
+            m, p = sieve.sup_t(diff, (dev["cubic"] - dev["line"]).T), sieve.sup_t(diff, np.array(pairs))
             RAW_ROWS.append(dict(design=name, seed=seed, mse_cubic=fits["cubic"]["mse"], mse_line=fits["line"]["mse"],
                                  sup_t=m[0], crit=m[1], sup_t_pairs=p[0], crit_pairs=p[1],
                                  var_over_departure=var_s / float(np.mean(diff ** 2)),

@@ -38,9 +38,8 @@ import pandas as pd  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _continuous_iv import OWN, PUBLIC, design, fit_with, knots_text  # noqa: E402
-from _results import append_row, machine, markdown_table, sharded_main  # noqa: E402
-from eval_sieve_instruments import _choice  # noqa: E402
+from _continuous_iv import OWN, PUBLIC, adoption, run_flag_arms  # noqa: E402
+from _results import machine, markdown_table, sharded_main  # noqa: E402
 
 import deepcausal._complexity as complexity  # noqa: E402
 
@@ -53,49 +52,15 @@ COLUMNS = ["design", "seed", "z", "departs", "choice_today", "knots_today", "mse
            "fit_s_today", "fit_s_rule"]
 
 
-def _departs(est) -> str:
-    """The shape step's verdicts per member, (A) then (B), as y/n (? where a test is not finite; - without a step)."""
-    dep = est.complexity_.get("departs")
-    if not dep:
-        return "-"
-    mark = {True: "y", False: "n", None: "?"}
-    return f"A {''.join(mark[v] for v in dep['spline'])}, B {''.join(mark[v] for v in dep['trained'])}"
-
-
 def run(shard: int, shards: int):
-    done = pd.read_csv(CSV) if CSV.exists() else pd.DataFrame(columns=COLUMNS)
-    have = set(zip(done["design"], done["seed"]))
     items = [(n, s) for s in OWN_SEEDS for n in OWN] + [(n, s) for s in PUBLIC_SEEDS for n in PUBLIC]
-    for name, seed in items[shard::shards]:
-        if (name, seed) in have:
-            continue
-        d = design(name, seed)
-        est, mse, fit_s = fit_with(d, seed, complexity, "FULL_TRAINED_HEAD", False)
-        row = dict(design=name, seed=seed, z=(est.complexity_.get("criterion") or [float("nan")])[0],
-                   departs=_departs(est), choice_today=_choice(est), knots_today=knots_text(est) or "-",
-                   mse_today=mse, fit_s_today=fit_s)
-        est, mse, fit_s = fit_with(d, seed, complexity, "FULL_TRAINED_HEAD", True)
-        row.update(choice_rule=_choice(est), mse_rule=mse, fit_s_rule=fit_s)
-        print(row, flush=True)
-        append_row(CSV, row, COLUMNS)
+    run_flag_arms(CSV, COLUMNS, items, complexity, "FULL_TRAINED_HEAD", shard, shards)
 
 
 def summarise() -> str:
     df = pd.read_csv(CSV)
     order = [n for n in OWN + PUBLIC if n in set(df["design"])]
-    g = df.groupby("design", sort=False)
-    med, worst = g[["mse_today", "mse_rule"]].median().loc[order], g[["mse_today", "mse_rule"]].max().loc[order]
-    table = pd.DataFrame({
-        "seeds": g.size().loc[order],
-        "today chose": g["choice_today"].agg(",".join).loc[order], "rule chose": g["choice_rule"].agg(",".join).loc[order],
-        "today": med["mse_today"], "rule": med["mse_rule"], "rule / today": med["mse_rule"] / med["mse_today"],
-        "worst seed rule / today": worst["mse_rule"] / worst["mse_today"]})
-    ratio, wratio = table["rule / today"], table["worst seed rule / today"]
-    bounds = pd.Series([1.1 if n in BEST_TODAY else 1.25 for n in order], index=order)
-    within = bool((ratio <= bounds).all())
-    better = [n for n in order if ratio[n] < 0.9]
-    w_better, w_worse = [n for n in order if wratio[n] < 0.9], [n for n in order if wratio[n] > 1.1]
-    adopted = within and (len(better) >= 2 or (bool(w_better) and not w_worse))
+    table, verdict = adoption(df, order, BEST_TODAY)
     acted = df[df["choice_today"] == "trained"]  # where the rule re-solves the head (the choice itself is today's)
     changed = int((df["choice_today"] != df["choice_rule"]).sum())
     expected = len(OWN) * len(OWN_SEEDS) + len(PUBLIC) * len(PUBLIC_SEEDS)
@@ -111,10 +76,7 @@ def summarise() -> str:
         + (": " + "; ".join(f"{r.design} {r.seed}: {r.mse_today:.3g} → {r.mse_rule:.3g}" for r in acted.itertuples())
            if len(acted) else "")
         + ".",
-        f"- Median ratio within its bound on every design: {'yes' if within else 'no'}; lower by more than 10% on "
-        f"{len(better)} design(s) ({', '.join(better) or 'none'}); worst seed more than 10% better on "
-        f"{', '.join(w_better) or 'none'}, more than 10% worse on {', '.join(w_worse) or 'none'} → "
-        f"**{'adopted' if adopted else 'not adopted'}** by the stated rule.",
+        verdict,
     ]) + "\n"
 
 
