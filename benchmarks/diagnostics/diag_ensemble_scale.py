@@ -5,13 +5,16 @@ five-member ensemble with every other setting at its default (the held-out rule,
 Here: ``DFIV(random_state=seed, n_jobs=1)`` (the members as stacks in one process, one thread, so the fit seconds
 are one core's) on ``demand(n, rho=0.5, seed=seed)``, structural MSE on the design's test grid; ``peak_rss_mib``: the
 process's peak resident memory so far (every fit run before it in the same process included: seed 0 ran alone,
-seeds 1-2 in one process; blank where not recorded). Measurement only.
+seeds 1-2 in one process; blank where not recorded); ``member_mse``: each member's own MSE, in the ensemble's
+order; ``member_held_out``: each member's mean squared projected residual of its trained head on its stage-2 held-out
+rows (standardised outcome units; what the held-out rule reads), to see whether a member the truth finds far off
+is visible without the truth. Measurement only.
 
 The first run at 10⁶ rows was killed by the kernel for memory (20 GB resident on the 24 GB machine), after
 training, in the line candidate's bootstrap, which held every row's draws at once (rows × draws × columns); it
 streams over rows since (``deepcausal._complexity.linear_iv_candidate``), and 10⁶ was run again.
 
-Read from the runs (2026-12-06): at 10⁶ rows seed 2's ensemble scored 145, against 5.5 and 6.7 for seeds 0-1; its
+Read from the first runs (2026-12-06, before the trained head was re-solved on every row): at 10⁶ rows seed 2's ensemble scored 145, against 5.5 and 6.7 for seeds 0-1; its
 members stopped early at a median of 9,669 of 14,143 steps, and a member of seed 1 diverged and went back to its
 kept check. One bad ensemble of three is enough to keep the median at 10⁶ (6.7) from falling below 10⁵'s (6.4).
 What makes that fit bad is diagnosed in ``diag_scale_members.py`` ("Diagnosis: the members of the default ensemble
@@ -45,6 +48,15 @@ TITLE = "## The default ensemble's error against n on demand (issue 35)"
 SIZES = (10_000, 100_000, 1_000_000)
 
 
+def held_out_loss(member) -> float:
+    """The mean squared projected residual of the member's trained head on its stage-2 held-out rows (standardised
+    outcome units; the head solved on the half's other rows), NaN without the held-out rule's candidates."""
+    cands = getattr(member, "candidates_", None)
+    if not cands or "held_out" not in cands or cands["held_out"].shape[1] == 0:
+        return float("nan")
+    return float((cands["held_out"][-1] ** 2).mean())
+
+
 def run(seeds):
     done = pd.read_csv(CSV) if CSV.exists() else pd.DataFrame(columns=["n", "seed"])
     have = set(zip(done["n"], done["seed"]))
@@ -58,8 +70,11 @@ def run(seeds):
                 start = time.perf_counter()
                 est = DFIV(random_state=seed, n_jobs=1, verbose=False).fit(d.train, **d.fit_kwargs())
                 seconds = time.perf_counter() - start
-            steps = [m.stopping_["steps"] for m in est._members()]
+            members = est._members()
+            steps = [m.stopping_["steps"] for m in members]
             row = dict(n=n, seed=seed, mse=d.score(est.predict(d.test_X)), fit_s=seconds,
+                       member_mse=" ".join(f"{d.score(m.predict(d.test_X)):.4g}" for m in members),
+                       member_held_out=" ".join(f"{held_out_loss(m):.4g}" for m in members),
                        steps_median=float(pd.Series(steps).median()), max_steps=int(est.settings_["max_steps"]),
                        stopped=",".join(sorted({m.stopping_["reason"] for m in est._members()})),
                        curve=est.complexity_.get("label") or "trained head",
