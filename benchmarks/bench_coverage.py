@@ -9,7 +9,9 @@ default estimator as an ensemble of ``--members`` members and score, on the desi
 * the mean band width divided by the standard deviation of the truth over the test inputs;
 * for the linear binary-instrument design, whether the average marginal effect's 95% interval covers
   the true slope;
-* the fit seconds.
+* the fit seconds;
+* the share of the squared error that is bias, over the replications (each fit's errors at the test points are
+  kept in ``benchmarks/coverage_errors.npz``; the test points and the truth are the same in every replication).
 
 Sub-ensembles reuse the members of the largest one (member seeds are nested: the first k children
 of one seed), so K = 1, 3, 5 are compared on the same fits. Beside ours, the ``npiv`` baseline
@@ -42,6 +44,9 @@ from deepcausal import DFIV, DFPV  # noqa: E402
 from deepcausal import datasets  # noqa: E402
 
 CSV = Path(__file__).resolve().parent / "coverage.csv"
+# each fit's errors at the design's test points (prediction − truth), keyed "design|method|members|rep": the test
+# points and the truth are the same in every replication, so the mean error over replications is the bias
+ERRORS = Path(__file__).resolve().parent / "coverage_errors.npz"
 
 # design name → (generator, training rows, default replications)
 DESIGNS = {
@@ -74,9 +79,16 @@ def _contains(ulo, uhi, lo, hi) -> bool:
     return bool(np.all((ulo <= lo + tol) & (hi <= uhi + tol)))
 
 
-def score_fit(model, d, method, k, rep, seconds):
+def error_key(design, method, members, rep) -> str:
+    return f"{design}|{method}|{int(members)}|{int(rep)}"
+
+
+def score_fit(model, d, method, k, rep, seconds, errors=None):
+    """The row of one (sub-)ensemble's scores; its errors at the test points go into ``errors`` (a dict) too."""
     truth = d.test_truth
     pred = model.predict(d.test_X)
+    if errors is not None:
+        errors[error_key(d.name, method, k, rep)] = np.asarray(pred, dtype=np.float64).ravel() - np.ravel(truth)
     lo, hi = model.predict_interval(d.test_X, alpha=0.05)
     cov, _, width = _band_scores(lo, hi, truth)
     ulo, uhi = model.predict_interval(d.test_X, alpha=0.05, band="uniform")
@@ -93,7 +105,7 @@ def score_fit(model, d, method, k, rep, seconds):
     return row
 
 
-def score_npiv(d, rep):
+def score_npiv(d, rep, errors=None):
     from deepcausal import baselines
 
     try:
@@ -101,6 +113,8 @@ def score_npiv(d, rep):
         est = baselines.get("npiv").fit(d)
         seconds = time.perf_counter() - t
         pred = est.predict(d)
+        if errors is not None:
+            errors[error_key(d.name, "npiv", 0, rep)] = np.asarray(pred, dtype=np.float64).ravel() - np.ravel(d.test_truth)
         lo, hi = est.predict_interval(d, alpha=0.05, band="pointwise")
         ulo, uhi = est.predict_interval(d, alpha=0.05, band="uniform")
     except Exception as exc:  # not installed, or not applicable to this design
@@ -114,6 +128,7 @@ def score_npiv(d, rep):
 
 def run(designs, reps, members, n_jobs, with_npiv, csv=CSV, ks=(1, 3)):
     done = pd.read_csv(csv) if csv.exists() else pd.DataFrame()
+    errors = dict(np.load(ERRORS)) if ERRORS.exists() else {}
     for name in designs:
         make, n, default_reps = DESIGNS[name]
         for rep in range(reps or default_reps):
@@ -128,27 +143,29 @@ def run(designs, reps, members, n_jobs, with_npiv, csv=CSV, ks=(1, 3)):
                 est = cls(n_estimators=members, n_jobs=n_jobs, random_state=rep).fit(d.train, **d.fit_kwargs())
                 seconds = time.perf_counter() - t
                 method = cls.__name__.lower()
-                rows += [score_fit(_sub_ensemble(est, k), d, method, k, rep, seconds if k == members else np.nan)
+                rows += [score_fit(_sub_ensemble(est, k), d, method, k, rep, seconds if k == members else np.nan, errors)
                          for k in sorted({*ks, members}) if k <= members]
             if need_npiv:
-                rows.append(score_npiv(d, rep))
+                rows.append(score_npiv(d, rep, errors))
             if not rows:
                 continue
             done = pd.concat([done, pd.DataFrame(rows)], ignore_index=True)
             done.to_csv(csv, index=False)
+            np.savez(ERRORS, **errors)
             print(f"{name} rep {rep}: " + ", ".join(f"{r.get('method')} K={r.get('members')} mse {r.get('mse', np.nan):.4g} "
                                                     f"cov {r.get('pointwise_coverage', np.nan):.2f}" for r in rows),
                   flush=True)
     return done
 
 
-def summarise(df, command):
+def summarise(df, command, errors=None):
     ok = df[df["mse"].notna()] if "mse" in df else df
     agg = dict(n=("n", "first"), reps=("rep", "nunique"), mse_median=("mse", "median"), coverage=("pointwise_coverage", "mean"),
                width_sd=("pointwise_width_sd", "mean"), uniform_full=("uniform_full_coverage", "mean"),
                uniform_width_sd=("uniform_width_sd", "mean"), contains=("uniform_contains_pointwise", "mean"),
                fit_s=("fit_s", "median"))
     table = ok.groupby(["design", "method", "members"], sort=False).agg(**agg).reset_index()
+    table["bias_share"] = [bias_share(errors or {}, r.design, r.method, r.members) for r in table.itertuples()]
     lines = [
         "## Confidence bands: coverage and width",
         "",
@@ -161,17 +178,24 @@ def summarise(df, command):
         "mean band widths divided by the sd of the truth over the test inputs. `uniform ⊇ pointwise`: share of "
         "replications whose uniform band contains the pointwise band at every test point (its critical value is "
         "never below the pointwise one). `fit s`: median seconds of the whole ensemble fit. MSE: median over "
-        "replications.",
+        "replications. `bias share`: the share of the mean squared error that is squared bias, over the replications "
+        "(the mean over test points of the squared mean error, divided by the mean squared error; the test points "
+        "and the truth are the same in every replication): a band covers sampling noise, not bias.",
         "",
         "| design | n | method | members | reps | MSE (median) | pointwise coverage | width / sd | uniform full coverage "
-        "| uniform width / sd | uniform ⊇ pointwise | fit s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| uniform width / sd | uniform ⊇ pointwise | bias share | fit s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in table.itertuples():
         fit = "–" if pd.isna(r.fit_s) else f"{r.fit_s:.1f}"
         contains = "–" if pd.isna(r.contains) else f"{r.contains:.2f}"
+        bias = "–" if pd.isna(r.bias_share) else f"{r.bias_share:.0%}"
         lines.append(f"| {r.design} | {r.n:.0f} | {r.method} | {r.members} | {r.reps} | {r.mse_median:.4g} | {r.coverage:.3f} | "
-                     f"{r.width_sd:.3f} | {r.uniform_full:.2f} | {r.uniform_width_sd:.3f} | {contains} | {fit} |")
+                     f"{r.width_sd:.3f} | {r.uniform_full:.2f} | {r.uniform_width_sd:.3f} | {contains} | {bias} | {fit} |")
+    low = table[(table["coverage"] < 0.85) & (table["method"] != "npiv")]
+    lines += [""] + [f"- {r.design}, {r.method} with {r.members} member(s): pointwise coverage {r.coverage:.2f} (below "
+                     f"0.85); {'an unknown share' if pd.isna(r.bias_share) else f'{r.bias_share:.0%}'} of its squared "
+                     "error is bias." for r in low.itertuples()]
     if "ame_covers" in ok:
         ame = ok[ok["ame_covers"].notna()].groupby(["design", "method", "members"]).agg(
             reps=("rep", "nunique"), covers=("ame_covers", "mean"), width=("ame_width", "mean"),
@@ -190,6 +214,17 @@ def summarise(df, command):
     write_section(lines[0], "\n".join(lines) + "\n")
 
 
+def bias_share(errors: dict, design: str, method: str, members) -> float:
+    """Squared bias over mean squared error for one row of the table, from the replications' stored errors (NaN with
+    fewer than two)."""
+    prefix = f"{design}|{method}|{int(members)}|"
+    e = [v for k, v in errors.items() if k.startswith(prefix)]
+    if len(e) < 2:
+        return float("nan")
+    e = np.stack(e)
+    return float(np.mean(e.mean(axis=0) ** 2) / np.mean(e**2))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--designs", default=",".join(DESIGNS))
@@ -206,13 +241,14 @@ def main(argv=None):
     command = "OMP_NUM_THREADS=1 python benchmarks/bench_coverage.py " + " ".join(argv if argv is not None else sys.argv[1:])
     paths = [Path(p) for p in args.csv.split(",")]
     if args.summarise_only:
-        summarise(pd.concat([pd.read_csv(p) for p in paths], ignore_index=True), command.replace(" --summarise-only", ""))
+        summarise(pd.concat([pd.read_csv(p) for p in paths], ignore_index=True), command.replace(" --summarise-only", ""),
+                  dict(np.load(ERRORS)) if ERRORS.exists() else None)
         return
     ks = [int(k) for k in args.ks.split(",") if k]
     if any(k < 1 for k in ks):
         ap.error(f"--ks: sub-ensemble sizes must be positive, got {args.ks!r}")
     df = run(args.designs.split(","), args.reps, args.members, args.n_jobs, not args.no_npiv, paths[0], ks)
-    summarise(df, command)
+    summarise(df, command, dict(np.load(ERRORS)) if ERRORS.exists() else None)
 
 
 if __name__ == "__main__":
