@@ -132,6 +132,19 @@ def _numbers(text: str) -> np.ndarray:
     return np.array([float(v) for v in str(text).split()])
 
 
+READING = ("- Reading (2026-12-06): (1) no way of splitting the rows between the two stages beats the default across "
+           "the designs. The stage-2 head on every row is what helps weak_iv (the default 0.030; `half_all` 1.5x, "
+           "`all_half` 4.4x, `half_half` 10x). Keeping the stage-2 head on the stage-2 half would help demand_highdim "
+           "and kiv_sigmoid by 12-29%, and cost newey_powell 17-22% and lowdim_abs, lowdim_sin and "
+           "chen_christensen_mild up to 21%. "
+           "The default's every-row solve stays; no rule is stated. (2) At n = 5,000 a member's held-out loss does not "
+           "tell which member errs: the member with the largest held-out loss is the worst member in 5 of 26 fits, "
+           "what chance gives, and the design medians of the correlation straddle 0. The members' MSEs are also close "
+           "(the worst over the median 1.1-4.3x). A rule that weighs or drops members by their held-out loss would act "
+           "on noise here; none is stated. Whether it sees the gross outlier at 10⁶ rows is read from the member "
+           "columns of \"The default ensemble's error against n on demand\".")
+
+
 def stages_table(df: pd.DataFrame, order) -> tuple:
     """Question (1): per design, the fits whose curve is the trained head, each variant's median MSE and the median
     over those fits of its MSE over the default's (``all_all``); and the designs where a variant is more than 10%
@@ -207,7 +220,7 @@ def summarise() -> str:
              "(2) The members' held-out losses against their MSEs; the columns after `trained_head` read only the fits "
              "whose reported curve is the trained head. `spearman_median`: over the members of a fit, median over the "
              "fits; `largest_member_mse_over_median`: the worst member's MSE over the median member's.", "",
-             markdown_table(members), "", member_note]
+             markdown_table(members), "", member_note, READING]
     return "\n".join(lines) + "\n"
 
 
