@@ -62,6 +62,13 @@ DESIGNS = {
 }
 
 
+# How the rows of the CSV came to be, beyond the command (printed under it).
+PROVENANCE = ("Every row was fitted again on 2026-12-06 with the defaults of that day (the held-out rule's choices, "
+              "the trained head re-solved on every row); lowdim_step's DFIV rows were then fitted once more with "
+              "`--designs lowdim_step --n-jobs 1` beside two other single-thread benchmarks, to record the reported "
+              "curves (`curve`): the same MSE and coverage in every row, and fit seconds of one busy core.")
+
+
 def _sub_ensemble(est, k):
     if k == 1:
         return est.estimators_[0] if hasattr(est, "estimators_") else est
@@ -98,7 +105,8 @@ def score_fit(model, d, method, k, rep, seconds, errors=None):
     _, full, uwidth = _band_scores(ulo, uhi, truth)
     row = dict(design=d.name, method=method, members=k, rep=rep, n=d.n, mse=d.score(pred), pointwise_coverage=cov,
                pointwise_width_sd=width, uniform_full_coverage=full, uniform_width_sd=uwidth,
-               uniform_contains_pointwise=_contains(ulo, uhi, lo, hi), fit_s=seconds)
+               uniform_contains_pointwise=_contains(ulo, uhi, lo, hi), fit_s=seconds,
+               curve=(getattr(model, "complexity_", None) or {}).get("label") or "trained head")
     if "true_slope" in d.info:
         kw = d.fit_kwargs()
         T, X = d.train[kw["treatment"]], d.train[kw["covariates"]]
@@ -176,6 +184,8 @@ def summarise(df, command, errors=None):
         f"Command: `{command}` (from the repository root; raw rows in `benchmarks/coverage.csv`).",
         f"Machine: {machine()}; load average at the end {os.getloadavg()[0]:.1f}.",
         "",
+        PROVENANCE,
+        "",
         "Default estimators fitted as an ensemble; `members` = k uses the first k members of that fit (k = 1 is a "
         "single fit). Coverage: mean over replications of the share of test points inside the 95% pointwise band; "
         "`uniform full`: share of replications whose 95% uniform (sup-t) band covers every test point. Widths are "
@@ -183,8 +193,9 @@ def summarise(df, command, errors=None):
         "replications whose uniform band contains the pointwise band at every test point (its critical value is "
         "never below the pointwise one). `fit s`: median seconds of the whole ensemble fit. MSE: median over "
         "replications. `bias share`: the share of the mean squared error that is squared bias, over the replications "
-        "(the mean over test points of the squared mean error, divided by the mean squared error; the test points "
-        "and the truth are the same in every replication): a band covers sampling noise, not bias.",
+        "(the mean over test points of the squared mean error less its own variance, s²/reps, divided by the mean "
+        "squared error; the test points and the truth are the same in every replication; whole ensembles and npiv "
+        "only): a band covers sampling noise, not bias.",
         "",
         "| design | n | method | members | reps | MSE (median) | pointwise coverage | width / sd | uniform full coverage "
         "| uniform width / sd | uniform ⊇ pointwise | bias share | fit s |",
@@ -199,7 +210,7 @@ def summarise(df, command, errors=None):
     low = table[(table["coverage"] < 0.85) & (table["method"] != "npiv") & table["fit_s"].notna()]
     lines += [""] + [f"- {r.design}, {r.method} with {r.members} member(s): pointwise coverage {r.coverage:.2f} (below "
                      f"0.85); {'an unknown share' if pd.isna(r.bias_share) else f'{r.bias_share:.0%}'} of its squared "
-                     "error is bias." for r in low.itertuples()]
+                     f"error is bias.{_curves(ok, r.design, r.method, r.members)}" for r in low.itertuples()]
     if "ame_covers" in ok:
         ame = ok[ok["ame_covers"].notna()].groupby(["design", "method", "members"]).agg(
             reps=("rep", "nunique"), covers=("ame_covers", "mean"), width=("ame_width", "mean"),
@@ -218,15 +229,28 @@ def summarise(df, command, errors=None):
     write_section(lines[0], "\n".join(lines) + "\n")
 
 
+def _curves(df, design, method, members) -> str:
+    """The curves the fits reported (``complexity_``'s label), counted over the replications, with their mean
+    pointwise coverage; empty where the rows predate the column."""
+    if "curve" not in df:
+        return ""
+    g = df[(df["design"] == design) & (df["method"] == method) & (df["members"] == members)].dropna(subset=["curve"])
+    by = g.groupby("curve")["pointwise_coverage"].agg(["size", "mean"]).sort_values("size", ascending=False)
+    counts = ", ".join(f"{c} {int(r['size'])} (coverage {r['mean']:.2f})" for c, r in by.iterrows())
+    return f" Reported curves over the replications: {counts}." if counts else ""
+
+
 def bias_share(errors: dict, design: str, method: str, members) -> float:
-    """Squared bias over mean squared error for one row of the table, from the replications' stored errors (NaN with
-    fewer than two)."""
+    """Squared bias over mean squared error for one row of the table, from the R replications' stored errors (NaN
+    with fewer than two). The squared mean error over R replications overstates the squared bias by the mean's own
+    variance, s²/R (s² the replications' variance at the point, ddof 1), which is taken off (at least 0)."""
     prefix = f"{design}|{method}|{int(members)}|"
     e = [v for k, v in errors.items() if k.startswith(prefix)]
     if len(e) < 2:
         return float("nan")
     e = np.stack(e).astype(np.float64)
-    return float(np.mean(e.mean(axis=0) ** 2) / np.mean(e**2))
+    bias2 = np.maximum(e.mean(axis=0) ** 2 - e.var(axis=0, ddof=1) / len(e), 0.0)
+    return float(np.mean(bias2) / np.mean(e**2))
 
 
 def main(argv=None):
