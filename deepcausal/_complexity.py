@@ -428,7 +428,9 @@ def held_out_verdict(c: dict) -> str:
                 "members (sup-t tests at 5%): the spline is reported")
     if c.get("shape_step") == "line" and neither > M / 2:
         return (f"{base}; but neither {spline} nor the trained curve departs from the line on {neither} of {M} "
-                "members (sup-t tests at 5%): the data show no bend, so the simplest curve, the line, is reported")
+                "members (sup-t tests at 5%): the data show no bend, so the simplest curve, the line, is reported; its "
+                "band covers the line's sampling noise, not a bend too weak for these tests to see (where the truth "
+                "bends, such bands can miss it: benchmarks/RESULTS.md, \"Confidence bands: coverage and width\")")
     if c.get("shape_step") == "line":  # the evidence case (deepcausal._sieve.HELD_OUT_EVIDENCE)
         flat = sum(x is False for x in a)
         return (f"{base}; but {spline} does not depart from the line on {flat} of {M} members (sup-t tests at 5%), "

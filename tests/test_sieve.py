@@ -221,6 +221,9 @@ def test_the_evidence_rule_is_told_apart_from_no_bend_in_the_verdict(monkeypatch
     assert "neither" not in evidence
     flat = held_out_verdict({**base, "departs": {"spline": [False, False, True], "trained": [False, False, True]}})
     assert "neither Lepski's spline" in flat
+    # the line reported for want of a bend says what its band does not cover; the evidence case does not
+    assert "not a bend too weak for these tests to see" in flat
+    assert "not a bend too weak" not in evidence
 
 
 @pytest.mark.filterwarnings("ignore:T. values outside the training range:UserWarning")
