@@ -16,7 +16,9 @@ tsls, deepiv; ``random_state`` = the seed) at seeds 0-5, n = 3,000, and reports:
 
 No rule is chosen here; the truth only scores. Rows in ``benchmarks/diagnostics/own_designs_peers.csv``
 (resumable). After the spline's instruments took CCK's ratio ("The spline's instrument basis at CCK's ratio"), the
-default's 24 rows were dropped and fitted again (one process, ``--shard 0/1``); the peers' rows are unchanged.
+default's 24 rows were dropped and fitted again (one process, ``--shard 0/1``); the peers' rows are unchanged. They
+were dropped and fitted again once more on 2026-12-06, after the trained head the held-out rule keeps came to be
+re-solved on every row (one process, beside two single-thread benchmarks: fit seconds of a busy core).
 
 Command: ``OMP_NUM_THREADS=1 python benchmarks/diagnostics/eval_own_designs.py [--shard i/k]`` (from the repository
 root; shards split the fits between processes, one thread each; ``--summarise-only``).
