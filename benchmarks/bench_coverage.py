@@ -45,10 +45,19 @@ from deepcausal import DFIV, DFPV  # noqa: E402
 from deepcausal import datasets  # noqa: E402
 
 CSV = Path(__file__).resolve().parent / "coverage.csv"
-# the whole ensemble's and npiv's errors at the design's test points (prediction − truth, float32), keyed
-# "design|method|members|rep": the test points and the truth are the same in every replication, so the mean error
-# over replications is the bias
-ERRORS = Path(__file__).resolve().parent / "coverage_errors.npz"
+
+
+def errors_path(csv: Path) -> Path:
+    """Where the rows of ``csv`` keep the whole ensemble's and npiv's errors at the design's test points (prediction −
+    truth, float32), keyed "design|method|members|rep" (``coverage.csv`` → ``coverage_errors.npz``): the test points
+    and the truth are the same in every replication, so the mean error over replications is the bias."""
+    return csv.with_name(csv.stem + "_errors.npz")
+
+
+def load_errors(csv: Path) -> dict:
+    path = errors_path(csv)
+    return dict(np.load(path)) if path.exists() else {}
+
 
 # design name → (generator, training rows, default replications)
 DESIGNS = {
@@ -63,10 +72,13 @@ DESIGNS = {
 
 
 # How the rows of the CSV came to be, beyond the command (printed under it).
-PROVENANCE = ("Every row was fitted again on 2026-12-06 with the defaults of that day (the held-out rule's choices, "
-              "the trained head re-solved on every row); lowdim_step's DFIV rows were then fitted once more with "
-              "`--designs lowdim_step --n-jobs 1` beside two other single-thread benchmarks, to record the reported "
-              "curves (`curve`): the same MSE and coverage in every row, and fit seconds of one busy core.")
+PROVENANCE = ("Provenance (2026-12-06; edit this note when the rows are fitted again): every row was fitted again "
+              "that day with its defaults (the held-out rule's choices, the trained head re-solved on every row). "
+              "lowdim_step's DFIV rows were then fitted once more with `--designs lowdim_step --n-jobs 1`, beside two "
+              "other single-thread benchmarks, to record the reported curves (`curve`). Against the first run's rows "
+              "they gave the same MSE and coverage in every row; their fit seconds are one busy core's. That run "
+              "labelled its sub-ensembles' rows \"trained head\" whatever the fit chose; they carry their fit's "
+              "choice, and their `curve` was set to the whole ensemble's.")
 
 
 def _sub_ensemble(est, k):
@@ -92,7 +104,7 @@ def error_key(design, method, members, rep) -> str:
     return f"{design}|{method}|{int(members)}|{int(rep)}"
 
 
-def score_fit(model, d, method, k, rep, seconds, errors=None):
+def score_fit(model, d, method, k, rep, seconds, errors=None, curve=None):
     """The row of one (sub-)ensemble's scores; its errors at the test points go into ``errors`` (a dict) too."""
     truth = d.test_truth
     pred = model.predict(d.test_X)
@@ -106,7 +118,7 @@ def score_fit(model, d, method, k, rep, seconds, errors=None):
     row = dict(design=d.name, method=method, members=k, rep=rep, n=d.n, mse=d.score(pred), pointwise_coverage=cov,
                pointwise_width_sd=width, uniform_full_coverage=full, uniform_width_sd=uwidth,
                uniform_contains_pointwise=_contains(ulo, uhi, lo, hi), fit_s=seconds,
-               curve=(getattr(model, "complexity_", None) or {}).get("label") or "trained head")
+               curve=curve)
     if "true_slope" in d.info:
         kw = d.fit_kwargs()
         T, X = d.train[kw["treatment"]], d.train[kw["covariates"]]
@@ -140,7 +152,7 @@ def score_npiv(d, rep, errors=None):
 
 def run(designs, reps, members, n_jobs, with_npiv, csv=CSV, ks=(1, 3)):
     done = pd.read_csv(csv) if csv.exists() else pd.DataFrame()
-    errors = dict(np.load(ERRORS)) if ERRORS.exists() else {}
+    errors = load_errors(csv)
     for name in designs:
         make, n, default_reps = DESIGNS[name]
         for rep in range(reps or default_reps):
@@ -155,34 +167,36 @@ def run(designs, reps, members, n_jobs, with_npiv, csv=CSV, ks=(1, 3)):
                 est = cls(n_estimators=members, n_jobs=n_jobs, random_state=rep).fit(d.train, **d.fit_kwargs())
                 seconds = time.perf_counter() - t
                 method = cls.__name__.lower()
-                rows += [score_fit(_sub_ensemble(est, k), d, method, k, rep, seconds if k == members else np.nan, errors)
-                         for k in sorted({*ks, members}) if k <= members]
+                # the ensemble's choice (complexity_), which its sub-ensembles' members carry too
+                curve = (getattr(est, "complexity_", None) or {}).get("label") or "trained head"
+                rows += [score_fit(_sub_ensemble(est, k), d, method, k, rep, seconds if k == members else np.nan, errors,
+                                   curve) for k in sorted({*ks, members}) if k <= members]
             if need_npiv:
                 rows.append(score_npiv(d, rep, errors))
             if not rows:
                 continue
             done = pd.concat([done, pd.DataFrame(rows)], ignore_index=True)
             done.to_csv(csv, index=False)
-            np.savez_compressed(ERRORS, **errors)
+            np.savez_compressed(errors_path(csv), **errors)
             print(f"{name} rep {rep}: " + ", ".join(f"{r.get('method')} K={r.get('members')} mse {r.get('mse', np.nan):.4g} "
                                                     f"cov {r.get('pointwise_coverage', np.nan):.2f}" for r in rows),
                   flush=True)
     return done
 
 
-def summarise(df, command, errors=None):
+def summarise(df, command, errors=None, after_run=True):
     ok = df[df["mse"].notna()] if "mse" in df else df
     agg = dict(n=("n", "first"), reps=("rep", "nunique"), mse_median=("mse", "median"), coverage=("pointwise_coverage", "mean"),
                width_sd=("pointwise_width_sd", "mean"), uniform_full=("uniform_full_coverage", "mean"),
                uniform_width_sd=("uniform_width_sd", "mean"), contains=("uniform_contains_pointwise", "mean"),
                fit_s=("fit_s", "median"))
     table = ok.groupby(["design", "method", "members"], sort=False).agg(**agg).reset_index()
-    table["bias_share"] = [bias_share(errors or {}, r.design, r.method, r.members) for r in table.itertuples()]
+    table["bias_share"] = [bias_share(errors or {}, ok, r.design, r.method, r.members) for r in table.itertuples()]
     lines = [
         "## Confidence bands: coverage and width",
         "",
         f"Command: `{command}` (from the repository root; raw rows in `benchmarks/coverage.csv`).",
-        f"Machine: {machine()}; load average at the end {os.getloadavg()[0]:.1f}.",
+        f"Machine: {machine()}" + (f"; load average at the end {os.getloadavg()[0]:.1f}." if after_run else "."),
         "",
         PROVENANCE,
         "",
@@ -240,12 +254,14 @@ def _curves(df, design, method, members) -> str:
     return f" Reported curves over the replications: {counts}." if counts else ""
 
 
-def bias_share(errors: dict, design: str, method: str, members) -> float:
-    """Squared bias over mean squared error for one row of the table, from the R replications' stored errors (NaN
-    with fewer than two). The squared mean error over R replications overstates the squared bias by the mean's own
-    variance, s²/R (s² the replications' variance at the point, ddof 1), which is taken off (at least 0)."""
-    prefix = f"{design}|{method}|{int(members)}|"
-    e = [v for k, v in errors.items() if k.startswith(prefix)]
+def bias_share(errors: dict, rows: pd.DataFrame, design: str, method: str, members) -> float:
+    """Squared bias over mean squared error for one row of the table, from the stored errors of its R replications
+    in ``rows`` (the table's rows; NaN with fewer than two). The squared mean error over R replications overstates
+    the squared bias by the mean's own variance, s²/R (s² the replications' variance at the point, ddof 1), which
+    is taken off (at least 0)."""
+    reps = rows[(rows["design"] == design) & (rows["method"] == method) & (rows["members"] == members)]["rep"]
+    keys = [error_key(design, method, members, r) for r in reps]
+    e = [errors[k] for k in keys if k in errors]
     if len(e) < 2:
         return float("nan")
     e = np.stack(e).astype(np.float64)
@@ -270,13 +286,13 @@ def main(argv=None):
     paths = [Path(p) for p in args.csv.split(",")]
     if args.summarise_only:
         summarise(pd.concat([pd.read_csv(p) for p in paths], ignore_index=True), command.replace(" --summarise-only", ""),
-                  dict(np.load(ERRORS)) if ERRORS.exists() else None)
+                  {k: v for p in paths for k, v in load_errors(p).items()}, after_run=False)
         return
     ks = [int(k) for k in args.ks.split(",") if k]
     if any(k < 1 for k in ks):
         ap.error(f"--ks: sub-ensemble sizes must be positive, got {args.ks!r}")
     df = run(args.designs.split(","), args.reps, args.members, args.n_jobs, not args.no_npiv, paths[0], ks)
-    summarise(df, command, dict(np.load(ERRORS)) if ERRORS.exists() else None)
+    summarise(df, command, load_errors(paths[0]))
 
 
 if __name__ == "__main__":
