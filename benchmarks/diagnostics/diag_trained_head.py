@@ -142,9 +142,9 @@ READING = ("- Reading (2026-12-06): (1) no way of splitting the rows between the
            "largest held-out loss is the worst member in 5 of 26 fits, what chance gives, and the design medians of "
            "the correlation straddle 0; demand_highdim is the exception (0.9; the largest held-out loss is the worst "
            "member in 2 of 3 fits). The worst member's MSE is 1.1-4.3x the median member's. A rule that weighs or "
-           "drops members by their held-out loss would act on noise on most designs; none is stated. Whether it sees "
-           "the gross outlier at 10⁶ rows is read from the member columns of \"The default ensemble's error against n "
-           "on demand\".")
+           "drops members by their held-out loss would act on noise on most designs; none is stated. Nor does it see "
+           "the gross outlier at 10⁶ demand rows: the member that drifts to 3,656 has the lowest held-out loss of its "
+           "five (\"The default ensemble's error against n on demand\").")
 
 
 def stages_table(df: pd.DataFrame, order) -> tuple:
