@@ -101,21 +101,29 @@ def run_flag_arms(csv: Path, columns, items, module, name: str, shard: int, shar
         append_row(csv, row, columns)
 
 
-def adoption(df: pd.DataFrame, order, best_today) -> tuple:
-    """The adoption rule of issue 35's evaluations on rows with ``choice_``, ``mse_`` columns for the arms "today"
-    and "rule": (the per-design table, its verdict line). Adopted when the median ratio is at most 1.1 on
-    ``best_today`` and 1.25 elsewhere, and lower by more than 10% on two designs, or the worst seed (each arm's worst,
-    compared) is more than 10% better on one design and more than 10% worse on none."""
+def bounds(order, best_today) -> pd.Series:
+    """Each design's bound on the median ratio in issue 35's adoption rule: 1.1 on ``best_today``, 1.25 elsewhere."""
+    return pd.Series([1.1 if n in best_today else 1.25 for n in order], index=order)
+
+
+def adoption(df: pd.DataFrame, order, best_today, arm: str = "rule", knots: bool = False) -> tuple:
+    """The adoption rule of issue 35's evaluations on rows with ``choice_``, ``mse_`` (and with ``knots``,
+    ``knots_``) columns for the arms "today" and ``arm``: (the per-design table, its verdict line). Adopted when the
+    median ratio is at most its :func:`bounds`, and lower by more than 10% on two designs, or the worst seed (each
+    arm's worst, compared) is more than 10% better on one design and more than 10% worse on none."""
     g = df.groupby("design", sort=False)
-    med, worst = g[["mse_today", "mse_rule"]].median().loc[order], g[["mse_today", "mse_rule"]].max().loc[order]
-    table = pd.DataFrame({
-        "seeds": g.size().loc[order],
-        "today chose": g["choice_today"].agg(",".join).loc[order], "rule chose": g["choice_rule"].agg(",".join).loc[order],
-        "today": med["mse_today"], "rule": med["mse_rule"], "rule / today": med["mse_rule"] / med["mse_today"],
-        "worst seed rule / today": worst["mse_rule"] / worst["mse_today"]})
-    ratio, wratio = table["rule / today"], table["worst seed rule / today"]
-    bounds = pd.Series([1.1 if n in best_today else 1.25 for n in order], index=order)
-    within = bool((ratio <= bounds).all())
+    today, new = "mse_today", f"mse_{arm}"
+    med, worst = g[[today, new]].median().loc[order], g[[today, new]].max().loc[order]
+    columns = {"seeds": g.size().loc[order], "today chose": g["choice_today"].agg(",".join).loc[order],
+               f"{arm} chose": g[f"choice_{arm}"].agg(",".join).loc[order]}
+    if knots:
+        columns.update({"knots today": g["knots_today"].agg("; ".join).loc[order],
+                        f"knots {arm}": g[f"knots_{arm}"].agg("; ".join).loc[order]})
+    table = pd.DataFrame({**columns, "today": med[today], arm: med[new], f"{arm} / today": med[new] / med[today],
+                          f"worst seed {arm} / today": worst[new] / worst[today]})
+    ratio, wratio = table[f"{arm} / today"], table[f"worst seed {arm} / today"]
+    bounds_ = bounds(order, best_today)
+    within = bool((ratio <= bounds_).all())
     better = [n for n in order if ratio[n] < 0.9]
     w_better, w_worse = [n for n in order if wratio[n] < 0.9], [n for n in order if wratio[n] > 1.1]
     adopted = within and (len(better) >= 2 or (bool(w_better) and not w_worse))

@@ -67,7 +67,7 @@ import pandas as pd  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _continuous_iv import OWN, PUBLIC, design, fit_with, knots_text  # noqa: E402
+from _continuous_iv import OWN, PUBLIC, adoption, bounds, design, fit_with, knots_text  # noqa: E402
 from _results import append_row, machine, markdown_table, sharded_main  # noqa: E402
 from eval_sieve_instruments import _choice  # noqa: E402
 
@@ -112,19 +112,7 @@ def _part(bound: float) -> list:
     df = df[df["seed"].isin(rule["seeds"])]
     order = [n for n in OWN + PUBLIC if n in set(df["design"])]
     g = df.groupby("design", sort=False)
-    med, worst = g[["mse_today", "mse_cut"]].median().loc[order], g[["mse_today", "mse_cut"]].max().loc[order]
-    table = pd.DataFrame({
-        "seeds": g.size().loc[order],
-        "today chose": g["choice_today"].agg(",".join).loc[order], "cut chose": g["choice_cut"].agg(",".join).loc[order],
-        "knots today": g["knots_today"].agg("; ".join).loc[order], "knots cut": g["knots_cut"].agg("; ".join).loc[order],
-        "today": med["mse_today"], "cut": med["mse_cut"], "cut / today": med["mse_cut"] / med["mse_today"],
-        "worst seed cut / today": worst["mse_cut"] / worst["mse_today"]})
-    ratio, wratio = table["cut / today"], table["worst seed cut / today"]
-    bounds = pd.Series([1.1 if n in BEST_TODAY else 1.25 for n in order], index=order)
-    within = bool((ratio <= bounds).all())
-    better = [n for n in order if ratio[n] < 0.9]
-    w_better, w_worse = [n for n in order if wratio[n] < 0.9], [n for n in order if wratio[n] > 1.1]
-    adopted = within and (len(better) >= 2 or (bool(w_better) and not w_worse))
+    table, verdict = adoption(df, order, BEST_TODAY, arm="cut", knots=True)
     differ = int(((df["knots_today"] != df["knots_cut"]) | (df["choice_today"] != df["choice_cut"])).sum())
     seeds = f"{rule['seeds'][0]}-{rule['seeds'][-1]}"
     lines = [
@@ -132,14 +120,11 @@ def _part(bound: float) -> list:
         "designs at n = 3,000, the public ones at 5,000); knots: each member's Lepski choice (line: the line; - where "
         "no shape step ran).", "",
         markdown_table(table.reset_index()), "",
-        f"- Choices or knots differ on {differ} of {len(df)} fits. Median ratio within its bound on every design: "
-        f"{'yes' if within else 'no'}; lower by more than 10% on {len(better)} design(s) ({', '.join(better) or 'none'}); "
-        f"worst seed more than 10% better on {', '.join(w_better) or 'none'}, more than 10% worse on "
-        f"{', '.join(w_worse) or 'none'} → **{'adopted' if adopted else 'not adopted'}** by the stated rule.",
+        f"- Choices or knots differ on {differ} of {len(df)} fits. " + verdict.removeprefix("- "),
     ]
     short = [n for n in order if g.size()[n] == len(rule["seeds"]) - 1]
     fixed = {n: g["mse_cut"].min()[n] / g["mse_today"].max()[n] for n in short}  # the median ratio's least value
-    fixed = {n: v for n, v in fixed.items() if v > bounds[n]}
+    fixed = {n: v for n, v in fixed.items() if v > bounds(order, BEST_TODAY)[n]}
     if fixed:
         lines.append(f"- Stopped early, after {len(df)} of {len(rule['seeds']) * len(OWN + PUBLIC)} fits: the outcome was fixed, since with "
                      "two of three seeds fitted the median ratio is at least the smaller cut MSE over the larger "
