@@ -48,8 +48,8 @@ from torch import nn
 
 from ._diagnostics import DISCRETE_MAX, IdentificationWarning, distinct_rows
 from ._screen import net_dims
-from ._sieve import (NONLINEAR_DRAWS, SIEVE_LABEL, departures, install, shape_step, linear_iv_candidate,
-                     member_rows, sieve_candidate)
+from ._sieve import (NONLINEAR_DRAWS, SIEVE_LABEL, attach_band, departures, install, shape_step,
+                     linear_iv_candidate, member_rows, sieve_candidate)
 from ._warnings import warn
 from .heads import solve_spd
 from .inference import combine_draws
@@ -88,6 +88,15 @@ adopted on fresh seeds (benchmarks/RESULTS.md, "The trained head re-solved on ev
 lowdim_sin 0.74x, chen_christensen_mild 0.84x, weak_iv 0.26x, demand 0.90x, demand_highdim 1.17x). Heads solved on
 every row before the choice (``refit_heads="full"``) were not adopted: the held-out rows they were solved on then
 favour the trained head ("Heads solved on every row where the data have covariates")."""
+LINE_BAND_WITH_SPLINE = False
+"""Where set and the held-out rule reports the line in t (either way: the held-out rows chose it and Lepski's spline
+did not depart from it on a majority, or neither curve departed), each member whose Lepski choice is a spline keeps
+it beside the line (:func:`deepcausal._sieve.attach_band`), and every band is the union of the line's band and the
+spline's (the same level, pointwise or uniform; members that kept the line give the line to both). Why: the line is
+reported because the tests did not show the spline departing from it, which is no evidence that the spline is wrong;
+a band that stays honest after that choice covers the sampling noise of every candidate the data did not reject (as
+Chen, Christensen and Kankanala's bands after Lepski's choice cover every admissible sieve dimension). Off: stated
+before its evaluation (``benchmarks/diagnostics/eval_line_band.py``)."""
 LINE_LABEL = "linear 2SLS"  # the family's simplest candidate, :func:`linear_iv_candidate`
 TSLS_LABELS = (LINE_LABEL, SIEVE_LABEL)  # the curves fitted by 2SLS on every row: unregularised, no network in t
 LINE_CONTROLS = ", learned controls"  # ... and its label's end with covariates
@@ -422,22 +431,33 @@ def held_out_verdict(c: dict) -> str:
     if c.get("held_out_line"):
         what = f"{spline} departs from the line on {sum(x is True for x in a)} of {M} members (sup-t tests at 5%)"
         return f"{base}; but {what}: the spline is reported" if c.get("spline") else \
-            f"{base}; {what}: not a majority, so the line stays"
+            f"{base}; {what}: not a majority, so the line stays{_band_verdict(c)}"
     if c.get("spline"):
         return (f"{base}; but {spline} departs from the line where the trained curve does not on {bends} of {M} "
                 "members (sup-t tests at 5%): the spline is reported")
     if c.get("shape_step") == "line" and neither > M / 2:
-        return (f"{base}; but neither {spline} nor the trained curve departs from the line on {neither} of {M} "
-                "members (sup-t tests at 5%): the data show no bend, so the simplest curve, the line, is reported; its "
-                "band covers the line's sampling noise, not a bend too weak for these tests to see (where the truth "
-                "bends, such bands can miss it: benchmarks/RESULTS.md, \"Confidence bands: coverage and width\")")
+        what = (f"{base}; but neither {spline} nor the trained curve departs from the line on {neither} of {M} "
+                "members (sup-t tests at 5%): the data show no bend, so the simplest curve, the line, is reported")
+        return what + (_band_verdict(c) or
+                       "; its band covers the line's sampling noise, not a bend too weak for these tests to see (where "
+                       "the truth bends, such bands can miss it: benchmarks/RESULTS.md, \"Confidence bands: coverage "
+                       "and width\")")
     if c.get("shape_step") == "line":  # the evidence case (deepcausal._sieve.HELD_OUT_EVIDENCE)
         flat = sum(x is False for x in a)
         return (f"{base}; but {spline} does not depart from the line on {flat} of {M} members (sup-t tests at 5%), "
                 "and the held-out rows do not favour the trained head (a bend of the trained curve is tested with "
-                "its networks held fixed): the line is reported")
+                f"its networks held fixed): the line is reported{_band_verdict(c)}")
     return (f"{base}; {spline} departs from the line where the trained curve does not on {bends} of {M} members, "
             f"neither does on {neither} (sup-t tests at 5%): no majority for either, so the trained head stays")
+
+
+def _band_verdict(c: dict) -> str:
+    """The verdict's words on a line's band widened to cover the spline's (:data:`LINE_BAND_WITH_SPLINE`); empty
+    without."""
+    if not c.get("band"):
+        return ""
+    return (f"; its band is {c['band']}: the tests did not reject the spline, so the band covers the spline's "
+            "sampling noise too")
 
 
 def _line_verdict(c: dict) -> str:
@@ -585,3 +605,18 @@ def install_choice(est, out: dict) -> None:
         m.head_draws_ = draws.clone() if m.head_draws_ is not None else None
         if out.get("spline") and k is not None:
             install(m, m.candidates_["sieve"])
+    if _line_band_with_spline(est, out, knots):
+        for m, k in zip(est._members(), knots):
+            if k is not None:
+                attach_band(m, m.candidates_["sieve"])
+        with_spline = sum(k is not None for k in knots)
+        out["band"] = f"the union of the line's band and Lepski's spline's ({with_spline} of {len(knots)} members)"
+        out["verdict"] = held_out_verdict(out)
+
+
+def _line_band_with_spline(est, out: dict, knots) -> bool:
+    """Whether the reported line's band also covers the spline's (:data:`LINE_BAND_WITH_SPLINE`): the held-out rule
+    reported the line, some member's Lepski choice is a spline, and the members have draws."""
+    return (bool(LINE_BAND_WITH_SPLINE) and out.get("rule") == "held_out" and out["chosen"] == 0
+            and not out.get("spline") and out["label"].startswith(LINE_LABEL) and "verdict" in out
+            and any(k is not None for k in knots) and all(m.head_draws_ is not None for m in est._members()))

@@ -89,7 +89,7 @@ class QueryReports:
         sc = self.scalers_["Y"]
         return z * sc.scale[0] + (sc.mean[0] if level else 0.0)
 
-    def _linear_statistic(self, phi, heads: str = "fitted"):
+    def _linear_statistic(self, phi, heads: str = "fitted", spline: bool = False):
         """Each member's estimate of the statistic Φ(ŝ) û and its bootstrap deviations.
 
         Every quantity the estimators report (h at rows, averages over rows, effects, marginal
@@ -98,17 +98,20 @@ class QueryReports:
         ŝ, or at summaries with a leading dimension of S draws -> (S, q, d₂). A draw b deviates by
         Φ(ŝ) (u_b − û); for a member whose prediction also integrates over stage-2 summaries that
         were drawn with the heads (DFPV's mean of ψ_W, ``summary_draws_``), by Φ(s_b) u_b − Φ(ŝ) û.
+        With ``spline``, a member that keeps Lepski's spline beside its reported line (``spline_band_``,
+        :data:`deepcausal._complexity.LINE_BAND_WITH_SPLINE`) gives the spline's estimate and deviations instead.
         Returns (estimates (K, q), list of K (B, q) or None), in standardized outcome units.
         """
         self._check_fitted()
         ests, devs = [], []
         for m in self._members():
-            u = m._heads(heads).u
+            alternative = getattr(m, "spline_band_", None) if spline else None
+            u = m._heads(heads).u if alternative is None else alternative["head"]
             Phi = phi(m).detach()
             u = u.to(device=Phi.device, dtype=torch.float64)
             est = (Phi @ u)[:, 0]
             ests.append(est.cpu().numpy())
-            d = getattr(m, "head_draws_", None)
+            d = getattr(m, "head_draws_", None) if alternative is None else alternative["draws"]
             s_draws = getattr(m, "summary_draws_", None) if getattr(phi, "summaries", True) else None
             if d is None:
                 devs.append(None)
@@ -185,6 +188,12 @@ class QueryReports:
         except NoDrawsError as exc:
             raise NoDrawsError(f"{exc}: refit with n_bootstrap >= 2 (or n_estimators >= 2 for pointwise bands) "
                                "to get intervals") from None
+        if heads == "fitted" and any(getattr(m, "spline_band_", None) is not None for m in self._members()):
+            # the line reported, Lepski's spline kept beside it: the band covers both (LINE_BAND_WITH_SPLINE)
+            ests_s, devs_s = self._linear_statistic(phi, heads, spline=True)
+            other = combine_draws(ests_s, devs_s, alpha, band, dof_complete=dof if dof > 0 else None)
+            out = {**out, "lower": np.minimum(out["lower"], other["lower"]),
+                   "upper": np.maximum(out["upper"], other["upper"])}
         scale = self.scalers_["Y"].scale[0]
         return {"estimate": self._to_outcome(out["estimate"], level), "std_error": out["std_error"] * scale,
                 "lower": self._to_outcome(out["lower"], level), "upper": self._to_outcome(out["upper"], level),

@@ -524,9 +524,11 @@ def widen(u: torch.Tensor, d_psi: int, m: int, d_cov: int) -> torch.Tensor:
         *u.shape[:-2], (d_psi + m + 1) * block, u.shape[-1])
 
 
-def install(member, sieve: dict) -> None:
-    """Make a fitted member report its sieve (:func:`sieve_candidate`): wrap its treatment network, widen its
-    heads (the trained ones keep their predictions) and set the sieve's head and draws."""
+def _wrap(member, sieve: dict) -> int:
+    """Give a fitted member the spline's terms (:func:`sieve_candidate`) as extra treatment features: wrap its
+    treatment network and widen its heads with zeros on the new terms (every head keeps its predictions; the
+    stage-1 head gains the terms' columns). ``sieve_`` records the knots, so a loaded model wraps its network
+    again. Returns the number of new terms."""
     d_psi, d_cov = sieve["d_psi"], sieve["d_cov"]
     m = sieve["head"].shape[-2] // (d_cov + 1) - d_psi - 1
     member.sieve_ = {"knots": sieve["knots"].clone()}
@@ -535,6 +537,23 @@ def install(member, sieve: dict) -> None:
     for heads in (member.heads_, member.current_heads_):
         heads.V = torch.cat([heads.V, sieve["V_extra"].to(heads.V)], dim=1)
         heads.u = widen(heads.u, d_psi, m, d_cov)
+    return m
+
+
+def install(member, sieve: dict) -> None:
+    """Make a fitted member report its sieve (:func:`sieve_candidate`): wrap its treatment network, widen its
+    heads (the trained ones keep their predictions) and set the sieve's head and draws."""
+    _wrap(member, sieve)
     member.heads_.u = sieve["head"].to(member.heads_.u)
     if member.head_draws_ is not None:
-        member.head_draws_ = sieve["draws"].to(device=dev, dtype=member.head_draws_.dtype)
+        member.head_draws_ = sieve["draws"].to(device=member.heads_.u.device, dtype=member.head_draws_.dtype)
+
+
+def attach_band(member, sieve: dict) -> None:
+    """Keep a fitted member's reported curve (the line) and give it its sieve's head and draws beside it, in the
+    same wrapped coordinates (``spline_band_``: ``head`` (d₂′, 1), ``draws`` (B, d₂′, 1)), for a band that
+    covers the spline's too (:data:`deepcausal._complexity.LINE_BAND_WITH_SPLINE`). Needs the member's draws."""
+    m = _wrap(member, sieve)
+    u = member.heads_.u
+    member.head_draws_ = widen(member.head_draws_, sieve["d_psi"], m, sieve["d_cov"])
+    member.spline_band_ = {"head": sieve["head"].to(u), "draws": sieve["draws"].to(member.head_draws_)}
