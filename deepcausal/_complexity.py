@@ -88,15 +88,18 @@ adopted on fresh seeds (benchmarks/RESULTS.md, "The trained head re-solved on ev
 lowdim_sin 0.74x, chen_christensen_mild 0.84x, weak_iv 0.26x, demand 0.90x, demand_highdim 1.17x). Heads solved on
 every row before the choice (``refit_heads="full"``) were not adopted: the held-out rows they were solved on then
 favour the trained head ("Heads solved on every row where the data have covariates")."""
-LINE_BAND_WITH_SPLINE = False
-"""Where set and the held-out rule reports the line in t (either way: the held-out rows chose it and Lepski's spline
+LINE_BAND_WITH_SPLINE = True
+"""Where set (the default) and the held-out rule reports the line in t (either way: the held-out rows chose it and Lepski's spline
 did not depart from it on a majority, or neither curve departed), each member whose Lepski choice is a spline keeps
 it beside the line (:func:`deepcausal._sieve.attach_band`), and every band is the union of the line's band and the
 spline's (the same level, pointwise or uniform; members that kept the line give the line to both). Why: the line is
 reported because the tests did not show the spline departing from it, which is no evidence that the spline is wrong;
 a band that stays honest after that choice covers the sampling noise of every candidate the data did not reject (as
-Chen, Christensen and Kankanala's bands after Lepski's choice cover every admissible sieve dimension). Off: stated
-before its evaluation (``benchmarks/diagnostics/eval_line_band.py``)."""
+Chen, Christensen and Kankanala's bands after Lepski's choice cover every admissible sieve dimension). Stated before
+its run and adopted by its stated rule (benchmarks/RESULTS.md, "The line's band widened to cover Lepski's spline's";
+``benchmarks/diagnostics/eval_line_band.py``): it acted on 27 of 118 fresh fits; on the 13 whose truth bends the
+mean pointwise coverage rose from 0.66 to 0.85 (our kink design 0.55 → 0.93, lowdim_step at n = 1,000 0.20 → 0.64);
+the median width grew 1.21x on our linear design with five covariates and at most that elsewhere."""
 LINE_LABEL = "linear 2SLS"  # the family's simplest candidate, :func:`linear_iv_candidate`
 TSLS_LABELS = (LINE_LABEL, SIEVE_LABEL)  # the curves fitted by 2SLS on every row: unregularised, no network in t
 LINE_CONTROLS = ", learned controls"  # ... and its label's end with covariates

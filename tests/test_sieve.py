@@ -377,3 +377,64 @@ def test_the_first_stage_cut_admits_no_spline_weaker_than_its_bound(monkeypatch)
     t, z, y = _iv(lambda s: 2.0 * np.abs(s))
     strong = sieve.lepski_knots(t, z, y, None, np.arange(len(y)), np.random.default_rng(0))
     assert len(strong["kept"]) > 1 and strong["knots"] is not None
+
+
+def test_a_band_with_the_spline_beside_the_line_is_the_union_of_both_bands(sieve_fit):
+    import copy
+
+    est = sieve_fit[0]
+    grid = np.linspace(-2, 2, 21)[:, None]
+    gen = torch.Generator().manual_seed(0)
+    widened, other = copy.deepcopy(est), copy.deepcopy(est)
+    for w, o in zip(widened.estimators_, other.estimators_):
+        head = w.heads_.u + 0.3 * torch.randn(w.heads_.u.shape, generator=gen, dtype=w.heads_.u.dtype)
+        w.spline_band_ = {"head": head, "draws": 1.5 * w.head_draws_}
+        o.heads_.u, o.head_draws_ = head.clone(), 1.5 * o.head_draws_
+    np.testing.assert_array_equal(widened.predict(grid), est.predict(grid))  # the point estimate stays the line's
+    for band in ("pointwise", "uniform"):
+        lo, hi = widened.predict_interval(grid, band=band)
+        lo1, hi1 = est.predict_interval(grid, band=band)
+        lo2, hi2 = other.predict_interval(grid, band=band)
+        np.testing.assert_allclose(lo, np.minimum(lo1, lo2))
+        np.testing.assert_allclose(hi, np.maximum(hi1, hi2))
+        assert np.any(lo < lo1) or np.any(hi > hi1)  # the other band reaches beyond the first somewhere
+    r = widened.effect_interval(T0=np.array([[-1.0]]), T1=np.array([[1.0]]))
+    r1 = est.effect_interval(T0=np.array([[-1.0]]), T1=np.array([[1.0]]))
+    r2 = other.effect_interval(T0=np.array([[-1.0]]), T1=np.array([[1.0]]))
+    np.testing.assert_allclose(r[0], np.minimum(r1[0], r2[0]))
+    np.testing.assert_allclose(r[1], np.maximum(r1[1], r2[1]))
+
+
+@pytest.mark.filterwarnings("ignore:T. values outside the training range:UserWarning")
+def test_the_line_keeps_the_splines_band_beside_it_where_the_flag_is_set(monkeypatch, tmp_path):
+    import deepcausal._complexity as complexity
+    from deepcausal.benchmark import make_design
+
+    monkeypatch.setattr(complexity, "LINE_BAND_WITH_SPLINE", True)
+    # a step in t at 1,000 rows: the line reported for want of a bend, one member's Lepski choice a spline
+    d = make_design("lowdim_step", n=1000, seed=202)[0]
+    est = DFIV(n_jobs=1, random_state=202, verbose=False).fit(d.train, **d.fit_kwargs())
+    c = est.complexity_
+    assert c["label"].startswith("linear 2SLS") and not c["spline"]
+    with_spline = [k is not None for k in c["sieve_knots"]]
+    assert any(with_spline) and c["band"].endswith(f"({sum(with_spline)} of {len(with_spline)} members)")
+    assert "the union of the line's band and Lepski's spline's" in c["verdict"]
+    assert "not a bend too weak" not in c["verdict"]
+    for m, k in zip(est.estimators_, with_spline):
+        assert (getattr(m, "spline_band_", None) is not None) == k
+        if k:  # the line's head, widened with zeros: it predicts as the line candidate did
+            assert isinstance(m.nets_["treatment"], SplineTerms)
+    grid = d.test_X
+    pred, (lo, hi) = est.predict(grid), est.predict_interval(grid)
+    kept = [m.__dict__.pop("spline_band_", None) for m in est.estimators_]
+    lo1, hi1 = est.predict_interval(grid)
+    np.testing.assert_array_equal(est.predict(grid), pred)
+    for m, s in zip(est.estimators_, kept):
+        if s is not None:
+            m.spline_band_ = s
+    assert np.all(lo <= lo1) and np.all(hi >= hi1) and np.any(hi - lo > hi1 - lo1)
+    path = tmp_path / "line_band.pt"
+    est.save(path)
+    loaded = DFIV.load(path)
+    np.testing.assert_array_equal(loaded.predict(grid), pred)
+    np.testing.assert_allclose(loaded.predict_interval(grid)[1], hi)
