@@ -181,8 +181,11 @@ class QueryReports:
             estimate = self._to_outcome(ests.mean(axis=0), level)
             nan = np.full_like(estimate, np.nan)
             return {"estimate": estimate, "std_error": nan, "lower": nan, "upper": nan, "dof": nan}
-        # Complete-data degrees of freedom of one member's estimate: stage-2 rows less the head's size.
-        dof = (int(self.n_train_) - int(self.n_stage1_)) - int(self._members()[0].heads_.u.shape[0])
+        # Complete-data degrees of freedom of one member's estimate: stage-2 rows less the head's size (the reported
+        # head's: a line that keeps the spline beside it has zeros on the spline's terms, which it does not fit).
+        first = self._members()[0]
+        size = int(first.heads_.u.shape[0]) - int((getattr(first, "spline_band_", None) or {}).get("extra", 0))
+        dof = (int(self.n_train_) - int(self.n_stage1_)) - size
         try:
             out = combine_draws(ests, devs, alpha, band, dof_complete=dof if dof > 0 else None)
         except NoDrawsError as exc:
@@ -192,8 +195,13 @@ class QueryReports:
             # the line reported, Lepski's spline kept beside it: the band covers both (LINE_BAND_WITH_SPLINE)
             ests_s, devs_s = self._linear_statistic(phi, heads, spline=True)
             other = combine_draws(ests_s, devs_s, alpha, band, dof_complete=dof if dof > 0 else None)
-            out = {**out, "lower": np.minimum(out["lower"], other["lower"]),
-                   "upper": np.maximum(out["upper"], other["upper"])}
+            lower, upper = np.minimum(out["lower"], other["lower"]), np.maximum(out["upper"], other["upper"])
+            # The standard error grows with the band's half-width on its wider side, so that a p-value read from
+            # it agrees with the band (the same critical value, now on the wider half-width).
+            half = (out["upper"] - out["lower"]) / 2
+            with np.errstate(divide="ignore", invalid="ignore"):
+                factor = np.where(half > 0, np.maximum(upper - out["estimate"], out["estimate"] - lower) / half, 1.0)
+            out = {**out, "lower": lower, "upper": upper, "std_error": out["std_error"] * np.maximum(factor, 1.0)}
         scale = self.scalers_["Y"].scale[0]
         return {"estimate": self._to_outcome(out["estimate"], level), "std_error": out["std_error"] * scale,
                 "lower": self._to_outcome(out["lower"], level), "upper": self._to_outcome(out["upper"], level),

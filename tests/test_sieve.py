@@ -407,6 +407,8 @@ def test_a_band_with_the_spline_beside_the_line_is_the_union_of_both_bands(sieve
 
 @pytest.mark.filterwarnings("ignore:T. values outside the training range:UserWarning")
 def test_the_line_keeps_the_splines_band_beside_it_where_the_flag_is_set(monkeypatch, tmp_path):
+    import copy
+
     import deepcausal._complexity as complexity
     from deepcausal.benchmark import make_design
 
@@ -420,11 +422,20 @@ def test_the_line_keeps_the_splines_band_beside_it_where_the_flag_is_set(monkeyp
     assert any(with_spline) and c["band"].endswith(f"({sum(with_spline)} of {len(with_spline)} members)")
     assert "the union of the line's band and Lepski's spline's" in c["verdict"]
     assert "not a bend too weak" not in c["verdict"]
+    grid = d.test_X
     for m, k in zip(est.estimators_, with_spline):
         assert (getattr(m, "spline_band_", None) is not None) == k
-        if k:  # the line's head, widened with zeros: it predicts as the line candidate did
+        if k:  # the line's head and draws, widened with zeros: the member predicts and draws as the line candidate
             assert isinstance(m.nets_["treatment"], SplineTerms)
-    grid = d.test_X
+            line = copy.deepcopy(m)
+            del line.spline_band_
+            line.nets_["treatment"] = line.nets_["treatment"].net
+            line.heads_.u, line.head_draws_ = m.candidates_["heads"][0].clone(), m.candidates_["draws"][0].clone()
+            np.testing.assert_allclose(m.predict(grid), line.predict(grid), rtol=1e-12, atol=1e-12)
+            own = copy.deepcopy(m)
+            del own.spline_band_
+            for a, b in zip(own.predict_interval(grid), line.predict_interval(grid)):
+                np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
     pred, (lo, hi) = est.predict(grid), est.predict_interval(grid)
     kept = [m.__dict__.pop("spline_band_", None) for m in est.estimators_]
     lo1, hi1 = est.predict_interval(grid)
@@ -433,6 +444,10 @@ def test_the_line_keeps_the_splines_band_beside_it_where_the_flag_is_set(monkeyp
         if s is not None:
             m.spline_band_ = s
     assert np.all(lo <= lo1) and np.all(hi >= hi1) and np.any(hi - lo > hi1 - lo1)
+    # the summary's standard errors grow with its widened intervals: no p-value below 5% where the interval holds 0
+    table = est.summary_estimates_
+    inside = (table["lower"] <= 0) & (0 <= table["upper"])
+    assert inside.any() and (table.loc[inside, "p_value"] >= 0.05 - 1e-9).all()
     path = tmp_path / "line_band.pt"
     est.save(path)
     loaded = DFIV.load(path)

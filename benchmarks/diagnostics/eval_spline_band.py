@@ -76,7 +76,8 @@ def _widen_spline_draws(est) -> list:
     """Multiply the deviations of each member that reports the spline by its :func:`band_factor`; the factors."""
     factors = []
     for m in est.estimators_:
-        if getattr(m, "sieve_", None) is None or m.head_draws_ is None:
+        # a member that keeps its spline beside the line it reports (spline_band_) holds sieve_ too: not a spline
+        if getattr(m, "sieve_", None) is None or m.head_draws_ is None or getattr(m, "spline_band_", None):
             continue
         cand = m.candidates_["sieve"]
         f = band_factor(cand["J"], cand["theta"])
