@@ -78,7 +78,11 @@ PROVENANCE = ("Provenance (2026-12-06; edit this note when the rows are fitted a
               "other single-thread benchmarks, to record the reported curves (`curve`). Against the first run's rows "
               "they gave the same MSE and coverage in every row; their fit seconds are one busy core's. That run "
               "labelled its sub-ensembles' rows \"trained head\" whatever the fit chose; they carry their fit's "
-              "choice, and their `curve` was set to the whole ensemble's.")
+              "choice, and their `curve` was set to the whole ensemble's. On 2026-12-07, after the line's band came "
+              "to cover Lepski's spline's where some member's Lepski choice is a spline, every DFIV row of the four "
+              "lowdim designs was fitted again with `--designs lowdim_abs,lowdim_linear,lowdim_sin,lowdim_step`: the "
+              "same MSE in every row, wider bands on 18 rows (six fits: lowdim_step's five line fits with a spline "
+              "beside the line, lowdim_linear's one), and `curve` recorded for every lowdim row.")
 
 
 def _sub_ensemble(est, k):
