@@ -84,11 +84,8 @@ _SHARED_DOCS = {
     complexity_ : dict
         The curve reported: ``rule``, the ``chosen`` candidate and its ``label`` (None: the trained
         head), the ``candidates`` and, when ``"auto"`` chose the line, the ``reason``; with the spline in
-        t, ``sieve_knots``, ``departs``, ``shape_step`` and ``spline`` (the method page). A member that
-        reports the spline holds ``sieve_``; its treatment network and heads read the spline's terms. Where the
-        line is reported, ``band`` says when the bands are the union of the line's and Lepski's spline's; a
-        member that keeps its spline beside the line holds ``sieve_`` and ``spline_band_`` (the spline's head
-        and draws) and reports the line.
+        t, ``sieve_knots``, ``departs``, ``shape_step``, ``spline`` and ``band`` (the method page). A member
+        that reports the spline, or keeps it beside the line for the band, holds ``sieve_``.
     history_ : DataFrame
         One row per check: steps, training and held-out stage losses, the kept check.
     stopping_ : dict

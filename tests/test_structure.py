@@ -19,8 +19,9 @@ FLOORS = [
     {"_data", "heads", "nets", "optim", "_diagnostics", "_docstrings", "datasets", "_weak_iv", "_screen"},
     # 2: what is built on the solves: the two-stage heads, bands, collectives, formulas, modes
     {"twostage", "inference", "distributed", "formula", "_modes"},
-    # 2½: the curves in t that two-stage least squares fits beside the networks (the line, Lepski's spline)
-    {"_sieve"},
+    # 2½: the curves in t that two-stage least squares fits beside the networks (the line, Lepski's spline), and
+    # the held-out rule's choice in words
+    {"_sieve", "_verdicts"},
     # 3: services of a fit: persistence, ensembles, reports, plots, the public exceptions
     {"_persist", "ensemble", "results", "plotting", "_progress", "_complexity", "exceptions", "_stopping"},
     # 4: the estimator's rooms
