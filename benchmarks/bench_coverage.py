@@ -39,6 +39,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _results import bias_share as _bias_share  # noqa: E402
 from _results import machine, single_thread, write_section  # noqa: E402
 
 from deepcausal import DFIV, DFPV  # noqa: E402
@@ -259,18 +260,12 @@ def _curves(df, design, method, members) -> str:
 
 
 def bias_share(errors: dict, rows: pd.DataFrame, design: str, method: str, members) -> float:
-    """Squared bias over mean squared error for one row of the table, from the stored errors of its R replications
-    in ``rows`` (the table's rows; NaN with fewer than two). The squared mean error over R replications overstates
-    the squared bias by the mean's own variance, s²/R (s² the replications' variance at the point, ddof 1), which
-    is taken off (at least 0)."""
+    """Squared bias over mean squared error for one row of the table (:func:`_results.bias_share`), from the stored
+    errors of its R replications in ``rows`` (the table's rows; NaN with fewer than two)."""
     reps = rows[(rows["design"] == design) & (rows["method"] == method) & (rows["members"] == members)]["rep"]
     keys = [error_key(design, method, members, r) for r in reps]
     e = [errors[k] for k in keys if k in errors]
-    if len(e) < 2:
-        return float("nan")
-    e = np.stack(e).astype(np.float64)
-    bias2 = np.maximum(e.mean(axis=0) ** 2 - e.var(axis=0, ddof=1) / len(e), 0.0)
-    return float(np.mean(bias2) / np.mean(e**2))
+    return _bias_share(np.stack(e)) if len(e) >= 2 else float("nan")
 
 
 def main(argv=None):
