@@ -90,13 +90,13 @@ lowdim_sin 0.74x, chen_christensen_mild 0.84x, weak_iv 0.26x, demand 0.90x, dema
 every row before the choice (``refit_heads="full"``) were not adopted: the held-out rows they were solved on then
 favour the trained head ("Heads solved on every row where the data have covariates")."""
 LINE_BAND_WITH_SPLINE = True
-"""Where set (the default) and the held-out rule reports the line in t (either way: the held-out rows chose it and Lepski's spline
-did not depart from it on a majority, or neither curve departed), each member whose Lepski choice is a spline keeps
-it beside the line (:func:`deepcausal._sieve.attach_band`), and every band is the union of the line's band and the
-band the spline would have had as the reported curve (the same level, pointwise or uniform; members that kept the line
-give the line to both, so the members' disagreement enters the spline's band as spread); the standard error grows
-with the band's half-width, so that p-values agree with the band. Why: the line is
-reported because the tests did not show the spline departing from it, which is no evidence that the spline is wrong;
+"""Where set (the default) and the held-out rule reports the line in t (either way: the held-out rows chose it and
+Lepski's spline did not depart from it on a majority, or neither curve departed), each member whose Lepski choice is a
+spline keeps it beside the line (:func:`deepcausal._sieve.attach_band`), and every band is the union of the line's
+band and the band the spline would have had as the reported curve (the same level, pointwise or uniform; members that
+kept the line give the line to both, so the members' disagreement enters the spline's band as spread); the standard
+error grows with the band's half-width, so that p-values agree with the band. Why: the line is reported because the
+tests did not show the spline departing from it, which is no evidence that the spline is wrong;
 a band that stays honest after that choice covers the sampling noise of every candidate the data did not reject (as
 Chen, Christensen and Kankanala's bands after Lepski's choice cover every admissible sieve dimension). Stated before
 its run and adopted by its stated rule (benchmarks/RESULTS.md, "The line's band widened to cover Lepski's spline's";

@@ -552,8 +552,8 @@ def install(member, sieve: dict) -> None:
 def attach_band(member, sieve: dict) -> None:
     """Keep a fitted member's reported curve (the line) and give it its sieve's head and draws beside it, in the
     same wrapped coordinates (``spline_band_``: ``head`` (d₂′, 1), ``draws`` (B, d₂′, 1), ``extra`` the number of
-    coefficients the widening added), for a band that
-    covers the spline's too (:data:`deepcausal._complexity.LINE_BAND_WITH_SPLINE`). Needs the member's draws."""
+    coefficients the widening added), for a band that covers the spline's too
+    (:data:`deepcausal._complexity.LINE_BAND_WITH_SPLINE`). Needs the member's draws."""
     m = _wrap(member, sieve)
     u = member.heads_.u
     member.head_draws_ = widen(member.head_draws_, sieve["d_psi"], m, sieve["d_cov"])

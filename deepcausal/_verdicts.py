@@ -43,8 +43,8 @@ def held_out_verdict(c: dict, z_bound: float, f_bound: float) -> str:
 
 
 def _band_verdict(c: dict) -> str:
-    """The verdict's words on a line's band widened to cover the spline's (:data:`LINE_BAND_WITH_SPLINE`); empty
-    without."""
+    """The verdict's words on a line's band widened to cover the spline's
+    (:data:`deepcausal._complexity.LINE_BAND_WITH_SPLINE`); empty without."""
     if not c.get("band"):
         return ""
     return (f"; its band is {c['band']}: the tests did not reject the spline, so the band also covers the band the "
