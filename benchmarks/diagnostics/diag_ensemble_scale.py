@@ -95,8 +95,7 @@ READING = ("- Reading (2026-12-06, the every-row trained head): the every-row so
            "(seed 0: 8-117, seed 1: 4.7-53) and seed 2's fifth member drifts again, to 3,656 (4,054 before), which "
            "makes that ensemble's 131. The members' held-out losses do not see it: seed 2's fifth member has the "
            "lowest of the five (0.00662), and seed 0's two worst members (64 and 117) rank third and fourth of five. The "
-           "projected "
-           "loss is blind to what drifts; a rule that drops members by it would not have removed this one.")
+           "projected loss is blind to what drifts; a rule that drops members by it would not have removed this one.")
 
 
 def summarise(command):

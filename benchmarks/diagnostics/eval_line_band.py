@@ -53,6 +53,7 @@ import pandas as pd  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _continuous_iv import design  # noqa: E402
 from _results import append_row, machine, markdown_table, sharded_main  # noqa: E402
+from bench_coverage import _band_scores  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 CSV = HERE / "line_band.csv"
@@ -87,9 +88,10 @@ def _bands(est, X):
 
 
 def _scores(bands, truth):
+    """(pointwise coverage, whether the uniform band covers every point, the pointwise width over the sd of the truth)."""
     (lo, hi), (ulo, uhi) = bands
-    return (float(np.mean((lo <= truth) & (truth <= hi))), bool(np.all((ulo <= truth) & (truth <= uhi))),
-            float(np.mean(hi - lo) / np.std(truth)))
+    pointwise, _, width = _band_scores(lo, hi, truth)
+    return pointwise, _band_scores(ulo, uhi, truth)[1], width
 
 
 def run(shard: int, shards: int) -> None:
